@@ -1,0 +1,53 @@
+"""The runtime's exceptions.
+
+::
+
+    SwitchboardError
+    ├── NotFound          no such task or chat, as far as the caller may know
+    ├── DepthLimitExceeded  a depth-3 sub-agent tried to delegate
+    ├── Conflict          new instructions for a task that is already terminal
+    ├── Unavailable       a dependency (the store, the audit trail) refused; nothing read
+    ├── RateLimited       a bounded queue is full; the caller should retry later
+    └── ToolError         a tool failed; fails that sub-agent's task, nothing else
+
+Messages never hold record contents: callers may show them to anyone.
+"""
+
+from __future__ import annotations
+
+
+class SwitchboardError(Exception):
+    """Base of every error the runtime raises on purpose."""
+
+    code = "internal"
+
+
+class NotFound(SwitchboardError):
+    """The id does not exist for this caller; raised identically for every reason."""
+
+    code = "not_found"
+
+    def __init__(self, what: str = "task") -> None:
+        super().__init__(f"no such {what}")
+
+
+class DepthLimitExceeded(SwitchboardError):
+    code = "depth_limit"
+
+
+class Conflict(SwitchboardError):
+    code = "conflict"
+
+
+class Unavailable(SwitchboardError):
+    code = "unavailable"
+
+
+class RateLimited(SwitchboardError):
+    code = "rate_limited"
+
+
+class ToolError(SwitchboardError):
+    """A tool could not do its work; the message is safe to store in the task result."""
+
+    code = "internal"

@@ -1,0 +1,371 @@
+"""The runtime's domain records: principals, agents, chats, tasks and stream events.
+
+Everything here is an immutable value. Records change by being replaced
+(``dataclasses.replace``), which keeps the state machine in :mod:`agents.states` the
+only place a task's state moves.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def rfc3339(moment: datetime) -> str:
+    """Format *moment* as RFC 3339 in UTC with millisecond precision and a ``Z``."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """Parse what :func:`rfc3339` wrote."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def new_id(prefix: str) -> str:
+    """An unguessable id (128 random bits) with a readable *prefix*: ``task_…``."""
+    return f"{prefix}_{secrets.token_urlsafe(16)}"
+
+
+class Role(enum.StrEnum):
+    """What kind of principal a token names (PROTOCOL.md, Identity)."""
+
+    PERSON = "person"
+    AGENT = "agent"
+    SERVICE = "service"
+    AUDITOR = "auditor"
+
+
+class TaskState(enum.StrEnum):
+    """A background task's state (PROTOCOL.md, TaskView). See :mod:`agents.states`."""
+
+    SUBMITTED = "submitted"
+    WORKING = "working"
+    INPUT_REQUIRED = "input_required"
+    CANCELLING = "cancelling"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset(
+    {TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED, TaskState.INTERRUPTED}
+)
+
+
+class EventType(enum.StrEnum):
+    MESSAGE = "message"
+    TASK = "task"
+
+
+class MessageRole(enum.StrEnum):
+    USER = "user"
+    AGENT = "agent"
+
+
+class MessageKind(enum.StrEnum):
+    REPLY = "reply"
+    PROGRESS = "progress"
+    FOLLOWUP = "followup"
+    NOTICE = "notice"
+
+
+class ChatKind(enum.StrEnum):
+    CONVERSATION = "conversation"
+    TASK = "task"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is asking: the claims of a verified token, or an agent inside the runtime.
+
+    ``act_for`` is the person a ``service`` acts for (the voice bridge for a caller).
+    """
+
+    workspace_id: str
+    id: str
+    role: Role
+    name: str | None = None
+    act_for: str | None = None
+
+    @property
+    def person_id(self) -> str | None:
+        """The person this principal is, or speaks for; ``None`` for agents and auditors."""
+        if self.role is Role.PERSON:
+            return self.id
+        if self.role is Role.SERVICE:
+            return self.act_for
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    """``{"id", "name"}`` of whoever wrote a message or runs a task."""
+
+    id: str
+    name: str
+
+    def to_wire(self) -> dict[str, str]:
+        return {"id": self.id, "name": self.name}
+
+
+@dataclass(frozen=True, slots=True)
+class AgentDefinition:
+    """One of a workspace's agents. Sub-agents are drawn from these, never made up."""
+
+    workspace_id: str
+    id: str
+    name: str
+    description: str
+    instructions: str
+    tools: tuple[str, ...] = ()
+    brain: str = "rule"
+    primary: bool = False
+
+    @property
+    def author(self) -> Author:
+        return Author(self.id, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """A person's conversation with a primary agent; its stream is ``chat_id``'s."""
+
+    id: str
+    workspace_id: str
+    person_id: str
+    agent_id: str
+    chat_id: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Chat:
+    """A stream of events: a conversation's own, or one sub-agent's (``task_id`` set)."""
+
+    id: str
+    workspace_id: str
+    conversation_id: str
+    kind: ChatKind
+    title: str
+    agent: Author
+    person_id: str
+    created_at: datetime
+    task_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """A background task: one sub-agent's piece of work (PROTOCOL.md, TaskView).
+
+    ``owner_agent_id`` is the agent that started it; with the conversation's person it
+    is the task's only owner (:mod:`agents.ownership`). ``batch_id`` groups the tasks of
+    one fan-out so that a single roll-up follows when all of them are done.
+    """
+
+    id: str
+    workspace_id: str
+    conversation_id: str
+    chat_id: str
+    title: str
+    agent: Author
+    state: TaskState
+    depth: int
+    parent_id: str | None
+    owner_agent_id: str
+    person_id: str
+    created_at: datetime
+    updated_at: datetime
+    progress: str | None = None
+    result: str | None = None
+    batch_id: str | None = None
+    node_id: str | None = None
+    subject: str = ""
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def view(self) -> dict[str, Any]:
+        """The wire ``TaskView`` (PROTOCOL.md); holds PHI, so every read is audited."""
+        return {
+            "id": self.id,
+            "title": self.title,
+            "agent": self.agent.to_wire(),
+            "state": self.state.value,
+            "depth": self.depth,
+            "parent_id": self.parent_id,
+            "chat_id": self.chat_id,
+            "conversation_id": self.conversation_id,
+            "progress": self.progress,
+            "result": self.result,
+            "created_at": rfc3339(self.created_at),
+            "updated_at": rfc3339(self.updated_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """The body of a ``message`` stream event."""
+
+    role: MessageRole
+    author: Author
+    kind: MessageKind
+    text: str
+    task_id: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {
+            "role": self.role.value,
+            "author": self.author.to_wire(),
+            "kind": self.kind.value,
+            "text": self.text,
+        }
+        if self.task_id is not None:
+            wire["task_id"] = self.task_id
+        return wire
+
+
+@dataclass(frozen=True, slots=True)
+class TaskUpdate:
+    """The body of a ``task`` stream event: the task as it is now."""
+
+    task: Task
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"task": self.task.view()}
+
+
+EventBody = Message | TaskUpdate
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """A stored event of one chat; ``seq`` is gapless per chat and starts at 1."""
+
+    chat_id: str
+    seq: int
+    ts: datetime
+    body: EventBody
+
+    @property
+    def type(self) -> EventType:
+        return EventType.MESSAGE if isinstance(self.body, Message) else EventType.TASK
+
+    @property
+    def task_id(self) -> str | None:
+        """The task this event is about, if any (its contents are PHI)."""
+        if isinstance(self.body, TaskUpdate):
+            return self.body.task.id
+        return self.body.task_id
+
+    def to_wire(self) -> dict[str, Any]:
+        """The event as PROTOCOL.md sends it."""
+        wire: dict[str, Any] = {
+            "seq": self.seq,
+            "type": self.type.value,
+            "chat_id": self.chat_id,
+            "ts": rfc3339(self.ts),
+        }
+        wire.update(self.body.to_wire())
+        return wire
+
+
+def body_to_json(body: EventBody) -> dict[str, Any]:
+    """Serialize an event body for storage (the inverse of :func:`body_from_json`)."""
+    if isinstance(body, Message):
+        return {"type": "message", **body.to_wire()}
+    return {"type": "task", "task": task_to_json(body.task)}
+
+
+def body_from_json(data: Mapping[str, Any]) -> EventBody:
+    """Rebuild an event body stored by :func:`body_to_json`."""
+    if data["type"] == "message":
+        author = data["author"]
+        return Message(
+            role=MessageRole(data["role"]),
+            author=Author(author["id"], author["name"]),
+            kind=MessageKind(data["kind"]),
+            text=data["text"],
+            task_id=data.get("task_id"),
+        )
+    return TaskUpdate(task_from_json(data["task"]))
+
+
+def task_to_json(task: Task) -> dict[str, Any]:
+    """Every field of *task* as JSON-ready values (storage, not the wire)."""
+    return {
+        "id": task.id,
+        "workspace_id": task.workspace_id,
+        "conversation_id": task.conversation_id,
+        "chat_id": task.chat_id,
+        "title": task.title,
+        "agent": task.agent.to_wire(),
+        "state": task.state.value,
+        "depth": task.depth,
+        "parent_id": task.parent_id,
+        "owner_agent_id": task.owner_agent_id,
+        "person_id": task.person_id,
+        "created_at": rfc3339(task.created_at),
+        "updated_at": rfc3339(task.updated_at),
+        "progress": task.progress,
+        "result": task.result,
+        "batch_id": task.batch_id,
+        "node_id": task.node_id,
+        "subject": task.subject,
+        "params": dict(task.params),
+    }
+
+
+def task_from_json(data: Mapping[str, Any]) -> Task:
+    """Rebuild a task stored by :func:`task_to_json`."""
+    agent = data["agent"]
+    return Task(
+        id=data["id"],
+        workspace_id=data["workspace_id"],
+        conversation_id=data["conversation_id"],
+        chat_id=data["chat_id"],
+        title=data["title"],
+        agent=Author(agent["id"], agent["name"]),
+        state=TaskState(data["state"]),
+        depth=int(data["depth"]),
+        parent_id=data.get("parent_id"),
+        owner_agent_id=data["owner_agent_id"],
+        person_id=data["person_id"],
+        created_at=parse_rfc3339(data["created_at"]),
+        updated_at=parse_rfc3339(data["updated_at"]),
+        progress=data.get("progress"),
+        result=data.get("result"),
+        batch_id=data.get("batch_id"),
+        node_id=data.get("node_id"),
+        subject=data.get("subject", ""),
+        params=dict(data.get("params") or {}),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Patient:
+    """A patient record of a workspace (the demo's are fictional). Everything here is PHI."""
+
+    workspace_id: str
+    id: str
+    name: str
+    date_of_birth: str
+    mrn: str
+    phone: str
+    onboarding_complete: bool
+    medications: tuple[str, ...] = ()
+    allergies: tuple[str, ...] = ()
+    conditions: tuple[str, ...] = ()
+    provider: str = ""
+    insurer: str = ""

@@ -1,0 +1,155 @@
+"""The runtime's ports: what it needs from storage, the bus and the audit trail.
+
+``server/`` provides the real implementations (SQLModel, Redis, :mod:`audit`);
+:mod:`agents.memory` provides in-memory ones for tests and the terminal demo.
+Every method may raise :class:`~agents.exceptions.Unavailable` when its backend
+refuses; none returns partial results.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from agents.models import (
+    AgentDefinition,
+    Chat,
+    Conversation,
+    EventBody,
+    Patient,
+    Principal,
+    StreamEvent,
+    Task,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to append to ``chat_id``; the store gives it its ``seq`` and ``ts``."""
+
+    chat_id: str
+    body: EventBody
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What one :meth:`Store.commit` writes in a single transaction.
+
+    Chats are created, tasks inserted or replaced, then events appended in order, each
+    with the next ``seq`` of its chat. Either all of it is stored or none of it.
+    """
+
+    chats: Sequence[Chat] = ()
+    tasks: Sequence[Task] = ()
+    events: Sequence[NewEvent] = ()
+
+
+class Store(Protocol):
+    """The source of truth for conversations, chats, stream events and tasks."""
+
+    async def create_conversation(self, conversation: Conversation, chat: Chat) -> None: ...
+
+    async def get_conversation(
+        self, workspace_id: str, conversation_id: str
+    ) -> Conversation | None: ...
+
+    async def get_chat(self, workspace_id: str, chat_id: str) -> Chat | None: ...
+
+    async def list_chats(self, workspace_id: str, person_id: str) -> list[Chat]:
+        """The chats of the person's conversations (their own and their tasks'), newest first."""
+        ...
+
+    async def commit(self, changes: Changes) -> list[StreamEvent]:
+        """Store *changes* atomically; return the appended events with their ``seq``."""
+        ...
+
+    async def events_after(self, chat_id: str, after: int, limit: int) -> list[StreamEvent]:
+        """Up to *limit* events of *chat_id* with ``seq > after``, oldest first."""
+        ...
+
+    async def last_seq(self, chat_id: str) -> int: ...
+
+    async def get_task(self, workspace_id: str, task_id: str) -> Task | None: ...
+
+    async def list_tasks(self, workspace_id: str, conversation_id: str) -> list[Task]:
+        """The conversation's tasks, oldest first."""
+        ...
+
+    async def unfinished_tasks(self, node_id: str | None = None) -> list[Task]:
+        """Tasks in a non-terminal state (of *node_id*, or of every node)."""
+        ...
+
+    async def list_agents(self, workspace_id: str) -> list[AgentDefinition]: ...
+
+    async def save_agents(self, agents: Sequence[AgentDefinition]) -> None: ...
+
+
+class PatientDirectory(Protocol):
+    """The workspace's patient records, read by the records tool and the rule brain."""
+
+    async def list_patients(self, workspace_id: str) -> list[Patient]: ...
+
+    async def get_patient(self, workspace_id: str, patient_id: str) -> Patient | None: ...
+
+    async def save_patients(self, patients: Sequence[Patient]) -> None: ...
+
+
+class Publisher(Protocol):
+    """Hands stored events to whoever watches their chat (this node or others)."""
+
+    async def publish(self, workspace_id: str, events: Sequence[StreamEvent]) -> None:
+        """Publish *events*, already committed, in order. Never raises for no listeners."""
+        ...
+
+
+class AuditType(enum.StrEnum):
+    PHI_RECORD_VIEWED = "PHI_RECORD_VIEWED"
+    ACCESS_DENIED = "ACCESS_DENIED"
+    TASK_STARTED = "TASK_STARTED"
+    TASK_INSTRUCTED = "TASK_INSTRUCTED"
+    TASK_CANCELLED = "TASK_CANCELLED"
+
+
+class AuditOutcome(enum.StrEnum):
+    SUCCESS = "success"
+    DENIED = "denied"
+
+
+class AuditReason(enum.StrEnum):
+    """Why an outcome is what it is: an enumeration, never free text."""
+
+    OWNER = "owner"
+    NOT_OWNER = "not_owner"
+    NO_SUCH_RECORD = "no_such_record"
+    OTHER_WORKSPACE = "other_workspace"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """What the runtime asks the audit trail to record: who, what (ids), how, outcome.
+
+    It carries no contents: never text, titles, names or tool arguments. ``channel``
+    names the path (``ws:task.status``, ``http:GET /v1/tasks/{task_id}``,
+    ``agent:child_result``) and ``on_behalf_of`` the chain of principals the actor
+    acts for (an agent for its conversation's person, a bridge for its caller).
+    """
+
+    type: AuditType
+    actor: Principal
+    channel: str
+    outcome: AuditOutcome = AuditOutcome.SUCCESS
+    reason: AuditReason = AuditReason.OWNER
+    task_id: str | None = None
+    chat_id: str | None = None
+    conversation_id: str | None = None
+    on_behalf_of: tuple[str, ...] = field(default=())
+    request_id: str | None = None
+
+
+class AuditSink(Protocol):
+    """Appends to the audit trail. Raises :class:`~agents.exceptions.Unavailable` if it
+    cannot, and then the read it guards must not happen (fail closed)."""
+
+    async def record(self, entry: AuditEntry) -> None: ...

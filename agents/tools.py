@@ -1,0 +1,76 @@
+"""Tools: async callables with a declared expected latency and an optional clean-up.
+
+The runtime runs a tool whose ``expected_latency`` exceeds the conversation's turn
+budget as a background task, never inline: the primary agent never waits on slow work.
+A tool's clean-up (hang up a call, withdraw a request) runs when the sub-agent using
+it is cancelled, shielded and under the clean-up deadline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ToolContext:
+    """What a running tool may use: where it runs, and a way to report progress.
+
+    ``report_progress`` is synchronous and cheap: the runtime throttles what reaches
+    the stream (at most twice a second per task, the latest never lost).
+    """
+
+    workspace_id: str
+    task_id: str | None
+    report_progress: Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """What the tool did, as its agent heard it (``text``), and structured ``data``."""
+
+    text: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+class ToolFunction(Protocol):
+    def __call__(self, ctx: ToolContext, args: Mapping[str, Any]) -> Awaitable[ToolResult]: ...
+
+
+class CleanupFunction(Protocol):
+    def __call__(self, ctx: ToolContext, args: Mapping[str, Any]) -> Awaitable[str | None]:
+        """Undo what a cancelled call started; return what was done ("Hung up.")."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    name: str
+    description: str
+    expected_latency: float
+    run: ToolFunction
+    cleanup: CleanupFunction | None = None
+
+
+class ToolBox:
+    """The tools a workspace's agents may use, by name."""
+
+    def __init__(self, tools: Iterable[Tool] = ()) -> None:
+        self._tools: dict[str, Tool] = {}
+        for tool in tools:
+            self.add(tool)
+
+    def add(self, tool: Tool) -> None:
+        if tool.name in self._tools:
+            raise ValueError(f"tool {tool.name!r} is defined twice")
+        self._tools[tool.name] = tool
+
+    def get(self, name: str) -> Tool | None:
+        return self._tools.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def __iter__(self) -> Iterator[Tool]:
+        return iter(self._tools.values())
