@@ -1,0 +1,173 @@
+"""Engines for ``DATABASE_URL``, and the schema they hold.
+
+``sqlite:///path`` is the embedded default: one file, WAL journal, foreign keys on.
+``postgresql://``, ``postgres://`` and ``postgresql+psycopg://`` all use psycopg 3.
+
+SQLite allows one writer at a time. A write transaction therefore starts with
+``BEGIN IMMEDIATE`` (:func:`begin_write`), taking the write lock before its first
+read; a deferred ``BEGIN`` that reads and then writes can fail with "database is
+locked" however long ``busy_timeout`` is.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
+
+from agents.models import utcnow
+from server.storage.tables import METADATA, SCHEMA_VERSION, SCHEMA_VERSIONS, TABLES
+
+SQLITE_BUSY_TIMEOUT_MS = 5_000
+SQLITE_POOL_SIZE = 8
+POSTGRES_POOL_SIZE = 10
+POSTGRES_MAX_OVERFLOW = 5
+POSTGRES_CONNECT_TIMEOUT_S = 5
+
+# Any constant shared by every node: held while one of them creates or migrates.
+_SCHEMA_LOCK_KEY = 0x5357_4244  # "SWBD"
+
+# The execution option that asks the SQLite ``begin`` hook for ``BEGIN IMMEDIATE``.
+_IMMEDIATE = "switchboard_begin_immediate"
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was migrated by newer code than this; refuse to run against it."""
+
+
+def normalize_url(url: str | URL) -> URL:
+    """*url* with PostgreSQL pointed at psycopg 3; raises ``ValueError`` for other schemes."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "postgres" or parsed.drivername == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend in {"postgresql", "sqlite"}:
+        return parsed
+    raise ValueError(f"unsupported database URL scheme: {parsed.drivername}")
+
+
+def create_engine_for(
+    url: str | URL,
+    *,
+    pool_size: int | None = None,
+    connect_args: Mapping[str, Any] | None = None,
+) -> Engine:
+    """An engine for *url*, configured for this server.
+
+    SQLite: the file's directory is created; WAL, ``synchronous=NORMAL``,
+    ``busy_timeout`` and foreign keys are set on every connection. PostgreSQL: psycopg
+    3 with a bounded pool and pre-ping. Connects lazily. Raises ``ValueError`` for an
+    unsupported scheme, ``OSError`` when the SQLite directory cannot be created.
+    """
+    parsed = normalize_url(url)
+    extra = dict(connect_args or {})
+    # Errors then carry the SQL but never the values: those may be PHI.
+    common: dict[str, Any] = {"hide_parameters": True}
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed, pool_size, extra, common)
+    extra.setdefault("connect_timeout", POSTGRES_CONNECT_TIMEOUT_S)
+    return create_engine(
+        parsed,
+        pool_size=pool_size or POSTGRES_POOL_SIZE,
+        max_overflow=POSTGRES_MAX_OVERFLOW,
+        pool_timeout=30,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args=extra,
+        **common,
+    )
+
+
+def _sqlite_engine(
+    url: URL, pool_size: int | None, connect_args: dict[str, Any], common: dict[str, Any]
+) -> Engine:
+    database = url.database or ""
+    in_memory = database in {"", ":memory:"} or database.startswith("file::memory:")
+    # The store runs every call in a worker thread, so connections move between threads.
+    connect_args.setdefault("check_same_thread", False)
+    if in_memory:
+        # Each connection to ":memory:" would be a new, empty database: share one.
+        engine = create_engine(url, poolclass=StaticPool, connect_args=connect_args, **common)
+    else:
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            pool_size=pool_size or SQLITE_POOL_SIZE,
+            max_overflow=0,
+            pool_timeout=30,
+            connect_args=connect_args,
+            **common,
+        )
+    event.listen(engine, "connect", _on_sqlite_connect)
+    event.listen(engine, "begin", _on_sqlite_begin)
+    return engine
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    assert isinstance(dbapi_connection, sqlite3.Connection)
+    # Stop the driver from issuing its own BEGINs; _on_sqlite_begin issues them.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS:d}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+def _on_sqlite_begin(connection: Connection) -> None:
+    immediate = connection.get_execution_options().get(_IMMEDIATE, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextmanager
+def begin_write(engine: Engine) -> Iterator[Connection]:
+    """A connection in a write transaction: committed on exit, rolled back on error.
+
+    On SQLite the transaction takes the database's write lock at once (``BEGIN
+    IMMEDIATE``), waiting up to ``busy_timeout`` for it.
+    """
+    with engine.connect() as connection:
+        connection.execution_options(**{_IMMEDIATE: True})
+        with connection.begin():
+            yield connection
+
+
+def create_schema(engine: Engine) -> None:
+    """Create the tables that are missing and record the schema version.
+
+    Safe to run on every start and from several nodes at once (PostgreSQL serializes
+    them with an advisory lock). Raises :class:`SchemaTooNew` if the database was
+    migrated by newer code, and SQLAlchemy's errors if the database refuses.
+    """
+    with begin_write(engine) as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(select(func.pg_advisory_xact_lock(_SCHEMA_LOCK_KEY)))
+        METADATA.create_all(connection, tables=list(TABLES), checkfirst=True)
+        current = connection.execute(select(func.max(SCHEMA_VERSIONS.c.version))).scalar()
+        if current is not None and current > SCHEMA_VERSION:
+            raise SchemaTooNew(
+                f"database schema version {current} is newer than this server's ({SCHEMA_VERSION})"
+            )
+        # Later migrations go here: each moves `current` up by one and records it.
+        if current is None or current < SCHEMA_VERSION:
+            connection.execute(
+                insert(SCHEMA_VERSIONS).values(version=SCHEMA_VERSION, applied_at=utcnow())
+            )
+
+
+def schema_version(engine: Engine) -> int:
+    """The database's schema version; 0 before :func:`create_schema` has run."""
+    with engine.connect() as connection:
+        if not engine.dialect.has_table(connection, SCHEMA_VERSIONS.name):
+            return 0
+        version = connection.execute(select(func.max(SCHEMA_VERSIONS.c.version))).scalar()
+    return int(version or 0)
