@@ -1,0 +1,538 @@
+"""The runtime's :class:`~agents.ports.Store` and :class:`~agents.ports.PatientDirectory`
+on SQL (SQLite or PostgreSQL), through the tables of :mod:`server.storage.tables`.
+
+SQLAlchemy is synchronous: every call runs in a worker thread, at most as many at a
+time as the pool has connections, so a burst queues here instead of in the pool.
+Database errors leave as :class:`~agents.exceptions.Unavailable` with a fixed message;
+the original is chained for the logs, and the engine hides bound values from it.
+
+``seq`` is assigned in the transaction that stores the event: the chat's
+``chat_heads`` row is moved forward with ``UPDATE ... RETURNING``, which holds the
+row's lock on PostgreSQL until commit, so concurrent committers to one chat queue
+behind each other and the numbers stay gapless. SQLite has one writer at a time
+anyway; a process-wide lock makes this process's writers queue without spinning on
+``busy_timeout``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+from sqlalchemy import Connection, Engine, Insert, Table, text, update
+from sqlalchemy import insert as generic_insert
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import QueuePool
+from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
+
+from agents.exceptions import NotFound, Unavailable
+from agents.models import (
+    TERMINAL_STATES,
+    AgentDefinition,
+    Author,
+    Chat,
+    ChatKind,
+    Conversation,
+    Patient,
+    StreamEvent,
+    Task,
+    TaskState,
+    body_from_json,
+    body_to_json,
+    utcnow,
+)
+from agents.ports import Changes
+from server.storage.engine import begin_write, create_schema
+from server.storage.tables import (
+    AGENTS,
+    CHAT_HEADS,
+    CHATS,
+    CONVERSATIONS,
+    EVENTS,
+    PATIENTS,
+    TASKS,
+    AgentRow,
+    ChatHeadRow,
+    ChatRow,
+    ConversationRow,
+    EventRow,
+    PatientRow,
+    TaskRow,
+)
+
+_T = TypeVar("_T")
+
+_UNFINISHED = sorted(state.value for state in TaskState if state not in TERMINAL_STATES)
+
+
+class SqlStore:
+    """The store and patient directory on one SQLAlchemy engine, which it owns.
+
+    Every method raises :class:`~agents.exceptions.Unavailable` when the database
+    refuses or cannot be reached, and then nothing was written.
+    """
+
+    def __init__(self, engine: Engine, *, max_concurrency: int | None = None) -> None:
+        self._engine = engine
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._limiter = anyio.CapacityLimiter(max_concurrency or _pool_capacity(engine))
+        # SQLite only: this process's writers take turns here (see the module docstring).
+        self._write_lock = threading.Lock()
+        self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def create_schema(self) -> None:
+        """Create or migrate the schema (:func:`server.storage.engine.create_schema`)."""
+        await self._run(create_schema, self._engine)
+
+    async def ping(self) -> None:
+        """Check that the database answers (readiness); raises ``Unavailable`` if not."""
+        await self._run(self._ping_sync)
+
+    async def close(self) -> None:
+        """Close every pooled connection. A later call would open new ones."""
+        await anyio.to_thread.run_sync(self._engine.dispose, limiter=self._limiter)
+
+    # -- conversations and chats ---------------------------------------------------
+
+    async def create_conversation(self, conversation: Conversation, chat: Chat) -> None:
+        """Store a new conversation and its chat (which has no events yet)."""
+        await self._run(self._create_conversation_sync, conversation, chat)
+
+    async def get_conversation(
+        self, workspace_id: str, conversation_id: str
+    ) -> Conversation | None:
+        statement = select(ConversationRow).where(
+            ConversationRow.id == conversation_id, ConversationRow.workspace_id == workspace_id
+        )
+        row = await self._run(self._first, statement)
+        return None if row is None else _conversation(row)
+
+    async def get_chat(self, workspace_id: str, chat_id: str) -> Chat | None:
+        statement = select(ChatRow).where(
+            ChatRow.id == chat_id, ChatRow.workspace_id == workspace_id
+        )
+        row = await self._run(self._first, statement)
+        return None if row is None else _chat(row)
+
+    async def list_chats(self, workspace_id: str, person_id: str) -> list[Chat]:
+        """The chats of the person's conversations (their own and their tasks'), newest first."""
+        statement = (
+            select(ChatRow)
+            .where(ChatRow.workspace_id == workspace_id, ChatRow.person_id == person_id)
+            .order_by(col(ChatRow.created_at).desc(), col(ChatRow.id).desc())
+        )
+        return [_chat(row) for row in await self._run(self._all, statement)]
+
+    # -- events ------------------------------------------------------------------
+
+    async def commit(self, changes: Changes) -> list[StreamEvent]:
+        """Store *changes* in one transaction; return the appended events with ``seq``.
+
+        Raises :class:`~agents.exceptions.NotFound` for an event whose chat does not
+        exist, ``Unavailable`` if the database refuses (a duplicate chat id included);
+        either way nothing of *changes* is stored.
+        """
+        if not (changes.chats or changes.tasks or changes.events):
+            return []
+        return await self._run(self._commit_sync, changes)
+
+    async def events_after(self, chat_id: str, after: int, limit: int) -> list[StreamEvent]:
+        """Up to *limit* events of *chat_id* with ``seq > after``, oldest first."""
+        if limit <= 0:
+            return []
+        statement = (
+            select(EventRow)
+            .where(EventRow.chat_id == chat_id, EventRow.seq > after)
+            .order_by(col(EventRow.seq))
+            .limit(limit)
+        )
+        return [_event(row) for row in await self._run(self._all, statement)]
+
+    async def last_seq(self, chat_id: str) -> int:
+        """The ``seq`` of the chat's newest event; 0 if it has none (or does not exist)."""
+        statement = select(ChatHeadRow.last_seq).where(ChatHeadRow.chat_id == chat_id)
+        found = await self._run(self._first, statement)
+        return 0 if found is None else found
+
+    # -- tasks ---------------------------------------------------------------------
+
+    async def get_task(self, workspace_id: str, task_id: str) -> Task | None:
+        statement = select(TaskRow).where(
+            TaskRow.id == task_id, TaskRow.workspace_id == workspace_id
+        )
+        row = await self._run(self._first, statement)
+        return None if row is None else _task(row)
+
+    async def list_tasks(self, workspace_id: str, conversation_id: str) -> list[Task]:
+        """The conversation's tasks, oldest first."""
+        statement = (
+            select(TaskRow)
+            .where(TaskRow.workspace_id == workspace_id, TaskRow.conversation_id == conversation_id)
+            .order_by(col(TaskRow.created_at), col(TaskRow.id))
+        )
+        return [_task(row) for row in await self._run(self._all, statement)]
+
+    async def unfinished_tasks(self, node_id: str | None = None) -> list[Task]:
+        """Tasks in a non-terminal state (of *node_id*, or of every node), oldest first."""
+        statement = select(TaskRow).where(col(TaskRow.state).in_(_UNFINISHED))
+        if node_id is not None:
+            statement = statement.where(TaskRow.node_id == node_id)
+        statement = statement.order_by(col(TaskRow.created_at), col(TaskRow.id))
+        return [_task(row) for row in await self._run(self._all, statement)]
+
+    # -- agents and patients -----------------------------------------------------------
+
+    async def list_agents(self, workspace_id: str) -> list[AgentDefinition]:
+        """The workspace's agents: the primary first, then by name."""
+        statement = (
+            select(AgentRow)
+            .where(AgentRow.workspace_id == workspace_id)
+            .order_by(col(AgentRow.is_primary).desc(), col(AgentRow.name), col(AgentRow.id))
+        )
+        return [_agent(row) for row in await self._run(self._all, statement)]
+
+    async def save_agents(self, agents: Sequence[AgentDefinition]) -> None:
+        """Insert or replace *agents*, each by (workspace_id, id)."""
+        if agents:
+            await self._run(self._upsert_sync, AGENTS, [_agent_values(a) for a in agents])
+
+    async def list_patients(self, workspace_id: str) -> list[Patient]:
+        statement = (
+            select(PatientRow)
+            .where(PatientRow.workspace_id == workspace_id)
+            .order_by(col(PatientRow.name), col(PatientRow.id))
+        )
+        return [_patient(row) for row in await self._run(self._all, statement)]
+
+    async def get_patient(self, workspace_id: str, patient_id: str) -> Patient | None:
+        statement = select(PatientRow).where(
+            PatientRow.workspace_id == workspace_id, PatientRow.id == patient_id
+        )
+        row = await self._run(self._first, statement)
+        return None if row is None else _patient(row)
+
+    async def save_patients(self, patients: Sequence[Patient]) -> None:
+        """Insert or replace *patients*, each by (workspace_id, id)."""
+        if patients:
+            await self._run(self._upsert_sync, PATIENTS, [_patient_values(p) for p in patients])
+
+    # -- the thread boundary -------------------------------------------------------
+
+    async def _run(self, function: Callable[..., _T], *args: Any) -> _T:
+        try:
+            return await anyio.to_thread.run_sync(function, *args, limiter=self._limiter)
+        except (SQLAlchemyError, self._dbapi_error) as exc:
+            raise Unavailable("store unavailable") from exc
+
+    # -- worker-thread side: everything below blocks ---------------------------------
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        if self._sqlite:
+            with self._write_lock, begin_write(self._engine) as connection:
+                yield connection
+        else:
+            with begin_write(self._engine) as connection:
+                yield connection
+
+    def _ping_sync(self) -> None:
+        with self._engine.connect() as connection:
+            connection.execute(text("SELECT 1")).scalar_one()
+
+    def _all(self, statement: SelectOfScalar[_T]) -> list[_T]:
+        with Session(self._engine) as session:
+            return list(session.exec(statement).all())
+
+    def _first(self, statement: SelectOfScalar[_T]) -> _T | None:
+        with Session(self._engine) as session:
+            return session.exec(statement).first()
+
+    def _create_conversation_sync(self, conversation: Conversation, chat: Chat) -> None:
+        with self._writing() as connection:
+            connection.execute(generic_insert(CONVERSATIONS), [_conversation_values(conversation)])
+            connection.execute(generic_insert(CHATS), [_chat_values(chat)])
+            connection.execute(generic_insert(CHAT_HEADS), [{"chat_id": chat.id, "last_seq": 0}])
+
+    def _upsert_sync(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        with self._writing() as connection:
+            _upsert(connection, table, rows)
+
+    def _commit_sync(self, changes: Changes) -> list[StreamEvent]:
+        counts = Counter(event.chat_id for event in changes.events)
+        new_chats = {chat.id for chat in changes.chats}
+        with self._writing() as connection:
+            if changes.chats:
+                connection.execute(generic_insert(CHATS), [_chat_values(c) for c in changes.chats])
+                # A chat created here has no other writer yet: its head starts where
+                # this commit's events end, with no UPDATE needed.
+                connection.execute(
+                    generic_insert(CHAT_HEADS),
+                    [{"chat_id": c.id, "last_seq": counts.get(c.id, 0)} for c in changes.chats],
+                )
+            if changes.tasks:
+                # The last version of a task wins; sorted ids make concurrent upserts of
+                # the same tasks lock their rows in one order (no deadlock on PostgreSQL).
+                latest = {task.id: task for task in changes.tasks}
+                _upsert(connection, TASKS, [_task_values(latest[k]) for k in sorted(latest)])
+            next_seq: dict[str, int] = {}
+            # Sorted for the same reason: committers lock shared heads in one order.
+            for chat_id in sorted(counts):
+                count = counts[chat_id]
+                last = count if chat_id in new_chats else _advance_head(connection, chat_id, count)
+                next_seq[chat_id] = last - count + 1
+            # Taken while the heads are held, so ts never goes back as seq goes up.
+            now = utcnow()
+            events: list[StreamEvent] = []
+            for new in changes.events:
+                seq = next_seq[new.chat_id]
+                next_seq[new.chat_id] = seq + 1
+                events.append(StreamEvent(chat_id=new.chat_id, seq=seq, ts=now, body=new.body))
+            if events:
+                connection.execute(generic_insert(EVENTS), [_event_values(e) for e in events])
+        return events
+
+
+def _pool_capacity(engine: Engine) -> int:
+    pool = engine.pool
+    if isinstance(pool, QueuePool):
+        return max(1, pool.size())
+    return 1
+
+
+def _advance_head(connection: Connection, chat_id: str, count: int) -> int:
+    """Reserve *count* seqs of *chat_id*; return the last. Locks the head until commit."""
+    last = connection.execute(
+        update(CHAT_HEADS)
+        .where(CHAT_HEADS.c.chat_id == chat_id)
+        .values(last_seq=CHAT_HEADS.c.last_seq + count)
+        .returning(CHAT_HEADS.c.last_seq)
+    ).scalar_one_or_none()
+    if last is None:
+        raise NotFound("chat")
+    return int(last)
+
+
+def _upsert(connection: Connection, table: Table, rows: Iterable[dict[str, Any]]) -> None:
+    """Insert *rows* into *table*, replacing any row with the same primary key."""
+    statement: Insert
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        pg = postgresql.insert(table)
+        statement = pg.on_conflict_do_update(
+            index_elements=list(table.primary_key.columns),
+            set_={c.name: pg.excluded[c.name] for c in table.columns if not c.primary_key},
+        )
+    elif dialect == "sqlite":
+        lite = sqlite.insert(table)
+        statement = lite.on_conflict_do_update(
+            index_elements=list(table.primary_key.columns),
+            set_={c.name: lite.excluded[c.name] for c in table.columns if not c.primary_key},
+        )
+    else:  # pragma: no cover - create_engine_for accepts only the two
+        raise ValueError(f"unsupported dialect: {dialect}")
+    connection.execute(statement, list(rows))
+
+
+# -- records ⇄ rows --------------------------------------------------------------------
+
+
+def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("naive datetime: timestamps must be timezone-aware")
+    return moment.astimezone(UTC)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _conversation_values(conversation: Conversation) -> dict[str, Any]:
+    return {
+        "id": conversation.id,
+        "workspace_id": conversation.workspace_id,
+        "person_id": conversation.person_id,
+        "agent_id": conversation.agent_id,
+        "chat_id": conversation.chat_id,
+        "created_at": _utc(conversation.created_at),
+    }
+
+
+def _conversation(row: ConversationRow) -> Conversation:
+    return Conversation(
+        id=row.id,
+        workspace_id=row.workspace_id,
+        person_id=row.person_id,
+        agent_id=row.agent_id,
+        chat_id=row.chat_id,
+        created_at=row.created_at,
+    )
+
+
+def _chat_values(chat: Chat) -> dict[str, Any]:
+    return {
+        "id": chat.id,
+        "workspace_id": chat.workspace_id,
+        "conversation_id": chat.conversation_id,
+        "kind": chat.kind.value,
+        "title": chat.title,
+        "agent_id": chat.agent.id,
+        "agent_name": chat.agent.name,
+        "person_id": chat.person_id,
+        "created_at": _utc(chat.created_at),
+        "task_id": chat.task_id,
+    }
+
+
+def _chat(row: ChatRow) -> Chat:
+    return Chat(
+        id=row.id,
+        workspace_id=row.workspace_id,
+        conversation_id=row.conversation_id,
+        kind=ChatKind(row.kind),
+        title=row.title,
+        agent=Author(row.agent_id, row.agent_name),
+        person_id=row.person_id,
+        created_at=row.created_at,
+        task_id=row.task_id,
+    )
+
+
+def _event_values(event: StreamEvent) -> dict[str, Any]:
+    return {
+        "chat_id": event.chat_id,
+        "seq": event.seq,
+        "ts": event.ts,
+        "type": event.type.value,
+        "task_id": event.task_id,
+        "body": _dumps(body_to_json(event.body)),
+    }
+
+
+def _event(row: EventRow) -> StreamEvent:
+    return StreamEvent(
+        chat_id=row.chat_id, seq=row.seq, ts=row.ts, body=body_from_json(json.loads(row.body))
+    )
+
+
+def _task_values(task: Task) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "workspace_id": task.workspace_id,
+        "conversation_id": task.conversation_id,
+        "chat_id": task.chat_id,
+        "title": task.title,
+        "agent_id": task.agent.id,
+        "agent_name": task.agent.name,
+        "state": task.state.value,
+        "depth": task.depth,
+        "parent_id": task.parent_id,
+        "owner_agent_id": task.owner_agent_id,
+        "person_id": task.person_id,
+        "created_at": _utc(task.created_at),
+        "updated_at": _utc(task.updated_at),
+        "progress": task.progress,
+        "result": task.result,
+        "batch_id": task.batch_id,
+        "node_id": task.node_id,
+        "subject": task.subject,
+        "params": _dumps(dict(task.params)),
+    }
+
+
+def _task(row: TaskRow) -> Task:
+    return Task(
+        id=row.id,
+        workspace_id=row.workspace_id,
+        conversation_id=row.conversation_id,
+        chat_id=row.chat_id,
+        title=row.title,
+        agent=Author(row.agent_id, row.agent_name),
+        state=TaskState(row.state),
+        depth=row.depth,
+        parent_id=row.parent_id,
+        owner_agent_id=row.owner_agent_id,
+        person_id=row.person_id,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        progress=row.progress,
+        result=row.result,
+        batch_id=row.batch_id,
+        node_id=row.node_id,
+        subject=row.subject,
+        params=json.loads(row.params),
+    )
+
+
+def _agent_values(agent: AgentDefinition) -> dict[str, Any]:
+    return {
+        "workspace_id": agent.workspace_id,
+        "id": agent.id,
+        "name": agent.name,
+        "description": agent.description,
+        "instructions": agent.instructions,
+        "tools": _dumps(list(agent.tools)),
+        "brain": agent.brain,
+        "is_primary": agent.primary,
+    }
+
+
+def _agent(row: AgentRow) -> AgentDefinition:
+    return AgentDefinition(
+        workspace_id=row.workspace_id,
+        id=row.id,
+        name=row.name,
+        description=row.description,
+        instructions=row.instructions,
+        tools=tuple(json.loads(row.tools)),
+        brain=row.brain,
+        primary=row.is_primary,
+    )
+
+
+def _patient_values(patient: Patient) -> dict[str, Any]:
+    return {
+        "workspace_id": patient.workspace_id,
+        "id": patient.id,
+        "name": patient.name,
+        "date_of_birth": patient.date_of_birth,
+        "mrn": patient.mrn,
+        "phone": patient.phone,
+        "onboarding_complete": patient.onboarding_complete,
+        "medications": _dumps(list(patient.medications)),
+        "allergies": _dumps(list(patient.allergies)),
+        "conditions": _dumps(list(patient.conditions)),
+        "provider": patient.provider,
+        "insurer": patient.insurer,
+    }
+
+
+def _patient(row: PatientRow) -> Patient:
+    return Patient(
+        workspace_id=row.workspace_id,
+        id=row.id,
+        name=row.name,
+        date_of_birth=row.date_of_birth,
+        mrn=row.mrn,
+        phone=row.phone,
+        onboarding_complete=row.onboarding_complete,
+        medications=tuple(json.loads(row.medications)),
+        allergies=tuple(json.loads(row.allergies)),
+        conditions=tuple(json.loads(row.conditions)),
+        provider=row.provider,
+        insurer=row.insurer,
+    )
