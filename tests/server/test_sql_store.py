@@ -1,0 +1,685 @@
+"""SqlStore: one contract, on SQLite (a file) and on PostgreSQL (a fresh schema per test).
+
+PostgreSQL tests skip when 127.0.0.1:5432 does not answer, and fail instead when
+``CI=true``. The fan-out timing is printed, not asserted: run with ``-s`` to see it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import anyio
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from agents.exceptions import NotFound, Unavailable
+from agents.models import (
+    AgentDefinition,
+    Author,
+    Chat,
+    ChatKind,
+    Conversation,
+    Message,
+    MessageKind,
+    MessageRole,
+    Patient,
+    StreamEvent,
+    Task,
+    TaskState,
+    TaskUpdate,
+    new_id,
+)
+from agents.ports import Changes, NewEvent, PatientDirectory, Store
+from server.storage import (
+    SchemaTooNew,
+    SqlStore,
+    create_engine_for,
+    create_schema,
+    normalize_url,
+    schema_version,
+)
+from server.storage.engine import begin_write
+from server.storage.tables import SCHEMA_VERSIONS
+
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+WS = "ws_main"
+OTHER_WS = "ws_other"
+PERSON = "person_ada"
+PRIMARY = Author("agent_primary", "Front desk")
+OUTREACH = Author("agent_outreach", "Outreach")
+# Not UTC on purpose: the store must hand back the same instant, in UTC. Whole
+# milliseconds, because a task inside an event body is stored at that precision.
+T0 = datetime(2025, 3, 4, 10, 30, 15, 123000, tzinfo=timezone(timedelta(hours=2)))
+
+
+# -- backends --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def postgres_reachable() -> bool:
+    try:
+        with psycopg.connect(POSTGRES_URL.replace("+psycopg", ""), connect_timeout=3):
+            return True
+    except psycopg.Error:
+        return False
+
+
+@contextmanager
+def postgres_schema(reachable: bool) -> Iterator[str]:
+    """A fresh schema, dropped afterwards; skips (fails under CI=true) without a server."""
+    if not reachable:
+        reason = f"PostgreSQL is not reachable at {POSTGRES_URL}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason} (CI=true: PostgreSQL tests must run)")
+        pytest.skip(reason)
+    schema = f"t_{secrets.token_hex(6)}"
+    plain = POSTGRES_URL.replace("+psycopg", "")
+    with psycopg.connect(plain, autocommit=True) as connection:
+        connection.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield schema
+    finally:
+        with psycopg.connect(plain, autocommit=True) as connection:
+            connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_reachable: bool
+) -> Iterator[SqlStore]:
+    if request.param == "sqlite":
+        engine = create_engine_for(f"sqlite:///{tmp_path / 'data' / 'switchboard.db'}")
+        create_schema(engine)
+        yield SqlStore(engine)
+        engine.dispose()
+        return
+    with postgres_schema(postgres_reachable) as schema:
+        engine = create_engine_for(
+            POSTGRES_URL, connect_args={"options": f"-csearch_path={schema}"}
+        )
+        create_schema(engine)
+        yield SqlStore(engine)
+        engine.dispose()
+
+
+# -- records -----------------------------------------------------------------------------
+
+
+def conversation_of(workspace_id: str = WS, person_id: str = PERSON) -> tuple[Conversation, Chat]:
+    conversation_id, chat_id = new_id("conv"), new_id("chat")
+    conversation = Conversation(
+        id=conversation_id,
+        workspace_id=workspace_id,
+        person_id=person_id,
+        agent_id=PRIMARY.id,
+        chat_id=chat_id,
+        created_at=T0,
+    )
+    chat = Chat(
+        id=chat_id,
+        workspace_id=workspace_id,
+        conversation_id=conversation_id,
+        kind=ChatKind.CONVERSATION,
+        title="Front desk",
+        agent=PRIMARY,
+        person_id=person_id,
+        created_at=T0,
+    )
+    return conversation, chat
+
+
+def task_of(
+    conversation: Conversation,
+    *,
+    state: TaskState = TaskState.WORKING,
+    node_id: str | None = "node_a",
+    at: datetime = T0,
+) -> tuple[Task, Chat]:
+    task_id, chat_id = new_id("task"), new_id("chat")
+    task = Task(
+        id=task_id,
+        workspace_id=conversation.workspace_id,
+        conversation_id=conversation.id,
+        chat_id=chat_id,
+        title="Prior auth: Ozempic",
+        agent=OUTREACH,
+        state=state,
+        depth=2,
+        parent_id=new_id("task"),
+        owner_agent_id=PRIMARY.id,
+        person_id=conversation.person_id,
+        created_at=at,
+        updated_at=at + timedelta(seconds=5),
+        progress="On hold with the payer",
+        result=None if not state.is_terminal else "Approved — ref 55-1",
+        batch_id=new_id("batch"),
+        node_id=node_id,
+        subject="patient_42",
+        params={"drug": "Ozempic", "doses": [1, 2], "urgent": True, "note": None},
+    )
+    chat = Chat(
+        id=chat_id,
+        workspace_id=conversation.workspace_id,
+        conversation_id=conversation.id,
+        kind=ChatKind.TASK,
+        title=task.title,
+        agent=OUTREACH,
+        person_id=conversation.person_id,
+        created_at=at,
+        task_id=task_id,
+    )
+    return task, chat
+
+
+def say(text: str, task_id: str | None = None) -> Message:
+    return Message(MessageRole.AGENT, PRIMARY, MessageKind.PROGRESS, text, task_id=task_id)
+
+
+async def started(store: SqlStore, workspace_id: str = WS) -> tuple[Conversation, Chat]:
+    conversation, chat = conversation_of(workspace_id)
+    await store.create_conversation(conversation, chat)
+    return conversation, chat
+
+
+def assert_utc(moment: datetime) -> None:
+    assert moment.tzinfo is not None
+    assert moment.utcoffset() == timedelta(0)
+
+
+# -- the contract ----------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_conversation_and_chat_round_trip(store: SqlStore) -> None:
+    # mypy checks that SqlStore satisfies both ports.
+    as_store: Store = store
+    as_directory: PatientDirectory = store
+    conversation, chat = await started(store)
+
+    assert await as_store.get_conversation(WS, conversation.id) == conversation
+    assert await as_directory.list_patients(WS) == []
+    assert await store.get_chat(WS, chat.id) == chat
+    assert await store.last_seq(chat.id) == 0
+    assert await store.events_after(chat.id, 0, 100) == []
+    found = await store.get_conversation(WS, conversation.id)
+    assert found is not None
+    assert_utc(found.created_at)
+
+
+@pytest.mark.anyio
+async def test_commit_round_trips_chats_tasks_and_events(store: SqlStore) -> None:
+    conversation, chat = await started(store)
+    task, task_chat = task_of(conversation)
+
+    stored = await store.commit(
+        Changes(
+            chats=[task_chat],
+            tasks=[task],
+            events=[
+                NewEvent(chat.id, TaskUpdate(task)),
+                NewEvent(chat.id, say("Started the prior auth.", task_id=task.id)),
+                NewEvent(task_chat.id, say("Calling the payer.")),
+            ],
+        )
+    )
+
+    assert [(e.chat_id, e.seq) for e in stored] == [(chat.id, 1), (chat.id, 2), (task_chat.id, 1)]
+    assert await store.get_task(WS, task.id) == task
+    assert await store.get_chat(WS, task_chat.id) == task_chat
+    assert await store.events_after(chat.id, 0, 10) == stored[:2]
+    assert await store.events_after(task_chat.id, 0, 10) == stored[2:]
+    assert await store.last_seq(chat.id) == 2
+    assert await store.last_seq(task_chat.id) == 1
+    for event in stored:
+        assert_utc(event.ts)
+        assert abs(event.ts - datetime.now(UTC)) < timedelta(minutes=1)
+    replayed = (await store.events_after(chat.id, 0, 10))[0]
+    assert replayed.to_wire() == stored[0].to_wire()
+    assert replayed.task_id == task.id
+
+
+@pytest.mark.anyio
+async def test_commit_replaces_a_task_by_id(store: SqlStore) -> None:
+    conversation, _ = await started(store)
+    task, task_chat = task_of(conversation)
+    await store.commit(Changes(chats=[task_chat], tasks=[task]))
+
+    done = replace(
+        task,
+        state=TaskState.COMPLETED,
+        result="Approved",
+        progress=None,
+        updated_at=T0 + timedelta(minutes=3),
+        params={},
+    )
+    await store.commit(Changes(tasks=[done]))
+
+    assert await store.get_task(WS, task.id) == done
+    assert await store.list_tasks(WS, conversation.id) == [done]
+
+
+@pytest.mark.anyio
+async def test_timestamps_come_back_aware_in_utc(store: SqlStore) -> None:
+    conversation, chat = await started(store)
+    task, task_chat = task_of(conversation)
+    await store.commit(Changes(chats=[task_chat], tasks=[task]))
+
+    found_task = await store.get_task(WS, task.id)
+    found_chat = await store.get_chat(WS, chat.id)
+    assert found_task is not None
+    assert found_chat is not None
+    for moment in (found_task.created_at, found_task.updated_at, found_chat.created_at):
+        assert_utc(moment)
+    assert found_task.created_at == T0
+    assert found_task.created_at.hour == 8  # 10:30 at +02:00
+
+
+@pytest.mark.anyio
+async def test_naive_timestamps_are_refused(store: SqlStore) -> None:
+    conversation, chat = conversation_of()
+    naive = replace(conversation, created_at=datetime(2025, 1, 1, 12, 0))
+
+    with pytest.raises(ValueError, match="naive"):
+        await store.create_conversation(naive, chat)
+    assert await store.get_conversation(WS, conversation.id) is None
+
+
+@pytest.mark.anyio
+async def test_list_chats_newest_first_for_that_person_only(store: SqlStore) -> None:
+    conversation, chat = await started(store)
+    first, first_chat = task_of(conversation, at=T0 + timedelta(minutes=1))
+    second, second_chat = task_of(conversation, at=T0 + timedelta(minutes=2))
+    await store.commit(Changes(chats=[first_chat, second_chat], tasks=[first, second]))
+    stranger, stranger_chat = conversation_of(person_id="person_bob")
+    await store.create_conversation(stranger, stranger_chat)
+
+    assert await store.list_chats(WS, PERSON) == [second_chat, first_chat, chat]
+    assert await store.list_chats(WS, "person_bob") == [stranger_chat]
+
+
+@pytest.mark.anyio
+async def test_list_tasks_oldest_first(store: SqlStore) -> None:
+    conversation, _ = await started(store)
+    late, late_chat = task_of(conversation, at=T0 + timedelta(minutes=9))
+    early, early_chat = task_of(conversation, at=T0)
+    other_conversation, _ = await started(store)
+    elsewhere, elsewhere_chat = task_of(other_conversation)
+    await store.commit(
+        Changes(chats=[late_chat, early_chat, elsewhere_chat], tasks=[late, early, elsewhere])
+    )
+
+    assert await store.list_tasks(WS, conversation.id) == [early, late]
+
+
+@pytest.mark.anyio
+async def test_events_after_pages_in_seq_order(store: SqlStore) -> None:
+    _, chat = await started(store)
+    for n in range(1, 26):
+        await store.commit(Changes(events=[NewEvent(chat.id, say(f"update {n}"))]))
+
+    pages: list[list[StreamEvent]] = []
+    after = 0
+    while page := await store.events_after(chat.id, after, 10):
+        pages.append(page)
+        after = page[-1].seq
+
+    assert [len(p) for p in pages] == [10, 10, 5]
+    events = [e for p in pages for e in p]
+    assert [e.seq for e in events] == list(range(1, 26))
+    assert [e.body for e in events] == [say(f"update {n}") for n in range(1, 26)]
+    assert [e.ts for e in events] == sorted(e.ts for e in events)
+    assert await store.events_after(chat.id, 25, 10) == []
+    assert await store.events_after(chat.id, 3, 0) == []
+    assert [e.seq for e in await store.events_after(chat.id, 22, 100)] == [23, 24, 25]
+
+
+@pytest.mark.anyio
+async def test_unfinished_tasks(store: SqlStore) -> None:
+    conversation, _ = await started(store)
+    node = new_id("node")
+    records = {
+        state: task_of(conversation, state=state, node_id=node, at=T0 + timedelta(seconds=i))
+        for i, state in enumerate(TaskState)
+    }
+    elsewhere, elsewhere_chat = task_of(conversation, node_id=new_id("node"))
+    await store.commit(
+        Changes(
+            chats=[chat for _, chat in records.values()] + [elsewhere_chat],
+            tasks=[task for task, _ in records.values()] + [elsewhere],
+        )
+    )
+    running = [records[s][0] for s in TaskState if not s.is_terminal]
+
+    assert await store.unfinished_tasks(node) == running
+    everywhere = {t.id for t in await store.unfinished_tasks()}
+    assert {t.id for t in running} | {elsewhere.id} <= everywhere
+    assert not everywhere & {records[s][0].id for s in TaskState if s.is_terminal}
+
+    await store.commit(Changes(tasks=[replace(running[0], state=TaskState.INTERRUPTED)]))
+    assert await store.unfinished_tasks(node) == running[1:]
+
+
+@pytest.mark.anyio
+async def test_workspace_scoping(store: SqlStore) -> None:
+    conversation, chat = await started(store)
+    task, task_chat = task_of(conversation)
+    await store.commit(Changes(chats=[task_chat], tasks=[task]))
+
+    assert await store.get_task(OTHER_WS, task.id) is None
+    assert await store.get_chat(OTHER_WS, chat.id) is None
+    assert await store.get_chat(OTHER_WS, task_chat.id) is None
+    assert await store.get_conversation(OTHER_WS, conversation.id) is None
+    assert await store.list_chats(OTHER_WS, PERSON) == []
+    assert await store.list_tasks(OTHER_WS, conversation.id) == []
+    assert await store.get_task(WS, new_id("task")) is None
+
+
+@pytest.mark.anyio
+async def test_agents_round_trip_upsert_and_scope(store: SqlStore) -> None:
+    primary = AgentDefinition(
+        workspace_id=WS,
+        id=PRIMARY.id,
+        name=PRIMARY.name,
+        description="Answers the phone",
+        instructions="Be brief.\nNever guess.",
+        tools=("delegate", "task_status"),
+        brain="openai",
+        primary=True,
+    )
+    outreach = AgentDefinition(WS, OUTREACH.id, "Outreach", "Calls people", "Call them.")
+    same_id_elsewhere = replace(outreach, workspace_id=OTHER_WS, name="Other outreach")
+    await store.save_agents([outreach, primary, same_id_elsewhere])
+
+    assert await store.list_agents(WS) == [primary, outreach]
+    assert await store.list_agents(OTHER_WS) == [same_id_elsewhere]
+    assert await store.list_agents("ws_empty") == []
+
+    renamed = replace(outreach, name="Outreach desk", tools=("place_call",))
+    await store.save_agents([renamed])
+    assert await store.list_agents(WS) == [primary, renamed]
+    assert await store.list_agents(OTHER_WS) == [same_id_elsewhere]
+
+
+@pytest.mark.anyio
+async def test_patients_round_trip_upsert_and_scope(store: SqlStore) -> None:
+    ada = Patient(
+        workspace_id=WS,
+        id="patient_42",
+        name="Ada Quill",
+        date_of_birth="1961-07-02",
+        mrn="MRN-0042",
+        phone="+1 555 0100",
+        onboarding_complete=True,
+        medications=("Ozempic 0.5 mg", "Metformin"),
+        allergies=("penicillin",),
+        conditions=("type 2 diabetes",),
+        provider="Dr. Okafor",
+        insurer="Acme Health",
+    )
+    bo = Patient(WS, "patient_7", "Bo Lind", "1990-01-31", "MRN-7", "+1 555 0101", False)
+    await store.save_patients([ada, bo])
+
+    assert await store.get_patient(WS, ada.id) == ada
+    assert await store.get_patient(OTHER_WS, ada.id) is None
+    assert await store.list_patients(WS) == [ada, bo]
+    assert await store.list_patients(OTHER_WS) == []
+
+    onboarded = replace(bo, onboarding_complete=True, allergies=("latex", "nuts"))
+    await store.save_patients([onboarded])
+    assert await store.get_patient(WS, bo.id) == onboarded
+
+
+@pytest.mark.anyio
+async def test_a_failed_commit_stores_nothing(store: SqlStore) -> None:
+    conversation, chat = await started(store)
+    await store.commit(Changes(events=[NewEvent(chat.id, say("before"))]))
+    task, task_chat = task_of(conversation)
+
+    with pytest.raises(Unavailable, match=r"^store unavailable$"):
+        await store.commit(
+            Changes(
+                chats=[task_chat, chat],  # the conversation's chat exists already
+                tasks=[task],
+                events=[NewEvent(chat.id, say("lost")), NewEvent(task_chat.id, say("lost"))],
+            )
+        )
+    with pytest.raises(NotFound):
+        await store.commit(
+            Changes(
+                chats=[task_chat],
+                tasks=[task],
+                events=[NewEvent(chat.id, say("lost")), NewEvent(new_id("chat"), say("lost"))],
+            )
+        )
+
+    assert await store.get_chat(WS, task_chat.id) is None
+    assert await store.get_task(WS, task.id) is None
+    assert await store.last_seq(chat.id) == 1
+    assert [e.body for e in await store.events_after(chat.id, 0, 10)] == [say("before")]
+    assert await store.last_seq(task_chat.id) == 0
+    # The failures left no gap: the next event takes the next seq.
+    [after] = await store.commit(Changes(events=[NewEvent(chat.id, say("after"))]))
+    assert after.seq == 2
+
+
+@pytest.mark.anyio
+async def test_concurrent_committers_get_gapless_seqs(store: SqlStore) -> None:
+    _, chat = await started(store)
+    committers, per_committer = 20, 50
+    returned: dict[int, list[int]] = {}
+
+    async def commit_many(committer: int) -> None:
+        mine = returned.setdefault(committer, [])
+        for n in range(per_committer):
+            body = say(f"{committer}:{n}")
+            [event] = await store.commit(Changes(events=[NewEvent(chat.id, body)]))
+            mine.append(event.seq)
+
+    with anyio.fail_after(50):
+        async with anyio.create_task_group() as tg:
+            for committer in range(committers):
+                tg.start_soon(commit_many, committer)
+
+    total = committers * per_committer
+    stored = await store.events_after(chat.id, 0, total + 10)
+    assert [e.seq for e in stored] == list(range(1, total + 1))
+    assert sorted(s for seqs in returned.values() for s in seqs) == list(range(1, total + 1))
+    texts = [e.body.text for e in stored if isinstance(e.body, Message)]
+    for committer, seqs in returned.items():
+        # Each committer's own events are stored in the order it committed them.
+        assert seqs == sorted(seqs)
+        assert [t for t in texts if t.startswith(f"{committer}:")] == [
+            f"{committer}:{n}" for n in range(per_committer)
+        ]
+    assert await store.last_seq(chat.id) == total
+
+
+@pytest.mark.anyio
+async def test_concurrent_batches_into_shared_chats_stay_gapless(store: SqlStore) -> None:
+    _, first = await started(store)
+    _, second = await started(store)
+
+    async def commit_batch(n: int) -> None:
+        # Alternate the order the chats appear in, so head locks could cross.
+        chats = (first, second) if n % 2 else (second, first)
+        await store.commit(Changes(events=[NewEvent(c.id, say(f"{n}")) for c in chats * 3]))
+
+    with anyio.fail_after(50):
+        async with anyio.create_task_group() as tg:
+            for n in range(40):
+                tg.start_soon(commit_batch, n)
+
+    for chat in (first, second):
+        assert [e.seq for e in await store.events_after(chat.id, 0, 500)] == list(range(1, 121))
+
+
+@pytest.mark.anyio
+async def test_fan_out_of_a_thousand_tasks_in_one_commit(
+    store: SqlStore, capsys: pytest.CaptureFixture[str], anyio_backend: str
+) -> None:
+    conversation, chat = await started(store)
+    fan_out = [task_of(conversation, state=TaskState.SUBMITTED) for _ in range(1000)]
+    changes = Changes(
+        chats=[c for _, c in fan_out],
+        tasks=[t for t, _ in fan_out],
+        events=[NewEvent(chat.id, TaskUpdate(t)) for t, _ in fan_out]
+        + [NewEvent(c.id, say("Starting.")) for _, c in fan_out],
+    )
+
+    started_at = time.perf_counter()
+    stored = await store.commit(changes)
+    elapsed = time.perf_counter() - started_at
+
+    with capsys.disabled():
+        backend = store.engine.dialect.name
+        print(f"\n[{backend}/{anyio_backend}] 1,000 tasks + chats + 2,000 events: {elapsed:.3f} s")
+    assert len(stored) == 2000
+    assert await store.last_seq(chat.id) == 1000
+    assert len(await store.list_tasks(WS, conversation.id)) == 1000
+    assert len(await store.unfinished_tasks()) >= 1000
+    some_chat = fan_out[500][1]
+    assert [e.seq for e in await store.events_after(some_chat.id, 0, 10)] == [1]
+
+
+@pytest.mark.anyio
+async def test_ping_and_close(store: SqlStore) -> None:
+    await store.ping()
+    await store.close()
+    await store.ping()  # a closed store's engine reconnects on demand
+
+
+# -- engines and schema --------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_unreachable_database_is_unavailable_without_details(tmp_path: Path) -> None:
+    # The database "file" is a directory: SQLite cannot open it.
+    (tmp_path / "db").mkdir()
+    store = SqlStore(create_engine_for(f"sqlite:///{tmp_path / 'db'}"))
+
+    with pytest.raises(Unavailable) as caught:
+        await store.ping()
+    assert str(caught.value) == "store unavailable"
+    with pytest.raises(Unavailable, match=r"^store unavailable$"):
+        await store.get_task(WS, "task_x")
+    await store.close()
+
+
+@pytest.mark.anyio
+async def test_unreachable_postgres_is_unavailable() -> None:
+    store = SqlStore(create_engine_for("postgresql://postgres@127.0.0.1:1/none"))
+    with pytest.raises(Unavailable, match=r"^store unavailable$"):
+        await store.ping()
+    await store.close()
+
+
+def test_sqlite_engine_creates_the_directory_and_sets_pragmas(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "dir" / "store.db"
+    engine = create_engine_for(f"sqlite:///{path}")
+    try:
+        with engine.connect() as connection:
+            pragma = {
+                name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()
+                for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
+            }
+    finally:
+        engine.dispose()
+    assert path.exists()
+    assert pragma == {
+        "journal_mode": "wal",
+        "synchronous": 1,  # NORMAL
+        "foreign_keys": 1,
+        "busy_timeout": 5000,
+    }
+
+
+@pytest.mark.anyio
+async def test_in_memory_sqlite_is_one_shared_database() -> None:
+    engine = create_engine_for("sqlite://")
+    create_schema(engine)
+    store = SqlStore(engine)
+    conversation, _ = await started(store)
+    assert await store.get_conversation(WS, conversation.id) == conversation
+    await store.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "driver"),
+    [
+        ("postgres://u:p@db.example:5432/app", "postgresql+psycopg"),
+        ("postgresql://u:p@db.example:5432/app", "postgresql+psycopg"),
+        ("postgresql+psycopg://u:p@db.example:5432/app", "postgresql+psycopg"),
+        ("sqlite:///data/switchboard.db", "sqlite"),
+    ],
+)
+def test_urls_are_normalised(url: str, driver: str) -> None:
+    assert normalize_url(url).drivername == driver
+    engine = create_engine_for(url) if driver != "sqlite" else None
+    if engine is not None:
+        assert engine.url.drivername == driver
+        assert engine.url.host == "db.example"
+        engine.dispose()
+
+
+def test_unsupported_scheme_is_refused() -> None:
+    with pytest.raises(ValueError, match="unsupported"):
+        create_engine_for("mysql://u@h/db")
+
+
+def test_schema_is_created_once_and_versioned(tmp_path: Path) -> None:
+    engine = create_engine_for(f"sqlite:///{tmp_path / 'v.db'}")
+    try:
+        assert schema_version(engine) == 0
+        create_schema(engine)
+        create_schema(engine)  # a restart: nothing to do
+        assert schema_version(engine) == 1
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT count(*) FROM schema_version")).scalar()
+        assert rows == 1
+
+        with begin_write(engine) as connection:
+            connection.execute(SCHEMA_VERSIONS.insert().values(version=99, applied_at=T0))
+        with pytest.raises(SchemaTooNew):
+            create_schema(engine)
+    finally:
+        engine.dispose()
+
+
+def test_schema_has_the_paging_and_lookup_indexes(tmp_path: Path) -> None:
+    path = tmp_path / "i.db"
+    engine = create_engine_for(f"sqlite:///{path}")
+    create_schema(engine)
+    engine.dispose()
+    with sqlite3.connect(path) as connection:
+        indexes = {
+            row[0]
+            for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        }
+    connection.close()
+    assert {"ix_chats_person", "ix_tasks_conversation", "ix_tasks_state"} <= indexes
+    # events' primary key (chat_id, seq) is its unique paging index
+    assert any(name.startswith("sqlite_autoindex_events") for name in indexes)
+
+
+@pytest.mark.postgres
+def test_postgres_schema_creation_is_idempotent(postgres_reachable: bool) -> None:
+    with postgres_schema(postgres_reachable) as schema:
+        engine = create_engine_for(
+            POSTGRES_URL, connect_args={"options": f"-csearch_path={schema}"}
+        )
+        try:
+            create_schema(engine)
+            create_schema(engine)
+            assert schema_version(engine) == 1
+        finally:
+            engine.dispose()
