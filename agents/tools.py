@@ -28,10 +28,15 @@ class ToolContext:
 
 @dataclass(frozen=True, slots=True)
 class ToolResult:
-    """What the tool did, as its agent heard it (``text``), and structured ``data``."""
+    """What the tool did, as its agent heard it (``text``), and structured ``data``.
+
+    ``left_open`` says the call returned but left something running (a placed call, a
+    pending request): if the task is cancelled later, the tool's clean-up still runs.
+    """
 
     text: str
     data: Mapping[str, Any] = field(default_factory=dict)
+    left_open: bool = False
 
 
 class ToolFunction(Protocol):

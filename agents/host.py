@@ -1,0 +1,381 @@
+"""The node's conversations, and every path by which a principal reaches a task or chat.
+
+``ConversationHost`` owns the node task group: each live conversation runs in it, is
+brought back from the store on demand and dropped when idle. Every read, instruction
+or cancel of a task, and every look at a chat, goes through the one ownership check
+(:mod:`agents.ownership`) *before* any record leaves, and is audited: a
+``PHI_RECORD_VIEWED`` before contents are returned (fail closed), an
+``ACCESS_DENIED`` for a refusal, which looks exactly like an id that never existed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import replace
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from agents.conversation import ConversationRuntime, Services
+from agents.exceptions import Conflict, NotFound
+from agents.models import (
+    Author,
+    Chat,
+    ChatKind,
+    Conversation,
+    Message,
+    MessageKind,
+    MessageRole,
+    Principal,
+    StreamEvent,
+    Task,
+    TaskState,
+    TaskUpdate,
+    new_id,
+    utcnow,
+)
+from agents.ownership import may_access_chat, may_access_conversation, may_access_task
+from agents.ports import AuditEntry, AuditOutcome, AuditReason, AuditType, Changes, NewEvent
+
+log = logging.getLogger(__name__)
+
+SERVER_AUTHOR = Author("switchboard", "Switchboard")
+
+
+class ConversationHost:
+    """Runs this node's live conversations; start it with ``await tg.start(host.run)``."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.store = services.store
+        self._live: dict[str, ConversationRuntime] = {}
+        self._loading: dict[str, anyio.Lock] = {}
+        self._tg: TaskGroup | None = None
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Hold the node task group until cancelled; then every conversation stops."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            task_status.started()
+            await anyio.sleep_forever()
+
+    def stop(self) -> None:
+        """Stop every conversation: running tasks are cleaned up and stored ``interrupted``."""
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+
+    def statistics(self) -> dict[str, int]:
+        return {
+            "live_conversations": len(self._live),
+            "live_tasks": sum(rt.live_tasks for rt in self._live.values()),
+        }
+
+    # -- conversations ---------------------------------------------------------------
+
+    async def create_conversation(
+        self, principal: Principal, agent_id: str | None = None
+    ) -> Conversation:
+        """Start a conversation for *principal*'s person with a primary agent.
+
+        Raises :class:`NotFound` for an agent that is not one of the workspace's, or a
+        principal that is not (or does not act for) a person.
+        """
+        person = principal.person_id
+        if person is None:
+            raise NotFound("agent")
+        agents = await self.store.list_agents(principal.workspace_id)
+        if agent_id is None:
+            primary = next((a for a in agents if a.primary), None)
+        else:
+            primary = next((a for a in agents if a.id == agent_id), None)
+        if primary is None:
+            raise NotFound("agent")
+        now = utcnow()
+        conversation = Conversation(
+            id=new_id("conv"),
+            workspace_id=principal.workspace_id,
+            person_id=person,
+            agent_id=primary.id,
+            chat_id=new_id("chat"),
+            created_at=now,
+        )
+        chat = Chat(
+            id=conversation.chat_id,
+            workspace_id=conversation.workspace_id,
+            conversation_id=conversation.id,
+            kind=ChatKind.CONVERSATION,
+            title=primary.name,
+            agent=primary.author,
+            person_id=person,
+            created_at=now,
+        )
+        await self.store.create_conversation(conversation, chat)
+        return conversation
+
+    async def find_conversation(
+        self, principal: Principal, conversation_id: str, *, channel: str
+    ) -> Conversation:
+        """The conversation if *principal* may reach it; else :class:`NotFound` (audited)."""
+        conversation = await self.store.get_conversation(principal.workspace_id, conversation_id)
+        if conversation is None or not may_access_conversation(principal, conversation):
+            await self._deny(
+                principal, channel, conversation_id=conversation_id, exists=conversation is not None
+            )
+            raise NotFound("conversation")
+        return conversation
+
+    @asynccontextmanager
+    async def attach(self, conversation: Conversation) -> AsyncIterator[ConversationRuntime]:
+        """Keep *conversation* live (loading it if need be) while the block runs."""
+        runtime = await self._runtime(conversation)
+        runtime.attach()
+        try:
+            yield runtime
+        finally:
+            runtime.detach()
+
+    async def _runtime(self, conversation: Conversation) -> ConversationRuntime:
+        lock = self._loading.setdefault(conversation.id, anyio.Lock())
+        async with lock:
+            runtime = self._live.get(conversation.id)
+            if runtime is not None and not runtime.stopping:
+                return runtime
+            agents = await self.store.list_agents(conversation.workspace_id)
+            tasks = await self.store.list_tasks(conversation.workspace_id, conversation.id)
+            runtime = ConversationRuntime(conversation, agents, self.services, tasks)
+            assert self._tg is not None, "the host is not running"
+            await self._tg.start(self._run_conversation, runtime)
+            return runtime
+
+    async def _run_conversation(
+        self, runtime: ConversationRuntime, *, task_status: TaskStatus[None]
+    ) -> None:
+        self._live[runtime.conversation.id] = runtime
+        try:
+            await runtime.run(task_status=task_status)
+        finally:
+            if self._live.get(runtime.conversation.id) is runtime:
+                del self._live[runtime.conversation.id]
+                self._loading.pop(runtime.conversation.id, None)
+
+    def live(self, conversation_id: str) -> ConversationRuntime | None:
+        runtime = self._live.get(conversation_id)
+        return None if runtime is None or runtime.stopping else runtime
+
+    # -- tasks -----------------------------------------------------------------------
+
+    async def find_task(self, principal: Principal, task_id: str, *, channel: str) -> Task:
+        """The task if *principal* owns it (no audit); else :class:`NotFound` (audited)."""
+        task = await self.store.get_task(principal.workspace_id, task_id)
+        if task is not None:
+            runtime = self.live(task.conversation_id)
+            if runtime is not None:
+                task = runtime.find_task(principal, task_id) or task
+        if task is None or not may_access_task(principal, task):
+            await self._deny(principal, channel, task_id=task_id, exists=task is not None)
+            raise NotFound("task")
+        return task
+
+    async def read_task(self, principal: Principal, task_id: str, *, channel: str) -> Task:
+        """Read one task's contents: owner only, audited before it is returned."""
+        task = await self.find_task(principal, task_id, channel=channel)
+        await self._viewed(
+            principal,
+            channel,
+            task_id=task.id,
+            chat_id=task.chat_id,
+            conversation_id=task.conversation_id,
+        )
+        return task
+
+    async def list_tasks(
+        self, principal: Principal, conversation_id: str, *, channel: str
+    ) -> list[Task]:
+        """The conversation's tasks *principal* may see; one audited read (titles are PHI).
+
+        An unknown or foreign conversation gives an empty list, like one without tasks.
+        """
+        conversation = await self.store.get_conversation(principal.workspace_id, conversation_id)
+        if conversation is None:
+            tasks: list[Task] = []
+        else:
+            runtime = self.live(conversation_id)
+            if runtime is not None:
+                tasks = runtime.visible_tasks(principal)
+            else:
+                stored = await self.store.list_tasks(principal.workspace_id, conversation_id)
+                tasks = [t for t in stored if may_access_task(principal, t)]
+        await self._viewed(principal, channel, conversation_id=conversation_id)
+        return tasks
+
+    async def instruct(
+        self, principal: Principal, task_id: str, text: str, *, channel: str
+    ) -> StreamEvent:
+        """Send new instructions to a running task (owner only)."""
+        task = await self.find_task(principal, task_id, channel=channel)
+        runtime = self.live(task.conversation_id)
+        if runtime is None:
+            raise Conflict("the task has already ended")
+        return await runtime.instruct(principal, task_id, text)
+
+    async def cancel(
+        self, principal: Principal, task_id: str, reason: str | None, *, channel: str
+    ) -> Task:
+        """Cancel a task (owner only); idempotent. Returns it ``cancelling`` or terminal."""
+        task = await self.find_task(principal, task_id, channel=channel)
+        runtime = self.live(task.conversation_id)
+        if runtime is None:
+            return task
+        return await runtime.cancel(principal, task_id, reason)
+
+    # -- chats -----------------------------------------------------------------------
+
+    async def find_chat(self, principal: Principal, chat_id: str, *, channel: str) -> Chat:
+        """The chat if *principal* may watch it; else :class:`NotFound` (audited)."""
+        chat = await self.store.get_chat(principal.workspace_id, chat_id)
+        allowed = False
+        if chat is not None:
+            if chat.kind is ChatKind.TASK and chat.task_id is not None:
+                task = await self.store.get_task(principal.workspace_id, chat.task_id)
+                allowed = may_access_chat(principal, chat, task=task, conversation=None)
+            else:
+                conversation = await self.store.get_conversation(
+                    principal.workspace_id, chat.conversation_id
+                )
+                allowed = may_access_chat(principal, chat, task=None, conversation=conversation)
+        if chat is None or not allowed:
+            await self._deny(principal, channel, chat_id=chat_id, exists=chat is not None)
+            raise NotFound("chat")
+        return chat
+
+    async def open_chat(self, principal: Principal, chat_id: str, *, channel: str) -> Chat:
+        """Check and audit a look at a chat's contents (a watch socket, an HTTP read)."""
+        chat = await self.find_chat(principal, chat_id, channel=channel)
+        await self._viewed(
+            principal,
+            channel,
+            chat_id=chat.id,
+            task_id=chat.task_id,
+            conversation_id=chat.conversation_id,
+        )
+        return chat
+
+    async def list_chats(self, principal: Principal, *, channel: str) -> list[Chat]:
+        """The chats *principal* may see (the Chats view), newest first; an audited read."""
+        person = principal.person_id
+        chats = (
+            [] if person is None else await self.store.list_chats(principal.workspace_id, person)
+        )
+        await self._viewed(principal, channel)
+        return chats
+
+    # -- recovery --------------------------------------------------------------------
+
+    async def recover(self, node_ids: Sequence[str] | None = None) -> int:
+        """Mark tasks left unfinished by a dead node ``interrupted`` and tell their people.
+
+        With *node_ids*, only those nodes' tasks; else every unfinished task (a single
+        node after a crash). Returns how many tasks were interrupted.
+        """
+        unfinished = await self.store.unfinished_tasks()
+        if node_ids is not None:
+            unfinished = [t for t in unfinished if t.node_id in node_ids]
+        by_conversation: dict[str, list[Task]] = {}
+        for task in unfinished:
+            by_conversation.setdefault(task.conversation_id, []).append(task)
+        for conversation_id, tasks in by_conversation.items():
+            conversation = await self.store.get_conversation(tasks[0].workspace_id, conversation_id)
+            now = utcnow()
+            updated = [
+                replace(
+                    t,
+                    state=TaskState.INTERRUPTED,
+                    result="Interrupted: the server stopped while this task ran.",
+                    updated_at=now,
+                )
+                for t in tasks
+            ]
+            events: list[NewEvent] = []
+            for task in updated:
+                events.append(NewEvent(task.chat_id, TaskUpdate(task)))
+                if conversation is not None:
+                    events.append(NewEvent(conversation.chat_id, TaskUpdate(task)))
+            if conversation is not None:
+                count = len(updated)
+                noun = "task was" if count == 1 else "tasks were"
+                events.append(
+                    NewEvent(
+                        conversation.chat_id,
+                        Message(
+                            MessageRole.AGENT,
+                            SERVER_AUTHOR,
+                            MessageKind.NOTICE,
+                            f"The server restarted: {count} background {noun} interrupted. "
+                            "Ask again to start over.",
+                        ),
+                    )
+                )
+            stored = await self.store.commit(Changes(tasks=updated, events=events))
+            try:
+                await self.services.publisher.publish(tasks[0].workspace_id, stored)
+            except Exception as exc:
+                log.warning("publish failed", extra={"error": type(exc).__name__})
+        if unfinished:
+            log.info("interrupted unfinished tasks", extra={"count": len(unfinished)})
+        return len(unfinished)
+
+    # -- audit -----------------------------------------------------------------------
+
+    async def _viewed(
+        self,
+        principal: Principal,
+        channel: str,
+        *,
+        task_id: str | None = None,
+        chat_id: str | None = None,
+        conversation_id: str | None = None,
+    ) -> None:
+        # Written before the contents leave; if it cannot be written, this raises
+        # Unavailable and the read does not happen (fail closed).
+        await self.services.audit.record(
+            AuditEntry(
+                type=AuditType.PHI_RECORD_VIEWED,
+                actor=principal,
+                channel=channel,
+                task_id=task_id,
+                chat_id=chat_id,
+                conversation_id=conversation_id,
+                on_behalf_of=_chain(principal),
+            )
+        )
+
+    async def _deny(
+        self,
+        principal: Principal,
+        channel: str,
+        *,
+        task_id: str | None = None,
+        chat_id: str | None = None,
+        conversation_id: str | None = None,
+        exists: bool,
+    ) -> None:
+        # The caller sees not_found either way; only the trail tells the two apart.
+        await self.services.audit.record(
+            AuditEntry(
+                type=AuditType.ACCESS_DENIED,
+                actor=principal,
+                channel=channel,
+                outcome=AuditOutcome.DENIED,
+                reason=AuditReason.NOT_OWNER if exists else AuditReason.NO_SUCH_RECORD,
+                task_id=task_id,
+                chat_id=chat_id,
+                conversation_id=conversation_id,
+                on_behalf_of=_chain(principal),
+            )
+        )
+
+
+def _chain(principal: Principal) -> tuple[str, ...]:
+    return (principal.act_for,) if principal.act_for else ()

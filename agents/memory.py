@@ -1,0 +1,231 @@
+"""In-memory implementations of the ports: for tests and the terminal demo.
+
+They keep the same promises as the real ones (atomic commits, gapless ``seq``,
+bounded subscriber buffers), so that tests written against them hold against
+``server/``'s implementations too.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.lowlevel
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from agents.exceptions import Unavailable
+from agents.models import (
+    AgentDefinition,
+    Chat,
+    Conversation,
+    Patient,
+    StreamEvent,
+    Task,
+    utcnow,
+)
+from agents.ports import AuditEntry, Changes
+
+
+class MemoryStore:
+    """A :class:`~agents.ports.Store` and :class:`~agents.ports.PatientDirectory` in dicts.
+
+    A commit has no await between its first write and its last, so it is atomic on
+    one event loop.
+    """
+
+    def __init__(self) -> None:
+        self.conversations: dict[str, Conversation] = {}
+        self.chats: dict[str, Chat] = {}
+        self.events: dict[str, list[StreamEvent]] = defaultdict(list)
+        self.tasks: dict[str, Task] = {}
+        self.agents: dict[tuple[str, str], AgentDefinition] = {}
+        self.patients: dict[tuple[str, str], Patient] = {}
+        self.fail = False
+        """Set to make every call raise :class:`Unavailable` (a store outage)."""
+
+    async def _enter(self) -> None:
+        await anyio.lowlevel.checkpoint()
+        if self.fail:
+            raise Unavailable("store unavailable")
+
+    async def create_conversation(self, conversation: Conversation, chat: Chat) -> None:
+        await self._enter()
+        if conversation.id in self.conversations or chat.id in self.chats:
+            raise ValueError("duplicate id")
+        self.conversations[conversation.id] = conversation
+        self.chats[chat.id] = chat
+
+    async def get_conversation(
+        self, workspace_id: str, conversation_id: str
+    ) -> Conversation | None:
+        await self._enter()
+        found = self.conversations.get(conversation_id)
+        return found if found is not None and found.workspace_id == workspace_id else None
+
+    async def get_chat(self, workspace_id: str, chat_id: str) -> Chat | None:
+        await self._enter()
+        found = self.chats.get(chat_id)
+        return found if found is not None and found.workspace_id == workspace_id else None
+
+    async def list_chats(self, workspace_id: str, person_id: str) -> list[Chat]:
+        await self._enter()
+        mine = [
+            c
+            for c in self.chats.values()
+            if c.workspace_id == workspace_id and c.person_id == person_id
+        ]
+        return sorted(mine, key=lambda c: c.created_at, reverse=True)
+
+    async def commit(self, changes: Changes) -> list[StreamEvent]:
+        await self._enter()
+        for chat in changes.chats:
+            if chat.id in self.chats:
+                raise ValueError("duplicate chat id")
+        for chat in changes.chats:
+            self.chats[chat.id] = chat
+        for task in changes.tasks:
+            self.tasks[task.id] = task
+        stored = []
+        now = utcnow()
+        for new in changes.events:
+            log = self.events[new.chat_id]
+            event = StreamEvent(chat_id=new.chat_id, seq=len(log) + 1, ts=now, body=new.body)
+            log.append(event)
+            stored.append(event)
+        return stored
+
+    async def events_after(self, chat_id: str, after: int, limit: int) -> list[StreamEvent]:
+        await self._enter()
+        # seq n is at index n - 1: the log is gapless by construction.
+        return self.events[chat_id][max(after, 0) : max(after, 0) + limit]
+
+    async def last_seq(self, chat_id: str) -> int:
+        await self._enter()
+        return len(self.events[chat_id])
+
+    async def get_task(self, workspace_id: str, task_id: str) -> Task | None:
+        await self._enter()
+        found = self.tasks.get(task_id)
+        return found if found is not None and found.workspace_id == workspace_id else None
+
+    async def list_tasks(self, workspace_id: str, conversation_id: str) -> list[Task]:
+        await self._enter()
+        return sorted(
+            (
+                t
+                for t in self.tasks.values()
+                if t.workspace_id == workspace_id and t.conversation_id == conversation_id
+            ),
+            key=lambda t: t.created_at,
+        )
+
+    async def unfinished_tasks(self, node_id: str | None = None) -> list[Task]:
+        await self._enter()
+        return [
+            t
+            for t in self.tasks.values()
+            if not t.state.is_terminal and (node_id is None or t.node_id == node_id)
+        ]
+
+    async def list_agents(self, workspace_id: str) -> list[AgentDefinition]:
+        await self._enter()
+        return [a for (ws, _), a in self.agents.items() if ws == workspace_id]
+
+    async def save_agents(self, agents: Sequence[AgentDefinition]) -> None:
+        await self._enter()
+        for agent in agents:
+            self.agents[(agent.workspace_id, agent.id)] = agent
+
+    async def list_patients(self, workspace_id: str) -> list[Patient]:
+        await self._enter()
+        return [p for (ws, _), p in self.patients.items() if ws == workspace_id]
+
+    async def get_patient(self, workspace_id: str, patient_id: str) -> Patient | None:
+        await self._enter()
+        return self.patients.get((workspace_id, patient_id))
+
+    async def save_patients(self, patients: Sequence[Patient]) -> None:
+        await self._enter()
+        for patient in patients:
+            self.patients[(patient.workspace_id, patient.id)] = patient
+
+
+@dataclass(eq=False, slots=True)
+class Subscription:
+    """One listener's view of some chats' live events, through a bounded stream.
+
+    When the buffer is full the subscription is marked ``overflowed`` and closed: the
+    listener (a socket) must then resume from the store, so memory never grows.
+    """
+
+    chat_ids: frozenset[str]
+    send: MemoryObjectSendStream[StreamEvent]
+    receive: MemoryObjectReceiveStream[StreamEvent]
+    overflowed: bool = field(default=False)
+
+
+class MemoryBus:
+    """An in-process :class:`~agents.ports.Publisher` with chat subscriptions."""
+
+    def __init__(self) -> None:
+        self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
+        self.published = 0
+
+    async def publish(self, workspace_id: str, events: Sequence[StreamEvent]) -> None:
+        self.publish_nowait(events)
+        await anyio.lowlevel.checkpoint()
+
+    def publish_nowait(self, events: Sequence[StreamEvent]) -> None:
+        for event in events:
+            self.published += 1
+            for sub in tuple(self._subscribers.get(event.chat_id, ())):
+                if sub.overflowed:
+                    continue
+                try:
+                    sub.send.send_nowait(event)
+                except anyio.WouldBlock:
+                    sub.overflowed = True
+                    sub.send.close()
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    sub.overflowed = True
+
+    @contextmanager
+    def subscribe(self, chat_ids: Sequence[str], max_buffer: int = 1024) -> Iterator[Subscription]:
+        """Receive the live events of *chat_ids* until the block ends."""
+        send, receive = anyio.create_memory_object_stream[StreamEvent](max_buffer)
+        sub = Subscription(frozenset(chat_ids), send, receive)
+        for chat_id in sub.chat_ids:
+            self._subscribers[chat_id].add(sub)
+        try:
+            yield sub
+        finally:
+            for chat_id in sub.chat_ids:
+                self._subscribers[chat_id].discard(sub)
+                if not self._subscribers[chat_id]:
+                    del self._subscribers[chat_id]
+            send.close()
+            receive.close()
+
+    def statistics(self) -> dict[str, int]:
+        return {
+            "subscribed_chats": len(self._subscribers),
+            "published": self.published,
+        }
+
+
+class MemoryAudit:
+    """An :class:`~agents.ports.AuditSink` that keeps entries in a list."""
+
+    def __init__(self) -> None:
+        self.entries: list[AuditEntry] = []
+        self.fail = False
+        """Set to make every write raise :class:`Unavailable` (the trail is down)."""
+
+    async def record(self, entry: AuditEntry) -> None:
+        await anyio.lowlevel.checkpoint()
+        if self.fail:
+            raise Unavailable("audit trail unavailable")
+        self.entries.append(entry)

@@ -1,0 +1,339 @@
+"""A background task: one sub-agent's loop inside its own cancel scope.
+
+``TaskRunner.run`` is started in the task group of whoever owns the task — the
+conversation for depth 1, the parent task for deeper ones — so cancelling a scope
+takes everything below it along, and nothing outlives its owner.
+
+Invariants:
+
+* A runner stores exactly one terminal state, in :meth:`TaskRunner._finish`, which
+  always runs (shielded, under the clean-up deadline) however the loop ended.
+* ``done`` is set only after that terminal state is stored and announced.
+* Clean-ups run only for tool calls that started and did not return: a call that
+  returned has nothing left to undo.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from agents.brains import (
+    CallTool,
+    Delegate,
+    Finish,
+    Note,
+    Outcome,
+    StepRecord,
+    Work,
+)
+from agents.exceptions import Conflict, DepthLimitExceeded, RateLimited, SwitchboardError, ToolError
+from agents.models import AgentDefinition, MessageKind, Principal, Role, Task, TaskState
+from agents.tools import Tool, ToolContext, ToolResult
+
+if TYPE_CHECKING:
+    from agents.conversation import ConversationRuntime
+
+log = logging.getLogger(__name__)
+
+MAX_STEPS = 64
+"""A sub-agent that has not finished after this many steps fails: no endless loops."""
+
+
+class _ToolFailed(Exception):
+    """A tool raised; its message is safe to show and store as the task's result."""
+
+
+@dataclass(frozen=True, slots=True)
+class _StartedCall:
+    tool: Tool
+    args: Mapping[str, Any]
+    ctx: ToolContext
+
+
+class TaskRunner:
+    """Runs one task's sub-agent and owns its scope, its instructions and its children."""
+
+    def __init__(
+        self,
+        runtime: ConversationRuntime,
+        task: Task,
+        agent: AgentDefinition,
+        parent: TaskRunner | None,
+    ) -> None:
+        self.runtime = runtime
+        self.id = task.id
+        self.agent = agent
+        self.parent = parent
+        self.depth = task.depth
+        self.scope = anyio.CancelScope()
+        self.done = anyio.Event()
+        self.children: dict[str, TaskRunner] = {}
+        self.data: Mapping[str, Any] = {}
+        self.cancel_requested = False
+        self._tg: TaskGroup | None = None
+        # Instructions wait here until the sub-agent's next step. Bounded: when full,
+        # instruct() refuses with rate_limited rather than dropping or blocking.
+        self._instructions_send, self._instructions_receive = anyio.create_memory_object_stream[
+            str
+        ](runtime.settings.instruction_queue_size)
+        self._pending_progress: str | None = None
+        self._progress_wakeup = anyio.Event()
+        self._started: list[_StartedCall] = []
+
+    @property
+    def task(self) -> Task:
+        return self.runtime.task_record(self.id)
+
+    @property
+    def principal(self) -> Principal:
+        """The sub-agent as a principal: the owner of the tasks it starts."""
+        return Principal(
+            workspace_id=self.runtime.conversation.workspace_id,
+            id=self.agent.id,
+            role=Role.AGENT,
+            name=self.agent.name,
+        )
+
+    def subtree(self) -> list[TaskRunner]:
+        """This runner and every runner below it, parents before children."""
+        found = [self]
+        for child in self.children.values():
+            found.extend(child.subtree())
+        return found
+
+    def queue_instruction(self, text: str) -> None:
+        """Queue *text* for the next step; raises :class:`RateLimited` when the queue is full."""
+        try:
+            self._instructions_send.send_nowait(text)
+        except anyio.WouldBlock:
+            raise RateLimited("too many pending instructions") from None
+        except anyio.ClosedResourceError:
+            raise Conflict("the task has already ended") from None
+
+    def report_progress(self, text: str) -> None:
+        """Remember the latest progress; the flusher sends it at most once an interval."""
+        self._pending_progress = text
+        self._progress_wakeup.set()
+
+    def statistics(self) -> dict[str, int]:
+        return {
+            "children": len(self.children),
+            "pending_instructions": self._instructions_receive.statistics().current_buffer_used,
+        }
+
+    # -- the task's life -----------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run the sub-agent until it finishes, fails, is cancelled or interrupted."""
+        finish: Finish | None = None
+        try:
+            with self.scope:
+                async with anyio.create_task_group() as tg:
+                    self._tg = tg
+                    tg.start_soon(self._flush_progress)
+                    await self.runtime.update_task(self.id, state=TaskState.WORKING)
+                    finish = await self._work(tg)
+                    # Children are all done by now; this stops the progress flusher.
+                    tg.cancel_scope.cancel()
+        except* Exception as group:
+            # A bug below us (a brain raising, say): fail this task, never its
+            # conversation or its siblings. Only ids reach the log.
+            log.error(
+                "task failed unexpectedly",
+                extra={"task_id": self.id, "error": type(group.exceptions[0]).__name__},
+            )
+            finish = Finish(result=f"{self.agent.name} stopped: an internal error.", failed=True)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._finish(finish)
+
+    async def _work(self, tg: TaskGroup) -> Finish:
+        brain = self.runtime.brain_for(self.agent)
+        history: list[StepRecord] = []
+        instructions: list[str] = []
+        refusal: str | None = None
+        for _ in range(MAX_STEPS):
+            new = self._drain_instructions()
+            instructions.extend(new)
+            work = Work(
+                agent=self.agent,
+                task=self.task,
+                team=self.runtime.team,
+                history=tuple(history),
+                instructions=tuple(instructions),
+                new_instructions=tuple(new),
+                refusal=refusal,
+            )
+            refusal = None
+            step = await brain.step(work)
+            if isinstance(step, Finish):
+                return step
+            if isinstance(step, Note):
+                await self.runtime.post(self.task.chat_id, self.agent, step.text, task_id=self.id)
+                history.append(StepRecord(step))
+            elif isinstance(step, CallTool):
+                try:
+                    history.append(await self._call_tool(step))
+                except _ToolFailed as failure:
+                    # The tool itself failed: that fails this task, and only this one.
+                    return Finish(result=str(failure), failed=True)
+            else:
+                assert isinstance(step, Delegate)
+                try:
+                    history.append(await self._delegate(step, tg))
+                except DepthLimitExceeded:
+                    cap = self.runtime.settings.depth_cap
+                    refusal = f"depth_limit: delegation is capped at depth {cap}"
+                    await self.runtime.post(
+                        self.task.chat_id,
+                        self.agent,
+                        f"Delegation refused (depth_limit): tasks may only be nested {cap} "
+                        "levels deep, so I have to do this myself.",
+                        kind=MessageKind.NOTICE,
+                        task_id=self.id,
+                    )
+                    history.append(StepRecord(step, error="depth_limit"))
+        return Finish(result=f"{self.agent.name} gave up after too many steps.", failed=True)
+
+    def _drain_instructions(self) -> list[str]:
+        taken = []
+        while True:
+            try:
+                taken.append(self._instructions_receive.receive_nowait())
+            except anyio.WouldBlock:
+                return taken
+
+    async def _call_tool(self, step: CallTool) -> StepRecord:
+        tool = self.runtime.toolbox.get(step.tool)
+        if tool is None or step.tool not in self.agent.tools:
+            return StepRecord(step, error=f"{self.agent.name} has no tool named {step.tool}.")
+        ctx = ToolContext(
+            workspace_id=self.runtime.conversation.workspace_id,
+            task_id=self.id,
+            report_progress=self.report_progress,
+        )
+        call = _StartedCall(tool, step.args, ctx)
+        self._started.append(call)
+        try:
+            result: ToolResult = await tool.run(ctx, step.args)
+        except ToolError as exc:
+            self._started.remove(call)
+            raise _ToolFailed(f"{self.agent.name} could not finish: {exc}") from exc
+        except Exception as exc:
+            self._started.remove(call)
+            log.warning(
+                "tool raised",
+                extra={"task_id": self.id, "tool": tool.name, "error": type(exc).__name__},
+            )
+            raise _ToolFailed(f"{self.agent.name} could not finish: {tool.name} failed.") from exc
+        # A call that returned (or raised) has nothing left to undo unless it says so;
+        # one interrupted by cancellation stays in _started for _clean_up.
+        if not result.left_open:
+            self._started.remove(call)
+        await self.runtime.post(self.task.chat_id, self.agent, result.text, task_id=self.id)
+        return StepRecord(step, result=result)
+
+    async def _delegate(self, step: Delegate, tg: TaskGroup) -> StepRecord:
+        children = await self.runtime.start_tasks(
+            owner=self.agent,
+            parent=self,
+            assignments=step.assignments,
+            rollup=step.rollup,
+            tg=tg,
+            announce=step.text,
+        )
+        for child in children:
+            await child.done.wait()
+        if self.cancel_requested:
+            # Our children ended because we are being cancelled: wait for our own turn
+            # rather than carrying on as if their results were real.
+            await anyio.sleep_forever()
+        outcomes = []
+        for child in children:
+            task = await self.runtime.read_child_result(self.principal, child)
+            outcomes.append(Outcome(task, child.data))
+        return StepRecord(step, outcomes=tuple(outcomes))
+
+    async def _flush_progress(self) -> None:
+        interval = self.runtime.settings.progress_interval
+        while True:
+            await self._progress_wakeup.wait()
+            self._progress_wakeup = anyio.Event()
+            text, self._pending_progress = self._pending_progress, None
+            if text is not None:
+                await self.runtime.report_progress(self, text)
+            # At most one update per interval; what arrives meanwhile is kept (only the
+            # latest) and sent when the interval is over: the latest is never lost.
+            await anyio.sleep(interval)
+
+    async def _finish(self, finish: Finish | None) -> None:
+        """Store the one terminal state, after clean-up; then tell whoever waits."""
+        deadline = self.runtime.settings.cleanup_deadline
+        try:
+            if finish is not None:
+                state = TaskState.FAILED if finish.failed else TaskState.COMPLETED
+                result = finish.result
+                self.data = dict(finish.data)
+            else:
+                stopped = await self._clean_up(deadline)
+                if self.cancel_requested:
+                    state = TaskState.CANCELLED
+                    result = f"Cancelled: {stopped}" if stopped else "Cancelled."
+                else:
+                    state = TaskState.INTERRUPTED
+                    result = "Interrupted: the server stopped while this task ran."
+            with anyio.move_on_after(max(deadline, 1.0)):
+                await self.runtime.update_task(
+                    self.id,
+                    state=state,
+                    result=result,
+                    progress=self._pending_progress,
+                )
+        except SwitchboardError as exc:
+            # The store refused: the task stays unfinished there and the next start
+            # marks it interrupted. Nothing else can be done from here.
+            log.error("terminal state not stored", extra={"task_id": self.id, "error": exc.code})
+        finally:
+            self._instructions_send.close()
+            self._instructions_receive.close()
+            self.done.set()
+            self.runtime.task_ended(self)
+
+    async def _clean_up(self, deadline: float) -> str:
+        """Undo what the cancelled calls started (hang up, withdraw), newest first."""
+        undone: list[str] = []
+        with anyio.move_on_after(deadline) as scope:
+            for call in reversed(self._started):
+                if call.tool.cleanup is None:
+                    continue
+                try:
+                    note = await call.tool.cleanup(call.ctx, call.args)
+                except Exception as exc:
+                    log.warning(
+                        "clean-up failed",
+                        extra={
+                            "task_id": self.id,
+                            "tool": call.tool.name,
+                            "error": type(exc).__name__,
+                        },
+                    )
+                    note = f"{call.tool.name} could not be cleaned up."
+                if note:
+                    undone.append(note)
+                    await self.runtime.post(
+                        self.task.chat_id,
+                        self.agent,
+                        note,
+                        kind=MessageKind.NOTICE,
+                        task_id=self.id,
+                    )
+        if scope.cancelled_caught:
+            undone.append("clean-up did not finish in time.")
+        self._started.clear()
+        return " ".join(undone)
