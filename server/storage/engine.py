@@ -29,6 +29,8 @@ SQLITE_POOL_SIZE = 8
 POSTGRES_POOL_SIZE = 10
 POSTGRES_MAX_OVERFLOW = 5
 POSTGRES_CONNECT_TIMEOUT_S = 5
+# A call waits this long for a connection; SqlStore's limiter keeps that wait rare.
+POOL_TIMEOUT_S = 10
 
 # Any constant shared by every node: held while one of them creates or migrates.
 _SCHEMA_LOCK_KEY = 0x5357_4244  # "SWBD"
@@ -76,7 +78,7 @@ def create_engine_for(
         parsed,
         pool_size=pool_size or POSTGRES_POOL_SIZE,
         max_overflow=POSTGRES_MAX_OVERFLOW,
-        pool_timeout=30,
+        pool_timeout=POOL_TIMEOUT_S,
         pool_pre_ping=True,
         pool_recycle=1800,
         connect_args=extra,
@@ -100,7 +102,7 @@ def _sqlite_engine(
             url,
             pool_size=pool_size or SQLITE_POOL_SIZE,
             max_overflow=0,
-            pool_timeout=30,
+            pool_timeout=POOL_TIMEOUT_S,
             connect_args=connect_args,
             **common,
         )
