@@ -339,7 +339,7 @@ def test_codes_match_the_protocol() -> None:
         4429,
     }
     assert all(0 < len(code.reason.encode()) <= 123 for code in CloseCode)
-    assert CloseCode.UNAUTHORIZED == 4401
+    assert int(CloseCode.UNAUTHORIZED) == 4401
     assert ErrorCode.NOT_FOUND.message == "not found"
 
 
