@@ -7,6 +7,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
@@ -187,7 +188,7 @@ def test_hash_is_sha256_of_sorted_compact_json_without_the_hash(event: EventFact
 
 def test_the_hash_covers_every_field(event: EventFactory) -> None:
     record = seal(event())
-    changes: dict[str, object] = {
+    changes: dict[str, Any] = {
         "id": "aud_2",
         "seq": 2,
         "workspace_id": "ws_x",
