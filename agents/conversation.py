@@ -134,6 +134,7 @@ class ConversationRuntime:
         self._inbox_ready = anyio.Event()
         self._tg: TaskGroup | None = None
         self._turn_scope: anyio.CancelScope | None = None
+        self._answering = False
         self._attached = 0
         self._idle_since: float | None = None
         self.stopping = False
@@ -211,6 +212,11 @@ class ConversationRuntime:
         self._put(_UserTurn(text))
         return event
 
+    @property
+    def answering(self) -> bool:
+        """Whether a turn of the person's is waiting for, or getting, its reply."""
+        return self._answering or self._queued_turns > 0
+
     def interrupt_turn(self) -> bool:
         """Barge-in: abandon the reply being produced, if any. Background work goes on."""
         scope = self._turn_scope
@@ -233,7 +239,9 @@ class ConversationRuntime:
             return None
         return task
 
-    async def instruct(self, principal: Principal, task_id: str, text: str) -> StreamEvent:
+    async def instruct(
+        self, principal: Principal, task_id: str, text: str, *, channel: str = "agent:instruct"
+    ) -> StreamEvent:
         """Queue new instructions for a running task; the caller must own it.
 
         Raises :class:`NotFound`, :class:`Conflict` (terminal task) or
@@ -250,10 +258,17 @@ class ConversationRuntime:
         role = MessageRole.AGENT if principal.role is Role.AGENT else MessageRole.USER
         message = Message(role, author, MessageKind.REPLY, text, task_id=task_id)
         (event,) = await self.commit(Changes(events=[NewEvent(task.chat_id, message)]))
-        await self._audit_best_effort(AuditType.TASK_INSTRUCTED, principal, task, "runtime")
+        await self._audit_best_effort(AuditType.TASK_INSTRUCTED, principal, task, channel)
         return event
 
-    async def cancel(self, principal: Principal, task_id: str, reason: str | None = None) -> Task:
+    async def cancel(
+        self,
+        principal: Principal,
+        task_id: str,
+        reason: str | None = None,
+        *,
+        channel: str = "agent:cancel",
+    ) -> Task:
         """Cancel a task and everything it started; idempotent.
 
         Returns the task as it is once the cancel is accepted: ``cancelling``, or its
@@ -275,7 +290,7 @@ class ConversationRuntime:
             if can_move(self._tasks[r.id].state, TaskState.CANCELLING)
         ]
         await self._store_tasks(updated)
-        await self._audit_best_effort(AuditType.TASK_CANCELLED, principal, task, "runtime")
+        await self._audit_best_effort(AuditType.TASK_CANCELLED, principal, task, channel)
         assert self._tg is not None
         self._tg.start_soon(self._cancel_tree, runner)
         return self._tasks[task_id]
@@ -586,6 +601,7 @@ class ConversationRuntime:
             item = self._inbox.popleft()
             try:
                 if isinstance(item, _UserTurn):
+                    self._answering = True
                     self._queued_turns -= 1
                     await self._answer(item.text)
                 else:
@@ -600,6 +616,7 @@ class ConversationRuntime:
                     MessageKind.NOTICE,
                 )
             finally:
+                self._answering = False
                 self._note_activity()
 
     @property

@@ -218,7 +218,7 @@ class ConversationHost:
         runtime = self.live(task.conversation_id)
         if runtime is None:
             raise Conflict("the task has already ended")
-        return await runtime.instruct(principal, task_id, text)
+        return await runtime.instruct(principal, task_id, text, channel=channel)
 
     async def cancel(
         self, principal: Principal, task_id: str, reason: str | None, *, channel: str
@@ -228,7 +228,7 @@ class ConversationHost:
         runtime = self.live(task.conversation_id)
         if runtime is None:
             return task
-        return await runtime.cancel(principal, task_id, reason)
+        return await runtime.cancel(principal, task_id, reason, channel=channel)
 
     # -- chats -----------------------------------------------------------------------
 

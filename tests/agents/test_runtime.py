@@ -93,12 +93,12 @@ async def test_instructions_to_a_busy_sub_agent_are_all_taken_in_order() -> None
         await t.wait_for(lambda: len(t.gate.started) == 1)
         (task,) = t.tasks()
         for n in range(5):
-            await t.host.instruct(PERSON, task.id, f"note {n}", channel="test")
+            await t.host.instruct(PERSON, task.id, f"note {n}", channel="test:probe")
         t.gate.released.set()
         await t.wait_for(lambda: t.store.tasks[task.id].state.is_terminal)
         assert t.store.tasks[task.id].result == "passed 0 [note 0; note 1; note 2; note 3; note 4]"
         with pytest.raises(Conflict):
-            await t.host.instruct(PERSON, task.id, "too late", channel="test")
+            await t.host.instruct(PERSON, task.id, "too late", channel="test:probe")
 
 
 async def test_cancel_runs_clean_up_and_ends_cancelled() -> None:
@@ -106,9 +106,9 @@ async def test_cancel_runs_clean_up_and_ends_cancelled() -> None:
         await t.runtime.say(PERSON, "fan 1 gate")
         await t.wait_for(lambda: len(t.gate.started) == 1)
         (task,) = t.tasks()
-        accepted = await t.host.cancel(PERSON, task.id, None, channel="test")
+        accepted = await t.host.cancel(PERSON, task.id, None, channel="test:probe")
         assert accepted.state is TaskState.CANCELLING
-        again = await t.host.cancel(PERSON, task.id, None, channel="test")
+        again = await t.host.cancel(PERSON, task.id, None, channel="test:probe")
         assert again.state is TaskState.CANCELLING
         await t.wait_for(lambda: t.store.tasks[task.id].state.is_terminal)
         final = t.store.tasks[task.id]
@@ -126,7 +126,7 @@ async def test_cancel_racing_completion_leaves_completed() -> None:
         (task,) = t.tasks()
         t.gate.released.set()
         await t.wait_for(lambda: t.store.tasks[task.id].state.is_terminal)
-        result = await t.host.cancel(PERSON, task.id, None, channel="test")
+        result = await t.host.cancel(PERSON, task.id, None, channel="test:probe")
         assert result.state is TaskState.COMPLETED
         assert t.store.tasks[task.id].state is TaskState.COMPLETED
         assert t.gate.cleaned == []
@@ -140,7 +140,7 @@ async def test_cancel_accepted_as_the_sub_agent_finishes_keeps_the_first_termina
         # Release and cancel in the same instant: whichever lands first wins, and the
         # stream never shows a state after the terminal one.
         t.gate.released.set()
-        await t.host.cancel(PERSON, task.id, None, channel="test")
+        await t.host.cancel(PERSON, task.id, None, channel="test:probe")
         await t.wait_for(lambda: t.store.tasks[task.id].state.is_terminal)
         await anyio.sleep(0.05)
         states = t.task_states(task.id)
@@ -178,7 +178,7 @@ async def test_cancelling_a_three_level_tree_goes_deepest_first() -> None:
         await t.runtime.say(PERSON, "nest 3 wait")
         await t.wait_for(lambda: len(t.gate.started) == 2)  # the depth-3 sub-agent waits
         root = next(x for x in t.tasks() if x.depth == 1 and x.agent.id == "nester")
-        accepted = await t.host.cancel(PERSON, root.id, "changed my mind", channel="test")
+        accepted = await t.host.cancel(PERSON, root.id, "changed my mind", channel="test:probe")
         assert accepted.state is TaskState.CANCELLING
         tree = [x for x in t.tasks() if x.agent.id == "nester"]
         assert sorted(x.depth for x in tree) == [1, 2, 3]
@@ -213,13 +213,13 @@ async def test_ownership_probes_all_look_like_a_random_id() -> None:
         for who in probes:
             for task_id in (task.id, "task_doesnotexist"):
                 with pytest.raises(NotFound) as caught:
-                    await t.host.read_task(who, task_id, channel="test")
+                    await t.host.read_task(who, task_id, channel="test:probe")
                 assert str(caught.value) == "no such task"
                 with pytest.raises(NotFound):
-                    await t.host.cancel(who, task_id, None, channel="test")
+                    await t.host.cancel(who, task_id, None, channel="test:probe")
                 with pytest.raises(NotFound):
-                    await t.host.instruct(who, task_id, "x", channel="test")
-            assert await t.host.list_tasks(who, t.conversation.id, channel="test") == []
+                    await t.host.instruct(who, task_id, "x", channel="test:probe")
+            assert await t.host.list_tasks(who, t.conversation.id, channel="test:probe") == []
         denied = [e for e in t.audit.entries if e.type is AuditType.ACCESS_DENIED]
         assert len(denied) == len(probes) * 2 * 3
         # The owners: the person, the bridge acting for them, and the agent that started it.
@@ -228,7 +228,7 @@ async def test_ownership_probes_all_look_like_a_random_id() -> None:
             Principal(WS, "bridge", Role.SERVICE, act_for="pat"),
             Principal(WS, "lead", Role.AGENT),
         ):
-            assert (await t.host.read_task(who, task.id, channel="test")).id == task.id
+            assert (await t.host.read_task(who, task.id, channel="test:probe")).id == task.id
         t.gate.released.set()
 
 
@@ -241,7 +241,7 @@ async def test_reads_fail_closed_when_the_audit_trail_is_down() -> None:
         (task,) = t.tasks()
         t.audit.fail = True
         with pytest.raises(Unavailable):
-            await t.host.read_task(PERSON, task.id, channel="test")
+            await t.host.read_task(PERSON, task.id, channel="test:probe")
         await t.runtime.say(PERSON, "are you there")
         await t.wait_for(lambda: any(m.text == "echo: are you there" for m in t.messages()))
 
