@@ -1,0 +1,30 @@
+"""The ASGI application: HTTP API, the two sockets, the pages, and the node's lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
+
+from server.http_api import routes as http_routes
+from server.node import start_node
+from server.settings import Settings
+from server.sockets import socket_routes
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """Build the app; the node starts with the lifespan and is ``app.state.node``."""
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with start_node(settings) as node:
+            app.state.node = node
+            yield
+
+    routes: list[BaseRoute] = [*http_routes(), *socket_routes()]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.settings = settings
+    return app

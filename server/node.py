@@ -1,0 +1,100 @@
+"""One server process: the store, the bus, the audit trail and the runtime, wired.
+
+:func:`start_node` is entered by the ASGI lifespan. It opens the node task group that
+every conversation lives in, marks tasks a crashed process left running
+``interrupted``, and on the way out closes every socket with 1001 and lets running
+tasks clean up and store ``interrupted`` before the store is closed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import anyio
+
+from agents.brains.rule import RuleBrain
+from agents.conversation import Services
+from agents.demo.patients import demo_patients
+from agents.demo.workspace import build_demo_tools, demo_agents
+from agents.host import ConversationHost
+from agents.memory import MemoryBus
+from audit import AuditTrail
+from server.audit_sink import TrailAuditSink
+from server.audit_store import SqlAuditBackend
+from server.audit_store import create_schema as create_audit_schema
+from server.sessions import SessionRegistry
+from server.settings import Settings
+from server.storage.engine import create_engine_for
+from server.storage.sql_store import SqlStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class Node:
+    """Everything a request handler needs, reachable as ``request.app.state.node``."""
+
+    settings: Settings
+    store: SqlStore
+    bus: MemoryBus
+    trail: AuditTrail
+    audit: TrailAuditSink
+    host: ConversationHost
+    sessions: SessionRegistry = field(default_factory=SessionRegistry)
+    started: bool = False
+
+    def statistics(self) -> dict[str, int]:
+        return {
+            **self.host.statistics(),
+            **self.sessions.statistics(),
+            "events_published": self.bus.published,
+            "audit_written": self.audit.written,
+            "audit_failed": self.audit.failed,
+        }
+
+
+@asynccontextmanager
+async def start_node(settings: Settings) -> AsyncIterator[Node]:
+    """Open the node: schema, demo workspace, recovery; close it gracefully on exit."""
+    engine = create_engine_for(settings.database_url)
+    store = SqlStore(engine)
+    await store.create_schema()
+    await anyio.to_thread.run_sync(create_audit_schema, engine)
+    if settings.demo_mode:
+        await store.save_agents(demo_agents())
+        await store.save_patients(demo_patients())
+    trail = AuditTrail(SqlAuditBackend(engine), node_id=settings.node_id)
+    audit = TrailAuditSink(trail)
+    bus = MemoryBus()
+    services = Services(
+        store=store,
+        publisher=bus,
+        audit=audit,
+        toolbox=build_demo_tools(store, latency_scale=settings.tool_latency_scale),
+        brains={"rule": RuleBrain(store)},
+        settings=settings.runtime(),
+    )
+    host = ConversationHost(services)
+    node = Node(settings, store, bus, trail, audit, host)
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(host.run)
+            interrupted = await host.recover()
+            if interrupted:
+                log.info("recovered after an unclean stop", extra={"interrupted": interrupted})
+            node.started = True
+            try:
+                yield node
+            finally:
+                node.started = False
+                with anyio.CancelScope(shield=True):
+                    await node.sessions.close_all()
+                # Cancelling the host lets every task run its clean-up (shielded, under
+                # the clean-up deadline) and store `interrupted`; the group waits.
+                host.stop()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await store.close()

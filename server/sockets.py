@@ -1,0 +1,575 @@
+"""The two WebSocket endpoints of PROTOCOL.md: a conversation, and a watched chat.
+
+A socket is three sibling tasks — the reader (client frames → runtime calls), the pump
+(live events from the bus → the outbound queue, gaps filled from the store) and the
+writer (outbound queue → the wire) — and whichever ends first ends the others.
+
+Invariants:
+
+* Nothing is sent before ``welcome``; replayed events come before live ones, in
+  ``seq`` order, each exactly once (the pump drops what the replay already sent).
+* The outbound queue is bounded; a client that lets it fill is closed with 4001 and
+  resumes from its last ``seq``: memory never grows with a slow reader.
+* Errors sent to the client are fixed texts per code: never stack traces, secrets or
+  anything from a record the caller may not see.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from agents.exceptions import NotFound, SwitchboardError, Unavailable
+from agents.models import (
+    Chat,
+    ChatKind,
+    Conversation,
+    Message,
+    MessageKind,
+    MessageRole,
+    Principal,
+    StreamEvent,
+)
+from agents.ports import AuditEntry, AuditType
+from server import protocol
+from server.auth import bearer_token, verify_token
+from server.exceptions import Unauthorized
+from server.node import Node
+from server.protocol import CloseCode, ErrorCode, FrameError
+
+log = logging.getLogger(__name__)
+
+REPLAY_PAGE = 1000
+VOICE_PAUSE_GRACE = 1.5
+"""After the caller stops speaking, how long to wait for their turn before a held
+update may be spoken (the bridge sends the transcript right after the pause)."""
+
+CONVERSATION_CHANNEL = "ws:/v1/conversations/{conversation_id}/ws"
+CHAT_CHANNEL = "ws:/v1/chats/{chat_id}/ws"
+
+
+class _Close(Exception):
+    """Unwinds the socket's tasks to close it with ``code``."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@dataclass
+class _TokenBucket:
+    rate: float
+    burst: float
+    tokens: float
+    stamp: float
+
+    def take(self) -> bool:
+        now = anyio.current_time()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+class Session:
+    """One accepted socket, from ``hello`` to close."""
+
+    def __init__(self, websocket: WebSocket, node: Node) -> None:
+        self.ws = websocket
+        self.node = node
+        self.settings = node.settings
+        self.principal_key = ""
+        self.principal: Principal | None = None
+        self.voice = False
+        self.speaking = False
+        self._close_code: int | None = None
+        self._scope = anyio.CancelScope()
+        self._closed = anyio.Event()
+        self._last_sent = 0
+        self._send, self._receive = anyio.create_memory_object_stream[StreamEvent | dict[str, Any]](
+            self.settings.outbound_queue_size
+        )
+        self._held: list[StreamEvent] = []
+        self._pause_ends: float | None = None
+        self._wake_writer = anyio.Event()
+        self.runtime: Any = None
+
+    # -- the registry's side ---------------------------------------------------------
+
+    def close_soon(self, code: int) -> None:
+        if self._close_code is None:
+            self._close_code = code
+        self._scope.cancel()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    # -- the handshake ---------------------------------------------------------------
+
+    async def handshake(self) -> protocol.Hello | None:
+        """Accept, then wait for a valid ``hello``; close with 4401 if none comes."""
+        origin = self.ws.headers.get("origin")
+        if origin is not None and not self.settings.origin_allowed(origin):
+            # Refused before accept: the client sees a 403 on the upgrade.
+            await self.ws.close(code=1008)
+            return None
+        await self.ws.accept()
+        try:
+            header_token = bearer_token(self.ws.headers.get("authorization"))
+        except Unauthorized:
+            await self._close_now(CloseCode.UNAUTHORIZED)
+            return None
+        with anyio.move_on_after(self.settings.hello_timeout):
+            while True:
+                message = await self.ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    return None
+                frame = protocol.parse_client_frame(
+                    _payload(message), max_size=self.settings.max_frame_size
+                )
+                if isinstance(frame, FrameError):
+                    if frame.close_code is not None:
+                        await self._close_now(frame.close_code)
+                        return None
+                    await self._send_now(frame.to_wire())
+                    continue
+                if not isinstance(frame, protocol.Hello):
+                    await self._send_now(
+                        protocol.error(ErrorCode.UNAUTHORIZED, id=getattr(frame, "id", None))
+                    )
+                    continue
+                token = frame.token or header_token
+                if token is None:
+                    await self._close_now(CloseCode.UNAUTHORIZED)
+                    return None
+                try:
+                    self.principal = verify_token(self.settings.secret, token)
+                except Unauthorized:
+                    await self._close_now(CloseCode.UNAUTHORIZED)
+                    return None
+                self.principal_key = f"{self.principal.workspace_id}/{self.principal.id}"
+                self.voice = frame.is_voice
+                return frame
+        await self._close_now(CloseCode.UNAUTHORIZED)
+        return None
+
+    # -- serving ---------------------------------------------------------------------
+
+    async def serve_conversation(self, conversation_id: str) -> None:
+        hello = await self.handshake()
+        if hello is None or self.principal is None:
+            return
+        host = self.node.host
+        try:
+            conversation = await host.find_conversation(
+                self.principal, conversation_id, channel=CONVERSATION_CHANNEL
+            )
+        except NotFound:
+            await self._close_now(CloseCode.NOT_FOUND)
+            return
+        except Unavailable:
+            await self._close_now(CloseCode.INTERNAL_ERROR)
+            return
+        await self._serve(hello, conversation.chat_id, conversation, None)
+
+    async def serve_chat(self, chat_id: str) -> None:
+        hello = await self.handshake()
+        if hello is None or self.principal is None:
+            return
+        try:
+            chat = await self.node.host.open_chat(self.principal, chat_id, channel=CHAT_CHANNEL)
+        except NotFound:
+            await self._close_now(CloseCode.NOT_FOUND)
+            return
+        except Unavailable:
+            await self._close_now(CloseCode.INTERNAL_ERROR)
+            return
+        await self._serve(hello, chat.id, None, chat)
+
+    async def _serve(
+        self,
+        hello: protocol.Hello,
+        chat_id: str,
+        conversation: Conversation | None,
+        chat: Chat | None,
+    ) -> None:
+        assert self.principal is not None
+        registry = self.node.sessions
+        if (
+            registry.connections_of(self.principal_key)
+            >= self.settings.max_connections_per_principal
+        ):
+            await self._close_now(CloseCode.RATE_LIMITED)
+            return
+        registry.add(self)
+        try:
+            if conversation is not None:
+                previous = registry.claim(conversation.id, self)
+                if previous is not None:
+                    previous.close_soon(CloseCode.REPLACED)
+            with self._scope:
+                await self._run(hello, chat_id, conversation, chat)
+        except _Close as close:
+            self._close_code = close.code
+        finally:
+            registry.remove(self)
+            with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                await self._close_now(self._close_code or CloseCode.NORMAL_CLOSURE)
+            self._closed.set()
+
+    async def _run(
+        self,
+        hello: protocol.Hello,
+        chat_id: str,
+        conversation: Conversation | None,
+        chat: Chat | None,
+    ) -> None:
+        assert self.principal is not None
+        store = self.node.store
+        # Subscribe before reading the store, so nothing committed meanwhile is missed;
+        # what the replay also sends is dropped by seq.
+        buffer = max(self.settings.outbound_queue_size * 4, 1024)
+        with self.node.bus.subscribe([chat_id], max_buffer=buffer) as subscription:
+            last_seq = await store.last_seq(chat_id)
+            if conversation is not None:
+                welcome = protocol.welcome(last_seq=last_seq, conversation_id=conversation.id)
+            else:
+                assert chat is not None
+                welcome = protocol.welcome(last_seq=last_seq, chat_id=chat.id)
+            await self._send_now(welcome)
+            await self._replay(chat_id, hello.resume_after or 0, audit=conversation is not None)
+            target = conversation or await store.get_conversation(
+                self.principal.workspace_id, chat.conversation_id if chat else ""
+            )
+            if target is None:
+                raise _Close(CloseCode.NOT_FOUND)
+            async with self.node.host.attach(target) as runtime:
+                self.runtime = runtime
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._guard, self._read, tg, conversation, chat)
+                    tg.start_soon(self._guard, self._pump, tg, subscription, chat_id)
+                    tg.start_soon(self._guard, self._write, tg)
+
+    async def _guard(self, fn: Any, tg: TaskGroup, *args: Any) -> None:
+        """Run one of the socket's tasks; when it ends, for any reason, end the others."""
+        try:
+            await fn(*args)
+        except _Close as close:
+            self._close_code = self._close_code or close.code
+        except (WebSocketDisconnect, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+        except OSError:
+            pass
+        finally:
+            tg.cancel_scope.cancel()
+
+    async def _replay(self, chat_id: str, after: int, *, audit: bool) -> None:
+        store = self.node.store
+        self._last_sent = after
+        audited = not audit
+        while True:
+            page = await store.events_after(chat_id, self._last_sent, REPLAY_PAGE)
+            if not page:
+                return
+            if not audited and any(e.task_id is not None for e in page):
+                await self._audit_view("ws:replay", conversation_chat=chat_id)
+                audited = True
+            for event in page:
+                await self._send_now(self._event_wire(event))
+                self._last_sent = event.seq
+            if len(page) < REPLAY_PAGE:
+                return
+
+    # -- the three tasks -------------------------------------------------------------
+
+    async def _read(self, conversation: Conversation | None, chat: Chat | None) -> None:
+        bucket = _TokenBucket(
+            self.settings.rate_limit,
+            float(self.settings.rate_limit_burst),
+            float(self.settings.rate_limit_burst),
+            anyio.current_time(),
+        )
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if not bucket.take():
+                raise _Close(CloseCode.RATE_LIMITED)
+            frame = protocol.parse_client_frame(
+                _payload(message), max_size=self.settings.max_frame_size
+            )
+            if isinstance(frame, FrameError):
+                if frame.close_code is not None:
+                    raise _Close(frame.close_code)
+                self._queue(frame.to_wire())
+                continue
+            try:
+                if conversation is not None:
+                    await self._on_conversation_frame(frame, conversation)
+                else:
+                    assert chat is not None
+                    await self._on_chat_frame(frame, chat)
+            except SwitchboardError as exc:
+                code = _error_code(exc)
+                self._queue(protocol.error(code, id=getattr(frame, "id", None)))
+
+    async def _on_conversation_frame(
+        self, frame: protocol.ClientFrame, conversation: Conversation
+    ) -> None:
+        assert self.principal is not None
+        host = self.node.host
+        channel = "ws:"
+        if isinstance(frame, protocol.Say):
+            event = await self.runtime.say(self.principal, frame.text)
+            self._queue(protocol.ack(frame.id, event.seq))
+        elif isinstance(frame, protocol.Ping):
+            self._queue(protocol.pong(frame.id))
+        elif isinstance(frame, protocol.TaskList):
+            tasks = await host.list_tasks(
+                self.principal, conversation.id, channel=channel + "task.list"
+            )
+            self._queue(protocol.result_tasks(frame.id, [t.view() for t in tasks]))
+        elif isinstance(frame, protocol.TaskStatus):
+            task = await self._own_task(frame.task_id, conversation, channel + "task.status")
+            task = await host.read_task(self.principal, task.id, channel=channel + "task.status")
+            self._queue(protocol.result_task(frame.id, task.view()))
+        elif isinstance(frame, protocol.TaskInstruct):
+            await self._own_task(frame.task_id, conversation, channel + "task.instruct")
+            event = await host.instruct(
+                self.principal, frame.task_id, frame.text, channel=channel + "task.instruct"
+            )
+            self._queue(protocol.ack(frame.id, event.seq))
+        elif isinstance(frame, protocol.TaskCancel):
+            if frame.task_id is None:
+                self._queue(protocol.error(ErrorCode.BAD_FRAME, id=frame.id))
+                return
+            await self._own_task(frame.task_id, conversation, channel + "task.cancel")
+            task = await host.cancel(
+                self.principal, frame.task_id, frame.reason, channel=channel + "task.cancel"
+            )
+            self._queue(protocol.result_task(frame.id, task.view()))
+        elif isinstance(frame, protocol.Speech):
+            self._on_speech(frame)
+        else:
+            # A second hello: the socket is already greeted.
+            self._queue(protocol.error(ErrorCode.BAD_FRAME))
+
+    async def _own_task(self, task_id: str, conversation: Conversation, channel: str) -> Any:
+        """The task, if it is this conversation's and the caller's; else not_found."""
+        assert self.principal is not None
+        task = await self.node.host.find_task(self.principal, task_id, channel=channel)
+        if task.conversation_id != conversation.id:
+            raise NotFound("task")
+        return task
+
+    async def _on_chat_frame(self, frame: protocol.ClientFrame, chat: Chat) -> None:
+        assert self.principal is not None
+        host = self.node.host
+        if isinstance(frame, protocol.Ping):
+            self._queue(protocol.pong(frame.id))
+            return
+        if chat.kind is not ChatKind.TASK or chat.task_id is None:
+            if isinstance(frame, protocol.Say | protocol.TaskCancel | protocol.TaskInstruct):
+                self._queue(protocol.error(ErrorCode.NOT_FOUND, id=frame.id))
+            else:
+                self._queue(protocol.error(ErrorCode.UNKNOWN_TYPE, id=getattr(frame, "id", None)))
+            return
+        if isinstance(frame, protocol.Say):
+            event = await host.instruct(
+                self.principal, chat.task_id, frame.text, channel="ws:chat.say"
+            )
+            self._queue(protocol.ack(frame.id, event.seq))
+        elif isinstance(frame, protocol.TaskCancel):
+            if frame.task_id not in (None, chat.task_id):
+                raise NotFound("task")
+            task = await host.cancel(
+                self.principal, chat.task_id, frame.reason, channel="ws:chat.task.cancel"
+            )
+            self._queue(protocol.result_task(frame.id, task.view()))
+        elif isinstance(frame, protocol.TaskStatus):
+            if frame.task_id != chat.task_id:
+                raise NotFound("task")
+            task = await host.read_task(self.principal, chat.task_id, channel="ws:chat.task.status")
+            self._queue(protocol.result_task(frame.id, task.view()))
+        elif isinstance(frame, protocol.TaskInstruct):
+            if frame.task_id != chat.task_id:
+                raise NotFound("task")
+            event = await host.instruct(
+                self.principal, chat.task_id, frame.text, channel="ws:chat.task.instruct"
+            )
+            self._queue(protocol.ack(frame.id, event.seq))
+        else:
+            self._queue(protocol.error(ErrorCode.UNKNOWN_TYPE, id=getattr(frame, "id", None)))
+
+    def _on_speech(self, frame: protocol.Speech) -> None:
+        if frame.state is protocol.SpeechState.STARTED:
+            self.speaking = True
+            self._pause_ends = None
+            # Barge-in: the reply still being produced is abandoned; tasks go on.
+            self.runtime.interrupt_turn()
+        else:
+            self.speaking = False
+            self._pause_ends = anyio.current_time() + VOICE_PAUSE_GRACE
+        self._wake_writer.set()
+
+    async def _pump(self, subscription: Any, chat_id: str) -> None:
+        store = self.node.store
+        async for event in subscription.receive:
+            if event.seq <= self._last_sent:
+                continue
+            if event.seq > self._last_sent + 1:
+                missing = await store.events_after(
+                    chat_id, self._last_sent, event.seq - self._last_sent - 1
+                )
+                for filler in missing:
+                    self._queue(filler)
+                    self._last_sent = filler.seq
+            self._queue(event)
+            self._last_sent = event.seq
+        # The bus closed our subscription: we fell behind it.
+        raise _Close(CloseCode.SLOW_CONSUMER)
+
+    def _queue(self, item: StreamEvent | dict[str, Any]) -> None:
+        try:
+            self._send.send_nowait(item)
+        except anyio.WouldBlock:
+            raise _Close(CloseCode.SLOW_CONSUMER) from None
+
+    async def _write(self) -> None:
+        while True:
+            timeout = self._hold_timeout()
+            item: StreamEvent | dict[str, Any] | None = None
+            with anyio.move_on_after(timeout if timeout is not None else float("inf")):
+                item = await self._receive.receive()
+            if item is None:
+                await self._release_held()
+                continue
+            if isinstance(item, dict):
+                await self._send_now(item)
+                continue
+            if self._should_hold(item):
+                self._held.append(item)
+                continue
+            await self._deliver(item)
+            if self._held and self._may_release():
+                await self._release_held()
+
+    # -- voice: hold unsolicited updates while the caller speaks --------------------
+
+    def _should_hold(self, event: StreamEvent) -> bool:
+        body = event.body
+        if not self.voice or not isinstance(body, Message) or body.role is not MessageRole.AGENT:
+            return False
+        if body.kind not in (MessageKind.PROGRESS, MessageKind.FOLLOWUP):
+            return False
+        return bool(self._held) or not self._may_release()
+
+    def _may_release(self) -> bool:
+        if self.speaking or (self.runtime is not None and self.runtime.answering):
+            return False
+        return self._pause_ends is None or anyio.current_time() >= self._pause_ends
+
+    def _hold_timeout(self) -> float | None:
+        if not self._held:
+            return None
+        if self._may_release():
+            return 0
+        if self._pause_ends is not None and not self.speaking:
+            return max(0.0, self._pause_ends - anyio.current_time()) + 0.01
+        return 0.25  # re-check: the turn being answered may finish without a reply
+
+    async def _release_held(self) -> None:
+        if not self._held or not self._may_release():
+            return
+        held, self._held = self._held, []
+        for event in held:
+            await self._deliver(event)
+
+    async def _deliver(self, event: StreamEvent) -> None:
+        body = event.body
+        if isinstance(body, Message) and body.kind is MessageKind.FOLLOWUP:
+            # A follow-up carries a task's result: an audited read, before it leaves.
+            await self._audit_view("ws:followup", task_id=body.task_id)
+        await self._send_now(self._event_wire(event))
+
+    def _event_wire(self, event: StreamEvent) -> dict[str, Any]:
+        wire = event.to_wire()
+        if self.voice and wire["type"] == "message" and wire["role"] == "agent":
+            wire["speak"] = True
+        return wire
+
+    async def _audit_view(
+        self, channel: str, *, task_id: str | None = None, conversation_chat: str | None = None
+    ) -> None:
+        assert self.principal is not None
+        try:
+            await self.node.audit.record(
+                AuditEntry(
+                    type=AuditType.PHI_RECORD_VIEWED,
+                    actor=self.principal,
+                    channel=channel,
+                    task_id=task_id,
+                    chat_id=conversation_chat,
+                    conversation_id=self.runtime.conversation.id if self.runtime else None,
+                    on_behalf_of=(self.principal.act_for,) if self.principal.act_for else (),
+                )
+            )
+        except Unavailable:
+            # Fail closed: the contents do not leave; the client resumes later.
+            raise _Close(CloseCode.INTERNAL_ERROR) from None
+
+    # -- the wire --------------------------------------------------------------------
+
+    async def _send_now(self, frame: dict[str, Any]) -> None:
+        await self.ws.send_text(protocol.encode(frame))
+
+    async def _close_now(self, code: int) -> None:
+        # Already closed by the other side is fine: there is nothing left to tell it.
+        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+            await self.ws.close(code=int(code))
+
+
+def _payload(message: Any) -> str | bytes:
+    """A received ASGI message's text, or its bytes (a binary frame)."""
+    text = message.get("text")
+    if isinstance(text, str):
+        return text
+    data = message.get("bytes")
+    return data if isinstance(data, bytes) else b""
+
+
+def _error_code(exc: SwitchboardError) -> ErrorCode:
+    try:
+        return ErrorCode(exc.code)
+    except ValueError:
+        return ErrorCode.INTERNAL
+
+
+async def conversation_endpoint(websocket: WebSocket) -> None:
+    node: Node = websocket.app.state.node
+    session = Session(websocket, node)
+    await session.serve_conversation(websocket.path_params["conversation_id"])
+
+
+async def chat_endpoint(websocket: WebSocket) -> None:
+    node: Node = websocket.app.state.node
+    session = Session(websocket, node)
+    await session.serve_chat(websocket.path_params["chat_id"])
+
+
+def socket_routes() -> Sequence[Any]:
+    from starlette.routing import WebSocketRoute
+
+    return [
+        WebSocketRoute("/v1/conversations/{conversation_id}/ws", conversation_endpoint),
+        WebSocketRoute("/v1/chats/{chat_id}/ws", chat_endpoint),
+    ]
