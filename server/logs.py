@@ -1,0 +1,196 @@
+"""Structured logs: one JSON object per line on stderr, and nothing in them that is PHI.
+
+A log line is built from the record's fixed format string (its ``%``-arguments are
+dropped, never interpolated), its level, logger and time, and only those ``extra``
+fields whose names are on :data:`ALLOWED_FIELDS` and whose values are plain scalars:
+ids, codes, counts, durations. So a message text, a title, a name or a token passed by
+mistake stays out. An exception contributes its type and where it was raised, never
+its message, which may quote what it failed on.
+
+:class:`AccessLogMiddleware` replaces uvicorn's access log, which prints the raw path
+and query string: it logs the route template (``/v1/tasks/{task_id}``) instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import traceback
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+#: The ``extra`` keys a log line may carry. Each holds an id, an enumeration, a number
+#: or an exception's class name; none may hold free text.
+ALLOWED_FIELDS: frozenset[str] = frozenset(
+    {
+        "conversation_id",
+        "task_id",
+        "chat_id",
+        "workspace_id",
+        "request_id",
+        "node_id",
+        "agent_id",
+        "error",
+        "code",
+        "count",
+        "interrupted",
+        "type",
+        "tool",
+        "state",
+        "status",
+        "seq",
+        "depth",
+        "path_template",
+        "method",
+        "duration_ms",
+        "close_code",
+        "host",
+        "port",
+    }
+)
+
+# Ids, codes and class names are short; a long string is a mistake, so it is cut.
+MAX_FIELD_CHARS = 200
+MAX_FRAMES = 10
+UNMATCHED_ROUTE = "unmatched"
+
+_HANDLER_MARK = "_switchboard_json_handler"
+_THIRD_PARTY_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
+
+access_log = logging.getLogger("switchboard.access")
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record as one line of JSON with allow-listed fields only."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            # The format string alone: its arguments are where values would be.
+            "message": record.msg if isinstance(record.msg, str) else type(record.msg).__name__,
+        }
+        for key in sorted(ALLOWED_FIELDS & record.__dict__.keys()):
+            value = _scalar(record.__dict__[key])
+            if value is not _DROP:
+                line[key] = value
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            line["exc_type"] = type(exc).__name__
+            line["exc_frames"] = [
+                f"{_short_path(frame.filename)}:{frame.lineno} in {frame.name}"
+                for frame in traceback.extract_tb(exc.__traceback__)[-MAX_FRAMES:]
+            ]
+        return json.dumps(line, ensure_ascii=False, separators=(",", ":"))
+
+
+_DROP = object()
+
+
+def _scalar(value: object) -> object:
+    # bool before int: it is one, and json writes it as true/false either way.
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return round(value, 3) if value == value and abs(value) != float("inf") else None
+    if isinstance(value, str):
+        # StrEnum members are strings too: their value is what is logged.
+        return str.__str__(value)[:MAX_FIELD_CHARS]
+    return _DROP
+
+
+def _short_path(filename: str) -> str:
+    parts = filename.replace("\\", "/").rsplit("/", 2)
+    return "/".join(parts[-2:])
+
+
+def configure_logging(
+    level: str | int = "INFO", *, stream: IO[str] | None = None
+) -> logging.Handler:
+    """Send every log record, uvicorn's included, as JSON lines to *stream* (stderr).
+
+    Replaces the root logger's handlers, so nothing else prints records unfiltered.
+    Returns the installed handler.
+    """
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    setattr(handler, _HANDLER_MARK, True)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name in _THIRD_PARTY_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+    return handler
+
+
+class AccessLogMiddleware:
+    """Logs each request (and socket) once: method, route template, status, duration.
+
+    Never the concrete path or the query string: both can carry ids a caller guessed
+    or text it typed. Sockets are logged as method ``WS`` when they end, with the
+    close code when one is known.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        websocket = scope["type"] == "websocket"
+        started = time.perf_counter()
+        outcome: dict[str, int | None] = {"status": None, "close_code": None}
+
+        async def observe_send(message: Message) -> None:
+            kind = message["type"]
+            if kind in ("http.response.start", "websocket.http.response.start"):
+                outcome["status"] = message["status"]
+            elif kind == "websocket.accept":
+                outcome["status"] = 101
+            elif kind == "websocket.close":
+                outcome["close_code"] = message.get("code", 1000)
+                if outcome["status"] is None:
+                    # Closed before the handshake: the server answers the upgrade 403.
+                    outcome["status"] = 403
+            await send(message)
+
+        async def observe_receive() -> Message:
+            message = await receive()
+            if message["type"] == "websocket.disconnect" and outcome["close_code"] is None:
+                outcome["close_code"] = message.get("code", 1005)
+            return message
+
+        try:
+            await self.app(scope, observe_receive if websocket else receive, observe_send)
+        finally:
+            status = outcome["status"]
+            extra: dict[str, object] = {
+                "method": "WS" if websocket else scope.get("method", ""),
+                "path_template": route_template(scope),
+                # No response started: the app raised, and the server answers 500.
+                "status": 500 if status is None and not websocket else status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            }
+            if websocket:
+                extra["close_code"] = outcome["close_code"]
+            access_log.info("request", extra=extra)
+
+
+def route_template(scope: Scope) -> str:
+    """The template of the route that matched *scope* (``/v1/tasks/{task_id}``)."""
+    # Starlette's router records the matched route in the scope.
+    route = scope.get("route")
+    template = getattr(route, "path_format", None)
+    return template if isinstance(template, str) and template else UNMATCHED_ROUTE
