@@ -1,0 +1,288 @@
+"""The ``switchboard`` command: run the server, sign tokens, verify and export the audit trail.
+
+::
+
+    switchboard serve [--host H] [--port P]
+    switchboard token --workspace W --sub S --role R [--name N] [--act-for P] [--ttl S]
+    switchboard audit verify
+    switchboard audit export [--since ISO8601] [--output FILE]
+
+Settings come from the environment (:class:`~server.settings.Settings`). Exit codes:
+0 success, 1 the audit chain is broken, 2 bad usage or settings, or the database could
+not be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+import uvicorn
+
+from audit import AuditError, AuditRecord, InvalidAuditField, export_jsonl, verify_chain
+from server.audit_store import SqlAuditBackend
+from server.auth import issue_token
+from server.exceptions import SettingsError
+from server.logs import AccessLogMiddleware, configure_logging
+from server.settings import Settings
+from server.storage.engine import create_engine_for
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+log = logging.getLogger("switchboard.cli")
+
+EXIT_OK = 0
+EXIT_BROKEN_CHAIN = 1
+EXIT_USAGE = 2
+# Records per read while paging through the trail.
+PAGE_SIZE = 1000
+# uvicorn waits this long for open requests once the sockets are closed.
+GRACEFUL_SHUTDOWN_S = 10
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line *argv* (``sys.argv[1:]`` by default); returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except SettingsError as exc:
+        # The message names the variable, never its value.
+        print(f"switchboard: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="switchboard", description="Real-time server for AI agents with async sub-agents."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the server")
+    serve.add_argument("--host", help="interface to bind (default: $HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (default: $PORT or 8000)")
+    serve.add_argument("--log-level", default="INFO", help="log level (default: INFO)")
+    serve.add_argument(
+        "--proxy-headers",
+        action="store_true",
+        help="trust X-Forwarded-* from --forwarded-allow-ips (off by default)",
+    )
+    serve.add_argument("--forwarded-allow-ips", default="127.0.0.1")
+    serve.set_defaults(run=_serve)
+
+    token = commands.add_parser("token", help="print a signed bearer token")
+    token.add_argument("--workspace", required=True)
+    token.add_argument("--sub", required=True, help="the principal's id")
+    token.add_argument("--role", required=True, choices=["person", "agent", "service", "auditor"])
+    token.add_argument("--name", help="display name")
+    token.add_argument("--act-for", help="for service tokens: the person it acts for")
+    token.add_argument("--ttl", type=float, default=3600.0, help="seconds (default: 3600)")
+    token.set_defaults(run=_token)
+
+    audit = commands.add_parser("audit", help="the audit trail")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    verify = audit_commands.add_parser(
+        "verify", help="check the whole hash chain; exit 1 naming the first bad record"
+    )
+    verify.set_defaults(run=_audit_verify)
+    export = audit_commands.add_parser("export", help="write the trail as JSON Lines")
+    export.add_argument(
+        "--since",
+        type=_timestamp,
+        help="start at the first record at or after this ISO 8601 time (UTC if no offset)",
+    )
+    export.add_argument("--output", type=Path, help="file to write (default: stdout)")
+    export.set_defaults(run=_audit_export)
+    return parser
+
+
+# -- serve ---------------------------------------------------------------------------
+
+
+class SwitchboardServer(uvicorn.Server):
+    """uvicorn, with sockets closed 1001 (PROTOCOL.md) before uvicorn's own shutdown.
+
+    uvicorn would close open WebSockets with 1012 before the lifespan ends; closing them
+    here first, as the node does, lets clients know to reconnect and resume.
+    """
+
+    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+        super().__init__(config)
+        self._starlette = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Stop accepting first, so that no socket opens after the others were closed.
+        for server in self.servers:
+            server.close()
+        node = getattr(self._starlette.state, "node", None)
+        if node is not None:
+            try:
+                await node.sessions.close_all()
+            except Exception as exc:
+                log.error("closing sockets failed", extra={"error": type(exc).__name__})
+        await super().shutdown(sockets)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level.upper())
+    settings = Settings.from_env()
+    if settings.secret_is_default:
+        log.warning(
+            "SWITCHBOARD_SECRET is not set: tokens are signed with the public development "
+            "secret, so anyone can forge them; demo mode is on. Never deploy this way."
+        )
+    # Imported here: the app pulls in the whole runtime, which the other commands skip.
+    from server.app import create_app
+
+    app = create_app(settings)
+    host = args.host or settings.host
+    port = args.port or settings.port
+    config = uvicorn.Config(
+        AccessLogMiddleware(app),
+        host=host,
+        port=port,
+        lifespan="on",
+        ws_max_size=settings.max_frame_size,
+        ws_per_message_deflate=False,
+        # Requests are logged by AccessLogMiddleware, with route templates.
+        access_log=False,
+        # Keep the JSON logging configured above; uvicorn's would print raw paths.
+        log_config=None,
+        proxy_headers=args.proxy_headers,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+        server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
+    log.info("starting", extra={"host": host, "port": port, "node_id": settings.node_id})
+    # Server.run installs SIGINT/SIGTERM handlers and shuts down gracefully on either.
+    SwitchboardServer(config, app).run()
+    return EXIT_OK
+
+
+# -- token ---------------------------------------------------------------------------
+
+
+def _token(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    try:
+        token = issue_token(
+            settings.secret,
+            workspace=args.workspace,
+            sub=args.sub,
+            role=args.role,
+            name=args.name,
+            act_for=args.act_for,
+            ttl=args.ttl,
+        )
+    except ValueError as exc:
+        print(f"switchboard token: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if settings.secret_is_default:
+        print(
+            "switchboard token: warning: signed with the public development secret",
+            file=sys.stderr,
+        )
+    print(token)
+    return EXIT_OK
+
+
+# -- audit ---------------------------------------------------------------------------
+
+
+@contextmanager
+def _audit_backend() -> Iterator[SqlAuditBackend]:
+    engine = create_engine_for(Settings.from_env().database_url)
+    try:
+        yield SqlAuditBackend(engine)
+    finally:
+        engine.dispose()
+
+
+def _records(backend: SqlAuditBackend) -> Iterator[AuditRecord]:
+    after = 0
+    while True:
+        page = backend.read(after_seq=after, limit=PAGE_SIZE)
+        yield from page
+        if len(page) < PAGE_SIZE:
+            return
+        after = page[-1].seq
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    with _audit_backend() as backend:
+        try:
+            report = verify_chain(_records(backend))
+        except InvalidAuditField as exc:
+            # A stored row that no longer reads back as a record was changed by hand.
+            print(f"audit trail BROKEN: {exc}")
+            return EXIT_BROKEN_CHAIN
+        except AuditError as exc:
+            print(f"switchboard audit verify: cannot read the trail: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    if report.ok:
+        print(
+            f"audit trail intact: {report.checked} records, last seq {report.last_seq}, "
+            f"head hash {report.head_hash}"
+        )
+        return EXIT_OK
+    record = report.record_id or "missing"
+    print(
+        f"audit trail BROKEN at seq {report.seq} (record {record}): "
+        f"{report.problem}: {report.detail}\n"
+        f"{report.checked} records verified before it, last good seq {report.last_seq}, "
+        f"head hash {report.head_hash}"
+    )
+    return EXIT_BROKEN_CHAIN
+
+
+def _audit_export(args: argparse.Namespace) -> int:
+    try:
+        with _audit_backend() as backend:
+            if args.output is None:
+                written = export_jsonl(_records(backend), sys.stdout, since=args.since)
+            else:
+                written = _export_to_file(backend, args.output, args.since)
+    except AuditError as exc:
+        print(f"switchboard audit export: failed: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"exported {written} audit records", file=sys.stderr)
+    return EXIT_OK
+
+
+def _export_to_file(backend: SqlAuditBackend, path: Path, since: datetime | None) -> int:
+    # Written beside the target and renamed into place: a failed export never leaves a
+    # truncated file that looks like a complete one.
+    directory = path.resolve().parent
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+    try:
+        out: TextIO
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
+            written = export_jsonl(_records(backend), out, since=since)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return written
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+if __name__ == "__main__":
+    sys.exit(main())
