@@ -53,13 +53,21 @@ class ConversationHost:
         self._live: dict[str, ConversationRuntime] = {}
         self._loading: dict[str, anyio.Lock] = {}
         self._tg: TaskGroup | None = None
+        self._stopped = anyio.Event()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Hold the node task group until cancelled; then every conversation stops."""
-        async with anyio.create_task_group() as tg:
-            self._tg = tg
-            task_status.started()
-            await anyio.sleep_forever()
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                task_status.started()
+                await anyio.sleep_forever()
+        finally:
+            self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        """Wait until :meth:`run` has returned (every conversation has wound down)."""
+        await self._stopped.wait()
 
     def stop(self) -> None:
         """Stop every conversation: running tasks are cleaned up and stored ``interrupted``."""

@@ -25,6 +25,7 @@ from audit import AuditTrail
 from server.audit_sink import TrailAuditSink
 from server.audit_store import SqlAuditBackend
 from server.audit_store import create_schema as create_audit_schema
+from server.bus import RedisBus
 from server.sessions import SessionRegistry
 from server.settings import Settings
 from server.storage.engine import create_engine_for
@@ -68,7 +69,11 @@ async def start_node(settings: Settings) -> AsyncIterator[Node]:
         await store.save_patients(demo_patients())
     trail = AuditTrail(SqlAuditBackend(engine), node_id=settings.node_id)
     audit = TrailAuditSink(trail)
-    bus = MemoryBus()
+    bus = (
+        MemoryBus()
+        if settings.redis_url is None
+        else RedisBus(settings.redis_url, settings.node_id)
+    )
     services = Services(
         store=store,
         publisher=bus,
@@ -81,6 +86,8 @@ async def start_node(settings: Settings) -> AsyncIterator[Node]:
     node = Node(settings, store, bus, trail, audit, host)
     try:
         async with anyio.create_task_group() as tg:
+            if isinstance(bus, RedisBus):
+                await tg.start(bus.run)
             await tg.start(host.run)
             interrupted = await host.recover()
             if interrupted:
@@ -95,6 +102,13 @@ async def start_node(settings: Settings) -> AsyncIterator[Node]:
                 # Cancelling the host lets every task run its clean-up (shielded, under
                 # the clean-up deadline) and store `interrupted`; the group waits.
                 host.stop()
+                # The bus relay has nothing left to relay once the host has stopped.
+                tg.start_soon(_cancel_after_host, tg, host)
     finally:
         with anyio.CancelScope(shield=True):
             await store.close()
+
+
+async def _cancel_after_host(tg: anyio.abc.TaskGroup, host: ConversationHost) -> None:
+    await host.wait_stopped()
+    tg.cancel_scope.cancel()
