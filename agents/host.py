@@ -29,6 +29,7 @@ from agents.models import (
     MessageKind,
     MessageRole,
     Principal,
+    Role,
     StreamEvent,
     Task,
     TaskState,
@@ -206,15 +207,26 @@ class ConversationHost:
         An unknown or foreign conversation gives an empty list, like one without tasks.
         """
         conversation = await self.store.get_conversation(principal.workspace_id, conversation_id)
-        if conversation is None:
-            tasks: list[Task] = []
+        # Agents may list the tasks they started in a conversation they do not belong
+        # to; anyone else who may not see it gets an empty list, like a random id's.
+        hidden = conversation is None or (
+            principal.role is not Role.AGENT
+            and not may_access_conversation(principal, conversation)
+        )
+        if hidden:
+            await self._deny(
+                principal,
+                channel,
+                conversation_id=conversation_id,
+                exists=conversation is not None,
+            )
+            return []
+        runtime = self.live(conversation_id)
+        if runtime is not None:
+            tasks = runtime.visible_tasks(principal)
         else:
-            runtime = self.live(conversation_id)
-            if runtime is not None:
-                tasks = runtime.visible_tasks(principal)
-            else:
-                stored = await self.store.list_tasks(principal.workspace_id, conversation_id)
-                tasks = [t for t in stored if may_access_task(principal, t)]
+            stored = await self.store.list_tasks(principal.workspace_id, conversation_id)
+            tasks = [t for t in stored if may_access_task(principal, t)]
         await self._viewed(principal, channel, conversation_id=conversation_id)
         return tasks
 
