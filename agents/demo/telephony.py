@@ -82,6 +82,8 @@ class TelephonyStatistics:
 class TelephonySimulator:
     """A fake phone network with scripted answers; it records what happened.
 
+    ``scripts`` (by patient id) override the demo's; anyone unscripted gets ``default``.
+
     ``calls`` holds every call placed, ``active_calls`` the ones still up (by call id)
     and ``hangups`` those ended by clean-up before they finished. With
     ``ring_forever`` no call is ever answered, so a test can cancel one mid-call.
@@ -94,9 +96,7 @@ class TelephonySimulator:
         default: CallScript = CallScript(CallOutcome.CONFIRMED),
         ring_forever: bool = False,
     ) -> None:
-        self.scripts: dict[str, CallScript] = dict(
-            DEMO_CALL_SCRIPTS if scripts is None else scripts
-        )
+        self.scripts: dict[str, CallScript] = {**DEMO_CALL_SCRIPTS, **(scripts or {})}
         self.default = default
         self.ring_forever = ring_forever
         self.calls: list[PlacedCall] = []

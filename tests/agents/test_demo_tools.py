@@ -42,7 +42,7 @@ async def demo_directory() -> MemoryStore:
 class Progress:
     """Records what a tool reports, and lets a test wait for a line."""
 
-    def __init__(self, on_report: Callable[[str], None] | None = None) -> None:
+    def __init__(self, on_report: Callable[[str], object] | None = None) -> None:
         self.lines: list[str] = []
         self._on_report = on_report
 
@@ -252,8 +252,12 @@ async def test_cancelling_a_call_then_cleaning_up_hangs_up() -> None:
     progress = Progress(lambda text: ringing.set() if text.startswith("Ringing") else None)
     ctx = context(progress, task_id="task-7")
     args = {"patient_id": "pt-alice"}
+
+    async def call() -> None:
+        await phone.run(ctx, args)
+
     async with anyio.create_task_group() as tg:
-        tg.start_soon(phone.run, ctx, args)
+        tg.start_soon(call)
         with anyio.fail_after(5):
             await ringing.wait()
         assert len(telephony.active_calls) == 1
@@ -357,8 +361,12 @@ async def test_cancelling_a_pending_prior_auth_then_cleaning_up_withdraws_it() -
     progress = Progress(lambda text: waiting.set() if text == STILL_WAITING else None)
     ctx = context(progress, task_id="task-pa")
     args = {"medication": "Ozempic", "patient_id": "pt-dana"}
+
+    async def request() -> None:
+        await prior_auth.run(ctx, args)
+
     async with anyio.create_task_group() as tg:
-        tg.start_soon(prior_auth.run, ctx, args)
+        tg.start_soon(request)
         with anyio.fail_after(5):
             await waiting.wait()
         tg.cancel_scope.cancel()
