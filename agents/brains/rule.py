@@ -501,8 +501,11 @@ _EVERYONE = _phrases(
 _PRIOR_AUTH = _phrases(
     "prior auth, prior auths, prior authorization, prior authorisation, prior approval, "
     "preauth, pre auth, pre authorization, preauthorization, pa, pas, authorization, "
-    "authorisation, authorize, authorise, insurance approval, coverage approval"
+    "authorisation, authorize, authorise, authorized, authorised, insurance approval, "
+    "coverage approval"
 )
+# Words that ask for a prior auth only when a medicine is named: "get Ozempic approved".
+_APPROVAL = _phrases("approval, approved, approve, covered, coverage")
 _RECORD_WORDS = _phrases(
     "record, records, chart, charts, file, files, history, look up, lookup, pull up, pull, "
     "fetch, find, check, review, read, summarize, summary, info, information, details, profile"
@@ -549,6 +552,10 @@ _CANCEL_PHRASES = _phrases(
     "forget about, forget the, forget it, do not bother, withdraw, terminate, drop the, drop it, "
     "drop that, quit, no need for the, pull the plug, stand down, shut down"
 )
+_KEEP_GOING = _phrases(
+    "do not stop, do not cancel, not stop, not cancel, never stop, keep going, keep it going, "
+    "let it run, let them run, let it finish, let them finish"
+)
 _CANCEL_WORDS = _words("cancel stop abort halt kill scrap quit withdraw")
 _URGENT_WORDS = _phrases("urgent, asap, expedite, rush, stat, priority, emergency")
 
@@ -569,6 +576,11 @@ _INSTRUCT_PATTERNS = (
     re.compile(
         _LEAD + r"(?:for|on|about|regarding|re)\s+(?P<ref>[^,:;]*\b" + _TASK_NOUN + r"\b[^,:;]*?)"
         r"\s*[,:;—–-]\s*(?P<payload>.+)$",
+        re.I,
+    ),
+    # "Ozempic request: please mark it urgent" (never a question: see _parse_instruction)
+    re.compile(
+        _LEAD + r"(?P<ref>[^,:;?]*\b" + _TASK_NOUN + r"\b)\s*[,:;—–-]\s*(?P<payload>[^?]+)$",
         re.I,
     ),
     # "add to the Ozempic request that …"
@@ -601,7 +613,9 @@ class _Instruction:
 
 
 def _parse_instruction(original: str) -> _Instruction | None:
-    text = " ".join(original.split()).strip().rstrip("?!. ")
+    if original.strip().endswith("?"):
+        return None  # "the Ozempic one: any news?" asks; it does not instruct
+    text = " ".join(original.split()).strip().rstrip("!. ")
     for pattern in _INSTRUCT_PATTERNS:
         found = pattern.match(text)
         if found is None:
@@ -722,8 +736,11 @@ class RuleBrain:
         if parsed is None:
             return None
         payload = _Text.parse(parsed.payload)
-        if set(payload.words) <= _CANCEL_WORDS | _FILLER and set(payload.words) & _CANCEL_WORDS:
-            return None  # "tell the calls to stop" is a cancellation
+        if set(payload.words) <= _CANCEL_WORDS | _FILLER:
+            # "tell the calls to stop" is a cancellation; "…, please" says nothing new.
+            return None
+        if parsed.ref is not None and _Text.parse(parsed.ref).has(*_CANCEL_PHRASES):
+            return None  # "call off the calls, please"
         active = _active(turn.tasks)
         if parsed.ref is None:
             # No task named: only unambiguous with exactly one running.
@@ -759,6 +776,8 @@ class RuleBrain:
     def _cancel(self, text: _Text, turn: Turn, directory: _Directory) -> Action | None:
         if not text.has(*_CANCEL_PHRASES):
             return None
+        if text.has(*_KEEP_GOING):
+            return Reply("Okay — I'll let it keep going.")
         match = _match_tasks(text.words, turn.tasks)
         if not match.tasks and not match.generic:
             return None  # "stop taking metformin" names no background work
@@ -826,7 +845,10 @@ class RuleBrain:
         )
 
     def _prior_auth(self, text: _Text, turn: Turn, directory: _Directory) -> Action | None:
-        if not text.has(*_PRIOR_AUTH) or _is_question(text):
+        if _is_question(text):
+            return None
+        named_medicine = any(w in directory.medications() for w in text.words)
+        if not (text.has(*_PRIOR_AUTH) or (named_medicine and text.has(*_APPROVAL))):
             return None
         medication = _medication(text, directory)
         if medication is None:

@@ -238,6 +238,8 @@ async def test_calling_everyone_asks_which_patients_first() -> None:
         ("please submit a pre-authorization for ozempic", None),
         ("Could you kick off the prior auth for Dana's Ozempic?", "pt-dana"),
         ("we need insurance approval for Ozempic", None),
+        ("Can we get Ozempic authorized for Hana?", "pt-hana"),
+        ("I'm on Ozempic and my insurance needs approval", None),
     ],
 )
 async def test_a_prior_auth_is_delegated_to_the_specialist(
@@ -388,6 +390,8 @@ async def test_status_when_everything_has_finished_reports_the_finished_tasks() 
             "The pharmacy is on Main Street.",
         ),
         ("ask Alice's caller to mention the new portal", "t-alice", "Mention the new portal."),
+        ("Ozempic request: please mark it urgent", "t-pa", "Please mark it urgent."),
+        ("re the prior auth — she tried metformin first", "t-pa", "She tried metformin first."),
     ],
 )
 async def test_new_instructions_go_to_the_matching_task(
@@ -438,6 +442,17 @@ async def test_cancellation_cancels_the_matching_running_tasks(
     assert await respond(text) == Cancel(expected)
 
 
+@pytest.mark.parametrize(
+    "text", ["don't stop the calls", "please do not cancel the Ozempic request, let it finish"]
+)
+async def test_asking_not_to_cancel_cancels_nothing(text: str) -> None:
+    assert await respond(text) == Reply("Okay — I'll let it keep going.")
+
+
+async def test_a_question_about_a_task_is_not_an_instruction() -> None:
+    assert await respond("the Ozempic one: any news?") == CheckStatus(("t-pa",))
+
+
 async def test_cancel_it_with_one_task_running_cancels_that_one() -> None:
     assert await respond("cancel it", tasks=TASKS[:1]) == Cancel(("t-pa",))
 
@@ -469,6 +484,7 @@ async def test_cancelling_something_never_started_says_so(tasks: Sequence[TaskSu
         "what is a prior authorization?",
         "how long does a prior auth usually take?",
         "Is a prior auth needed for metformin?",
+        "Is Ozempic covered by my insurance?",
         "I got a call from the pharmacy",
         "my doctor told me to stop taking metformin",
         "Can I call you back later?",
