@@ -88,11 +88,10 @@ def _normalize(text: str) -> str:
     for short, long in _CONTRACTIONS:
         lowered = lowered.replace(short, long)
     words = re.sub(r"[^a-z0-9]+", " ", lowered).split()
-    joined = " ".join(words)
     # "phone number" is a noun: keep it from reading as "phone (someone)".
-    for noun in ("phone number", "phone no", "telephone number", "contact number"):
-        joined = joined.replace(noun, "phonenumber")
-    return joined
+    return re.sub(
+        r"\b(?:tele)?(?:phone|contact) (?:number|no|num)\b", "phonenumber", " ".join(words)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,8 +406,9 @@ def _overlap_list(overlaps: Sequence[Overlap]) -> str:
     return "; ".join(f"{o.item} — {_join(o.patients)}" for o in overlaps)
 
 
-def _cross_reference_text(xref: CrossReference) -> str:
-    parts = [f"I looked up and cross-referenced the records for {_join(xref.patients)}."]
+def _cross_reference_findings(xref: CrossReference) -> list[str]:
+    """What a cross-reference found, one sentence per kind of finding."""
+    parts: list[str] = []
     if xref.medications:
         parts.append(f"Shared medications: {_overlap_list(xref.medications)}.")
     else:
@@ -429,7 +429,7 @@ def _cross_reference_text(xref: CrossReference) -> str:
         parts.append(f"Interactions to watch: {found}.")
     else:
         parts.append("No interactions I know of.")
-    return " ".join(parts)
+    return parts
 
 
 _FIELD_NAMES = {
@@ -535,7 +535,7 @@ _CROSS_WORDS = _phrases(
 _STATUS_STRONG = _phrases(
     "status, news, progress, eta, happening, heard back, hear back, any word, check on, "
     "check in on, still waiting, still working, still running, where are we, where do we stand, "
-    "where things stand, how far along, coming along, what happened, how did, how would, "
+    "where things stand, how far along, coming along, what happened, how did, "
     "how is it, how are they, how it going, how are things"
 )
 _STATUS_WEAK = _phrases(
@@ -811,6 +811,8 @@ class RuleBrain:
         if match.tasks:
             return CheckStatus(tuple(t.id for t in match.tasks))
         if named:
+            if _fields(text) or text.has(*_RECORD_WORDS):
+                return None  # "check on Dana's allergies" is a lookup
             return self._no_such_task(text, tuple(named), "check on")
         if not turn.tasks:
             return Reply("There's no background work going on right now.")
@@ -830,7 +832,8 @@ class RuleBrain:
 
     def _explain(self, text: _Text, turn: Turn, directory: _Directory) -> Action | None:
         leads = _phrases(
-            "what is, what are, what does, how does, how do, how long, why, explain, "
+            "what is, what are, what does, how does, how do, how would, how can, how long, why, "
+            "explain, "
             "tell me about, is a, do i need, does"
         )
         if not text.has(*_PRIOR_AUTH):
@@ -1284,9 +1287,7 @@ def _records_rollup(items: Sequence[_Item]) -> str:
     parts: list[str] = []
     if len(records) >= 2:
         xref = cross_reference(records)
-        text = _cross_reference_text(xref)
-        first, _, rest = text.partition(". ")
-        parts.append(first + ".")
+        parts.append(f"I looked up and cross-referenced the records for {_join(xref.patients)}.")
         asked = list(dict.fromkeys(f for r in records for f in r.get("fields") or ()))
         for field in asked:
             if field in _FIELD_NAMES:
@@ -1295,7 +1296,7 @@ def _records_rollup(items: Sequence[_Item]) -> str:
                     for label, r in zip(xref.patients, records, strict=True)
                 )
                 parts.append(f"{_FIELD_NAMES[field]} — {values}.")
-        parts.append(rest)
+        parts.extend(_cross_reference_findings(xref))
     elif records:
         parts.append(_lookup_answer(records[0], _record_result(items, records[0])))
     else:
@@ -1354,7 +1355,8 @@ def _single_followup(item: _Item) -> str:
         if isinstance(summary, str) and summary:
             return f"Quick update on the call you asked about earlier — we {summary}."
     if item.kind == "records":
-        return f"Here's {item.subject}'s chart: {_lookup_answer(item.data, item.result)}"
+        answer = _lookup_answer(item.data, item.result)
+        return f"Here's what I found in {item.subject}'s chart: {answer}"
     return f"Quick update on {label} you asked about earlier: {_sentence(item.result or 'done')}"
 
 
