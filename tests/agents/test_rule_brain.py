@@ -315,6 +315,7 @@ async def test_several_records_fan_out_one_lookup_each_and_roll_up(text: str) ->
             ["date_of_birth", "allergies"],
         ),
         ("pull up Farah's chart", "pt-farah", []),
+        ("check on Dana's allergies", "pt-dana", ["allergies"]),
     ],
 )
 async def test_a_quick_lookup_uses_the_records_tool_inline(
@@ -485,6 +486,7 @@ async def test_cancelling_something_never_started_says_so(tasks: Sequence[TaskSu
         "how long does a prior auth usually take?",
         "Is a prior auth needed for metformin?",
         "Is Ozempic covered by my insurance?",
+        "how would I get a prior auth?",
         "I got a call from the pharmacy",
         "my doctor told me to stop taking metformin",
         "Can I call you back later?",
