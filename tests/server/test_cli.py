@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import anyio
 import pytest
+import uvicorn
 from sqlalchemy import Engine, text
+from websockets.asyncio.client import connect
 
+from agents.demo.patients import DEMO_WORKSPACE
 from agents.models import Role
 from audit import (
     ActorKind,
@@ -21,9 +27,12 @@ from audit import (
     read_jsonl,
     verify_chain,
 )
+from server.app import create_app
 from server.audit_store import SqlAuditBackend, create_schema
-from server.auth import verify_token
-from server.cli import main
+from server.auth import issue_token, verify_token
+from server.cli import SwitchboardServer, main
+from server.logs import AccessLogMiddleware
+from server.settings import Settings
 from server.storage.engine import create_engine_for
 
 SECRET = "cli-test-secret-that-is-long-enough-for-hs256"
@@ -199,3 +208,60 @@ def test_export_refuses_a_since_that_is_not_a_time(
     with pytest.raises(SystemExit) as exit_info:
         main(["audit", "export", "--since", "yesterday"])
     assert exit_info.value.code == 2
+
+
+# -- serve -----------------------------------------------------------------------------
+
+
+async def wait_started(server: uvicorn.Server) -> None:
+    for _ in range(1000):
+        if server.started:
+            return
+        await anyio.sleep(0.01)
+    raise AssertionError("the server did not start")
+
+
+@pytest.mark.e2e
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+# Known leak, kept to this test: a socket session's outbound stream (server/sockets.py)
+# is not closed when the server shuts down. Drop this filter once it is.
+@pytest.mark.filterwarnings("ignore:Unclosed <MemoryObject:ResourceWarning")
+async def test_shutdown_closes_sockets_with_1001_before_uvicorn_would(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
+            "SWITCHBOARD_SECRET": SECRET,
+            "SWITCHBOARD_DEMO": "1",
+            "SWITCHBOARD_NODE_ID": "node-serve",
+        }
+    )
+    app = create_app(settings)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    config = uvicorn.Config(
+        AccessLogMiddleware(app), lifespan="on", log_config=None, access_log=False
+    )
+    server = SwitchboardServer(config, app)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve, [listener])
+        try:
+            await wait_started(server)
+            signed = issue_token(SECRET, workspace=DEMO_WORKSPACE, sub="person_ada", role="person")
+            host = app.state.node.host
+            conversation = await host.create_conversation(verify_token(SECRET, signed))
+            url = f"ws://127.0.0.1:{port}/v1/conversations/{conversation.id}/ws"
+            async with connect(url) as websocket:
+                await websocket.send(json.dumps({"type": "hello", "token": signed}))
+                welcome = json.loads(await websocket.recv())
+                assert welcome["type"] == "welcome"
+                server.should_exit = True
+                with anyio.fail_after(10):
+                    await websocket.wait_closed()
+                # uvicorn alone would have closed it with 1012.
+                assert websocket.close_code == 1001
+        finally:
+            server.should_exit = True
+    # Collected here, under this test's filter, rather than in whichever test runs next.
+    gc.collect()
