@@ -10,6 +10,7 @@ from starlette.routing import BaseRoute
 
 from server.http_api import routes as http_routes
 from server.node import start_node
+from server.pages import page_routes
 from server.settings import Settings
 from server.sockets import socket_routes
 
@@ -24,7 +25,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.node = node
             yield
 
-    routes: list[BaseRoute] = [*http_routes(), *socket_routes()]
+    routes: list[BaseRoute] = [*http_routes(), *socket_routes(), *page_routes()]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
     return app
