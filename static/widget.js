@@ -1,0 +1,1208 @@
+// Switchboard chat widget: <switchboard-chat>, embeddable with one module script tag.
+//
+//   <script type="module" src="https://switchboard.example/static/widget.js"></script>
+//   <switchboard-chat server="https://switchboard.example"></switchboard-chat>
+//   document.querySelector("switchboard-chat").token = tokenFromYourBackend;
+//
+// Attributes: `token` (or the `token` property, which keeps it out of the DOM),
+// `conversation-id` (else one is created with POST /v1/conversations), `server` (base
+// URL, default this page's origin) and `chat-id` (watch one chat instead: the
+// sub-agent chat tab). Events (bubbling, composed): `switchboard-conversation`
+// {conversationId, chatId}, `switchboard-status` {state, code}, `switchboard-task`
+// {task}, `switchboard-close` {code, reason}, `switchboard-unauthorized` {}.
+//
+// Delivery: every stream event carries a per-chat `seq` that grows by exactly 1. The
+// widget applies each seq once, in order; on reconnect it says `resume_after` = the
+// last seq applied, so the server replays exactly what was missed. A gap inside one
+// connection is filled over HTTP before anything after it is shown.
+
+const TERMINAL_STATES = new Set(["completed", "failed", "cancelled", "interrupted"]);
+const STATE_RANK = {
+  submitted: 0,
+  working: 1,
+  input_required: 1,
+  cancelling: 2,
+  completed: 3,
+  failed: 3,
+  cancelled: 3,
+  interrupted: 3,
+};
+const STATE_LABELS = {
+  submitted: "Queued",
+  working: "Working",
+  input_required: "Needs input",
+  cancelling: "Cancelling…",
+  completed: "Completed",
+  failed: "Failed",
+  cancelled: "Cancelled",
+  interrupted: "Interrupted",
+};
+
+// PROTOCOL.md, close codes: these mean "come back with resume_after". 1005/1006 are
+// what a browser reports for a dropped network; 1012/1013 are restarts and overload.
+const RECONNECT_CODES = new Set([1001, 1005, 1006, 1011, 1012, 1013, 1014, 4001, 4429]);
+const CLOSE_MESSAGES = {
+  1000: "Disconnected.",
+  1008: "The server refused this page's origin.",
+  1009: "A message was too large for the server.",
+  4401: "Your session has expired. Reload the page to sign in again.",
+  4404: "This conversation was not found.",
+  4409: "This conversation is open in another window.",
+};
+
+const RECONNECT_BASE_MS = 500;
+const RECONNECT_CAP_MS = 15_000;
+const RATE_LIMITED_FLOOR_MS = 3_000;
+// A connection that stays up this long is healthy: the next drop starts backoff anew.
+const HEALTHY_AFTER_MS = 10_000;
+const PING_EVERY_MS = 25_000;
+const REQUEST_TIMEOUT_MS = 15_000;
+const EVENTS_PAGE = 1000;
+const MAX_TEXT_CHARS = 16_000;
+
+export function isTerminal(state) {
+  return TERMINAL_STATES.has(state);
+}
+
+export function stateLabel(state) {
+  return STATE_LABELS[state] ?? state;
+}
+
+/** The claims of a JWT, unverified: for display and expiry only, never for trust. */
+export function tokenClaims(token) {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const json = new TextDecoder().decode(
+      Uint8Array.from(atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), "=")), (c) =>
+        c.charCodeAt(0),
+      ),
+    );
+    const claims = JSON.parse(json);
+    return claims && typeof claims === "object" ? claims : {};
+  } catch {
+    return {};
+  }
+}
+
+/** An answer the server refused: `code` is PROTOCOL.md's error code. */
+export class RequestError extends Error {
+  constructor(code, message) {
+    super(message || code);
+    this.name = "RequestError";
+    this.code = code;
+  }
+}
+
+/**
+ * One chat's stream over a WebSocket that comes back by itself.
+ *
+ * Callbacks: `onEvent(event)` once per seq, in order; `onStatus(state, detail)` with
+ * state `connecting`, `open`, `reconnecting` ({delayMs}) or `closed` ({code});
+ * `onWelcome(frame)`; `onReplayed()` once the replay after a welcome is applied.
+ * `fetchAfter(after, limit)` returns stored events (HTTP) to fill a gap.
+ */
+export class StreamConnection {
+  constructor({ url, hello, fetchAfter, onEvent, onStatus, onWelcome, onReplayed }) {
+    this.url = url;
+    this.hello = hello;
+    this.fetchAfter = fetchAfter;
+    this.onEvent = onEvent;
+    this.onStatus = onStatus ?? (() => {});
+    this.onWelcome = onWelcome ?? (() => {});
+    this.onReplayed = onReplayed ?? (() => {});
+    this.lastSeq = 0;
+    this.replayed = false;
+    this._ws = null;
+    this._welcomed = false;
+    this._stopped = true;
+    this._attempt = 0;
+    this._retryTimer = null;
+    this._healthyTimer = null;
+    this._pingTimer = null;
+    this._pending = new Map();
+    this._nextId = 0;
+    // Events that arrived after a gap, held until the gap is filled (at most one
+    // replay page plus what arrives meanwhile: the fill is quick or the socket drops).
+    this._held = [];
+    this._filling = false;
+    this._replayUntil = 0;
+    this._onOnline = () => this.retryNow();
+  }
+
+  /** Whether requests can be sent now: the socket is open and welcomed. */
+  get open() {
+    return this._welcomed && this._ws?.readyState === WebSocket.OPEN;
+  }
+
+  start() {
+    if (!this._stopped) return;
+    this._stopped = false;
+    window.addEventListener("online", this._onOnline);
+    this._connect(false);
+  }
+
+  stop() {
+    this._stopped = true;
+    window.removeEventListener("online", this._onOnline);
+    clearTimeout(this._retryTimer);
+    this._retryTimer = null;
+    this._discard(1000);
+  }
+
+  /** Skip the rest of a backoff wait (a "Retry now" button, the network is back). */
+  retryNow() {
+    if (this._stopped || this._retryTimer === null) return;
+    clearTimeout(this._retryTimer);
+    this._retryTimer = null;
+    this._connect(true);
+  }
+
+  /** Send a frame that expects an answer; resolves with it, rejects with RequestError. */
+  request(frame, timeoutMs = REQUEST_TIMEOUT_MS) {
+    if (!this.open) return Promise.reject(new RequestError("offline", "not connected"));
+    const id = `c${++this._nextId}`;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this._pending.delete(id);
+        reject(new RequestError("timeout", "no answer from the server"));
+      }, timeoutMs);
+      this._pending.set(id, { resolve, reject, timer });
+      this._ws.send(JSON.stringify({ ...frame, id }));
+    });
+  }
+
+  _connect(again) {
+    this.onStatus(again ? "reconnecting" : "connecting", {});
+    let ws;
+    try {
+      ws = new WebSocket(this.url);
+    } catch {
+      this._scheduleReconnect(1006);
+      return;
+    }
+    this._ws = ws;
+    this._welcomed = false;
+    ws.onopen = () => {
+      // The token goes in the first frame, never in the URL (PROTOCOL.md, Identity).
+      ws.send(JSON.stringify({ type: "hello", ...this.hello(), resume_after: this.lastSeq }));
+    };
+    ws.onmessage = (message) => {
+      if (ws === this._ws) this._receive(message.data);
+    };
+    ws.onclose = (close) => {
+      if (ws === this._ws) this._closed(close.code, close.reason);
+    };
+    ws.onerror = () => {}; // a close event always follows, with the code to act on
+  }
+
+  _receive(data) {
+    let frame;
+    try {
+      frame = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (!frame || typeof frame !== "object") return;
+    if (frame.type === "welcome") {
+      this._welcomed = true;
+      this._replayUntil = Number(frame.last_seq) || 0;
+      this.replayed = false;
+      this._healthyTimer = setTimeout(() => {
+        this._attempt = 0;
+      }, HEALTHY_AFTER_MS);
+      this._pingTimer = setInterval(() => this._ping(), PING_EVERY_MS);
+      this.onStatus("open", {});
+      this.onWelcome(frame);
+      this._checkReplayed();
+      return;
+    }
+    if (typeof frame.seq === "number") {
+      this._ingest(frame);
+      return;
+    }
+    const waiter = frame.id === undefined ? undefined : this._pending.get(frame.id);
+    if (waiter) {
+      this._pending.delete(frame.id);
+      clearTimeout(waiter.timer);
+      if (frame.type === "error") waiter.reject(new RequestError(frame.code, frame.message));
+      else waiter.resolve(frame);
+    }
+    // An error without an id answers nothing we are waiting for; nothing to show.
+  }
+
+  _ingest(event) {
+    if (this._filling) {
+      this._held.push(event);
+      return;
+    }
+    if (event.seq <= this.lastSeq) return; // already shown: a replay overlap
+    if (event.seq === this.lastSeq + 1) {
+      this._apply(event);
+      return;
+    }
+    this._held.push(event);
+    this._fillGap();
+  }
+
+  _apply(event) {
+    this.lastSeq = event.seq;
+    try {
+      this.onEvent(event);
+    } finally {
+      this._checkReplayed();
+    }
+  }
+
+  _checkReplayed() {
+    if (!this.replayed && this._welcomed && this.lastSeq >= this._replayUntil) {
+      this.replayed = true;
+      this.onReplayed();
+    }
+  }
+
+  async _fillGap() {
+    const ws = this._ws;
+    this._filling = true;
+    let ok = false;
+    try {
+      if (this.fetchAfter) {
+        const target = Math.min(...this._held.map((e) => e.seq)) - 1;
+        while (this.lastSeq < target) {
+          const page = await this.fetchAfter(this.lastSeq, Math.min(EVENTS_PAGE, target - this.lastSeq));
+          if (ws !== this._ws) return; // the socket went meanwhile; its resume covers it
+          const before = this.lastSeq;
+          for (const event of page) {
+            if (event.seq === this.lastSeq + 1) this._apply(event);
+          }
+          if (this.lastSeq === before) break; // nothing new: the store cannot fill it
+        }
+        ok = true;
+      }
+    } catch {
+      ok = false;
+    } finally {
+      this._filling = false;
+    }
+    const held = this._held.sort((a, b) => a.seq - b.seq);
+    this._held = [];
+    for (const event of held) {
+      if (event.seq <= this.lastSeq) continue;
+      if (!ok || event.seq !== this.lastSeq + 1) {
+        // Still a hole: start over from the last seq shown, the server replays the rest.
+        this._drop();
+        return;
+      }
+      this._apply(event);
+    }
+  }
+
+  _ping() {
+    this.request({ type: "ping" }, 10_000).catch((error) => {
+      if (error.code === "timeout") this._drop(); // a dead link the OS has not noticed
+    });
+  }
+
+  /** Give up on this socket and reconnect, as if the network had dropped it. */
+  _drop() {
+    if (this._stopped || !this._ws) return;
+    this._discard(1000);
+    this._scheduleReconnect(1006);
+  }
+
+  _discard(code) {
+    const ws = this._ws;
+    this._ws = null;
+    this._welcomed = false;
+    this._held = [];
+    clearTimeout(this._healthyTimer);
+    clearInterval(this._pingTimer);
+    for (const waiter of this._pending.values()) {
+      clearTimeout(waiter.timer);
+      waiter.reject(new RequestError("offline", "disconnected"));
+    }
+    this._pending.clear();
+    if (ws) {
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      if (ws.readyState === WebSocket.CONNECTING || ws.readyState === WebSocket.OPEN) {
+        try {
+          ws.close(code);
+        } catch {
+          // already closing
+        }
+      }
+    }
+  }
+
+  _closed(code, reason) {
+    this._discard(1000);
+    if (this._stopped) return;
+    if (RECONNECT_CODES.has(code)) {
+      this._scheduleReconnect(code);
+      return;
+    }
+    this._stopped = true;
+    window.removeEventListener("online", this._onOnline);
+    this.onStatus("closed", { code, reason });
+  }
+
+  _scheduleReconnect(code) {
+    this._attempt += 1;
+    const ceiling = Math.min(RECONNECT_CAP_MS, RECONNECT_BASE_MS * 2 ** (this._attempt - 1));
+    // "Equal jitter": never less than half the step, so clients spread out but still wait.
+    let delayMs = ceiling / 2 + Math.random() * (ceiling / 2);
+    if (code === 4429) delayMs = Math.max(delayMs, RATE_LIMITED_FLOOR_MS + Math.random() * 1000);
+    clearTimeout(this._retryTimer);
+    this._retryTimer = setTimeout(() => {
+      this._retryTimer = null;
+      this._connect(true);
+    }, delayMs);
+    this.onStatus("reconnecting", { delayMs, code });
+  }
+}
+
+// -- the element -------------------------------------------------------------------------
+
+const STYLES = `
+:host {
+  --sb-accent: #1d4ed8;
+  --sb-accent-text: #ffffff;
+  --sb-accent-soft: #e8efff;
+  --sb-bg: #ffffff;
+  --sb-surface: #f3f4f6;
+  --sb-border: #d1d5db;
+  --sb-text: #111827;
+  --sb-muted: #4b5563;
+  --sb-focus: #f59e0b;
+  --sb-ok: #047857;
+  --sb-bad: #b91c1c;
+  --sb-warn: #92400e;
+  display: block;
+  height: 560px;
+  min-height: 360px;
+  font: 16px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
+  color: var(--sb-text);
+}
+@media (prefers-color-scheme: dark) {
+  :host {
+    --sb-accent: #3b82f6;
+    --sb-accent-soft: #172554;
+    --sb-bg: #111827;
+    --sb-surface: #1f2937;
+    --sb-border: #374151;
+    --sb-text: #f9fafb;
+    --sb-muted: #c7ccd4;
+    --sb-ok: #34d399;
+    --sb-bad: #f87171;
+    --sb-warn: #fbbf24;
+  }
+}
+:host([hidden]) { display: none; }
+* { box-sizing: border-box; }
+.sb {
+  display: flex; flex-direction: column; height: 100%;
+  background: var(--sb-bg); border: 1px solid var(--sb-border); border-radius: 12px;
+  overflow: hidden;
+}
+header {
+  display: flex; align-items: center; justify-content: space-between; gap: 8px;
+  padding: 10px 14px; border-bottom: 1px solid var(--sb-border); background: var(--sb-surface);
+}
+.heading { font-weight: 600; margin: 0; font-size: 1rem; }
+.connection { display: flex; align-items: center; gap: 8px; font-size: 0.875rem; }
+.status { color: var(--sb-muted); }
+.status::before {
+  content: ""; display: inline-block; width: 8px; height: 8px; border-radius: 50%;
+  margin-right: 6px; background: var(--sb-muted); vertical-align: middle;
+}
+.status[data-state="open"]::before { background: var(--sb-ok); }
+.status[data-state="reconnecting"]::before { background: var(--sb-warn); }
+.status[data-state="closed"]::before { background: var(--sb-bad); }
+.status[data-state="closed"] { color: var(--sb-bad); }
+.log { flex: 1; overflow-y: auto; padding: 12px; overscroll-behavior: contain; }
+.empty { color: var(--sb-muted); text-align: center; margin: 24px 8px; }
+.messages { list-style: none; margin: 0; padding: 0; display: flex; flex-direction: column; gap: 8px; }
+.msg {
+  max-width: 85%; padding: 8px 12px; border-radius: 14px; overflow-wrap: anywhere;
+  background: var(--sb-surface); align-self: flex-start;
+}
+.msg[data-role="user"] { align-self: flex-end; background: var(--sb-accent); color: var(--sb-accent-text); }
+.msg[data-role="user"] .meta { color: inherit; opacity: 0.85; }
+.msg[data-kind="progress"] {
+  background: transparent; color: var(--sb-muted); font-size: 0.875rem; font-style: italic;
+  padding: 2px 10px; border-left: 3px solid var(--sb-border); border-radius: 0;
+}
+.msg[data-kind="followup"] { background: var(--sb-accent-soft); border: 1px solid var(--sb-accent); }
+.msg[data-kind="notice"] {
+  align-self: center; max-width: 95%; background: transparent; color: var(--sb-muted);
+  font-size: 0.875rem; text-align: center; border: 1px dashed var(--sb-border);
+}
+.msg.pending { opacity: 0.7; }
+.msg.failed { outline: 2px solid var(--sb-bad); }
+.meta { display: flex; gap: 8px; align-items: baseline; font-size: 0.75rem; color: var(--sb-muted); margin-bottom: 2px; }
+.author { font-weight: 600; }
+.badge {
+  font-size: 0.7rem; font-weight: 700; text-transform: uppercase; letter-spacing: 0.04em;
+  padding: 0 6px; border-radius: 999px; background: var(--sb-accent); color: var(--sb-accent-text);
+  font-style: normal;
+}
+.text { margin: 0; white-space: pre-wrap; }
+.delivery { font-size: 0.75rem; margin-top: 4px; display: flex; gap: 8px; align-items: center; }
+.tasks { border-top: 1px solid var(--sb-border); max-height: 38%; overflow-y: auto; padding: 8px 12px; }
+.tasks[hidden] { display: none; }
+.tasks summary {
+  cursor: pointer; margin: 0 0 6px; font-size: 0.8rem; font-weight: 700; text-transform: uppercase;
+  letter-spacing: 0.05em; color: var(--sb-muted);
+}
+.tasks:not([open]) summary { margin-bottom: 0; }
+.task-list, .subtasks { list-style: none; margin: 0; padding: 0; display: flex; flex-direction: column; gap: 6px; }
+.subtasks { margin-top: 6px; padding-left: 14px; border-left: 2px solid var(--sb-border); }
+.subtasks:empty { display: none; }
+.chip { border: 1px solid var(--sb-border); border-radius: 10px; padding: 6px 10px; background: var(--sb-bg); }
+.chip-head { display: flex; align-items: center; gap: 8px; flex-wrap: wrap; }
+.chip-title { font-weight: 600; flex: 0 1 auto; min-width: 6em; }
+.chip-state {
+  font-size: 0.75rem; font-weight: 700; padding: 1px 8px; border-radius: 999px;
+  border: 1px solid currentColor; color: var(--sb-muted); white-space: nowrap;
+}
+.chip[data-state="working"] .chip-state, .chip[data-state="submitted"] .chip-state { color: var(--sb-accent); }
+.chip[data-state="input_required"] .chip-state, .chip[data-state="cancelling"] .chip-state { color: var(--sb-warn); }
+.chip[data-state="completed"] .chip-state { color: var(--sb-ok); }
+.chip[data-state="failed"] .chip-state, .chip[data-state="interrupted"] .chip-state { color: var(--sb-bad); }
+.chip[data-state="working"] .chip-state::before { content: "● "; animation: pulse 1.4s ease-in-out infinite; }
+@keyframes pulse { 50% { opacity: 0.3; } }
+@media (prefers-reduced-motion: reduce) { .chip[data-state="working"] .chip-state::before { animation: none; } }
+.chip-detail {
+  margin: 2px 0 0; font-size: 0.85rem; color: var(--sb-muted); white-space: pre-wrap; overflow-wrap: anywhere;
+  display: -webkit-box; -webkit-box-orient: vertical; -webkit-line-clamp: 2; line-clamp: 2; overflow: hidden;
+}
+.chip-detail:empty { display: none; }
+.chip-actions { display: flex; gap: 12px; align-items: center; font-size: 0.875rem; margin-left: auto; }
+a { color: var(--sb-accent); }
+.msg[data-role="user"] a { color: inherit; }
+button {
+  font: inherit; border-radius: 8px; border: 1px solid var(--sb-border); background: var(--sb-bg);
+  color: var(--sb-text); padding: 6px 12px; cursor: pointer; min-height: 36px;
+}
+button:disabled { opacity: 0.55; cursor: not-allowed; }
+button.link { border: none; background: none; color: var(--sb-accent); padding: 0 2px; min-height: 0; text-decoration: underline; }
+.chip-cancel { padding: 2px 10px; min-height: 32px; }
+.problem { margin: 0; padding: 6px 12px; color: var(--sb-bad); font-size: 0.875rem; border-top: 1px solid var(--sb-border); }
+.problem:empty { display: none; }
+.composer { display: flex; gap: 8px; padding: 10px 12px; border-top: 1px solid var(--sb-border); background: var(--sb-surface); }
+.composer[hidden] { display: none; }
+textarea {
+  flex: 1; font: inherit; font-size: 16px; line-height: 1.4; resize: none; min-height: 44px; max-height: 30vh;
+  padding: 10px 12px; border-radius: 10px; border: 1px solid var(--sb-border); background: var(--sb-bg); color: var(--sb-text);
+}
+.send { background: var(--sb-accent); color: var(--sb-accent-text); border-color: var(--sb-accent); min-height: 44px; padding: 0 18px; font-weight: 600; }
+:focus-visible { outline: 3px solid var(--sb-focus); outline-offset: 2px; }
+textarea:focus-visible { outline-offset: 0; }
+.visually-hidden {
+  position: absolute; width: 1px; height: 1px; padding: 0; margin: -1px; overflow: hidden;
+  clip: rect(0 0 0 0); white-space: nowrap; border: 0;
+}
+@media (max-width: 480px) {
+  .sb { border-radius: 0; border-left: none; border-right: none; }
+  .msg { max-width: 94%; }
+  .tasks { max-height: 32%; }
+}
+`;
+
+let sharedSheet = null;
+
+function adoptStyles(root) {
+  // A constructed sheet is not inline style, so a strict style-src CSP allows it.
+  if ("adoptedStyleSheets" in Document.prototype && "replaceSync" in CSSStyleSheet.prototype) {
+    if (!sharedSheet) {
+      sharedSheet = new CSSStyleSheet();
+      sharedSheet.replaceSync(STYLES);
+    }
+    root.adoptedStyleSheets = [sharedSheet];
+  } else {
+    const style = document.createElement("style");
+    style.textContent = STYLES;
+    root.append(style);
+  }
+}
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("data-") || key.startsWith("aria-") || key === "role") node.setAttribute(key, value);
+    else node[key] = value;
+  }
+  node.append(...children.filter((c) => c !== null && c !== undefined));
+  return node;
+}
+
+function timeLabel(ts) {
+  const date = new Date(ts);
+  return Number.isNaN(date.getTime()) ? "" : date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+
+function serverBase(attribute) {
+  try {
+    return new URL(attribute || window.location.origin, window.location.href);
+  } catch {
+    return new URL(window.location.origin);
+  }
+}
+
+let instances = 0;
+
+export class SwitchboardChat extends HTMLElement {
+  static observedAttributes = ["token", "conversation-id", "chat-id", "server"];
+
+  constructor() {
+    super();
+    this._token = null;
+    this._sub = null;
+    this._connection = null;
+    this._tasks = new Map(); // task id → {view, node}
+    this._outbox = []; // messages typed here, until the stream shows them stored
+    this._chatTaskId = null; // chat mode: the task this chat belongs to
+    this._creating = false;
+    this._adopting = false;
+    this._startQueued = false;
+    // The last seq shown, kept across connections of the same stream: a new connection
+    // (a new token, "Use here", the element moved) resumes after it, never from 0.
+    this._seq = 0;
+    this._uid = `sb${++instances}`;
+    const root = this.attachShadow({ mode: "open" });
+    adoptStyles(root);
+    this._build(root);
+  }
+
+  // -- public API --------------------------------------------------------------------
+
+  get token() {
+    return this._token ?? this.getAttribute("token");
+  }
+
+  set token(value) {
+    this._token = value || null;
+    this._tokenChanged();
+  }
+
+  get conversationId() {
+    return this.getAttribute("conversation-id");
+  }
+
+  set conversationId(value) {
+    if (value) this.setAttribute("conversation-id", value);
+    else this.removeAttribute("conversation-id");
+  }
+
+  get chatId() {
+    return this.getAttribute("chat-id");
+  }
+
+  set chatId(value) {
+    if (value) this.setAttribute("chat-id", value);
+    else this.removeAttribute("chat-id");
+  }
+
+  get server() {
+    return serverBase(this.getAttribute("server")).origin;
+  }
+
+  set server(value) {
+    if (value) this.setAttribute("server", value);
+    else this.removeAttribute("server");
+  }
+
+  /** The highest seq shown: what a reconnect resumes after. */
+  get lastSeq() {
+    return this._seq;
+  }
+
+  /** Put *text* in the message box, ready to send, and focus it. */
+  suggest(text) {
+    this._input.value = text;
+    this._autosize();
+    this._input.focus();
+    this._input.setSelectionRange(text.length, text.length);
+  }
+
+  // -- lifecycle ---------------------------------------------------------------------
+
+  connectedCallback() {
+    // A property set before this element was defined shadows the accessor: re-set it.
+    for (const name of ["token", "conversationId", "chatId", "server"]) {
+      if (Object.prototype.hasOwnProperty.call(this, name)) {
+        const value = this[name];
+        delete this[name];
+        this[name] = value;
+      }
+    }
+    this._queueStart();
+  }
+
+  disconnectedCallback() {
+    this._connection?.stop();
+    this._connection = null;
+  }
+
+  attributeChangedCallback(name, oldValue, newValue) {
+    if (oldValue === newValue || this._adopting) return;
+    if (name === "token") {
+      this._tokenChanged();
+      return;
+    }
+    // Another conversation, chat or server: a different stream, shown from its start.
+    this._connection?.stop();
+    this._connection = null;
+    this._reset();
+    this._queueStart();
+  }
+
+  _tokenChanged() {
+    this._sub = tokenClaims(this.token || "").sub ?? null;
+    // A live socket keeps its identity; a new token matters for the next hello, and
+    // revives a widget that stopped for want of one.
+    if (!this._connection) this._queueStart();
+  }
+
+  _queueStart() {
+    if (this._startQueued) return;
+    this._startQueued = true;
+    // After the current task: the host may set several attributes in a row.
+    queueMicrotask(() => {
+      this._startQueued = false;
+      this._start();
+    });
+  }
+
+  async _start() {
+    if (!this.isConnected || this._connection || this._creating) return;
+    if (!this.token) {
+      this._setStatus("idle", "Waiting for sign-in…");
+      return;
+    }
+    const chatId = this.chatId;
+    this._heading.textContent = this.getAttribute("heading") || (chatId ? "Sub-agent chat" : "Chat");
+    this._composer.hidden = Boolean(chatId) && !this._chatTaskId;
+    this._input.placeholder = chatId ? "New instructions for this sub-agent…" : "Message…";
+    let path;
+    let eventsPath;
+    if (chatId) {
+      path = `/v1/chats/${encodeURIComponent(chatId)}/ws`;
+      eventsPath = `/v1/chats/${encodeURIComponent(chatId)}/events`;
+    } else {
+      const conversationId = this.conversationId || (await this._createConversation());
+      if (!conversationId || this._connection || !this.isConnected) return;
+      if (conversationId !== this.conversationId) return; // the attribute change restarts
+      path = `/v1/conversations/${encodeURIComponent(conversationId)}/ws`;
+      eventsPath = `/v1/conversations/${encodeURIComponent(conversationId)}/events`;
+    }
+    const base = serverBase(this.getAttribute("server"));
+    const wsUrl = new URL(path, base);
+    wsUrl.protocol = base.protocol === "https:" ? "wss:" : "ws:";
+    const connection = new StreamConnection({
+      url: wsUrl.href,
+      hello: () => ({ token: this.token, client: chatId ? "viewer" : "widget" }),
+      fetchAfter: async (after, limit) => {
+        const url = new URL(eventsPath, base);
+        url.searchParams.set("after", String(after));
+        url.searchParams.set("limit", String(limit));
+        const answer = await fetch(url, { headers: { authorization: `Bearer ${this.token}` }, cache: "no-store" });
+        if (!answer.ok) throw new Error(`events: HTTP ${answer.status}`);
+        return (await answer.json()).events ?? [];
+      },
+      onEvent: (event) => this._onEvent(event),
+      onStatus: (state, detail) => this._onConnection(state, detail),
+      onWelcome: () => this._log.setAttribute("aria-busy", "true"),
+      onReplayed: () => this._onReplayed(),
+    });
+    connection.lastSeq = this._seq;
+    this._connection = connection;
+    connection.start();
+  }
+
+  async _createConversation() {
+    this._creating = true;
+    this._setStatus("connecting", "Connecting…");
+    let attempt = 0;
+    try {
+      while (this.isConnected && this.token && !this.conversationId) {
+        try {
+          const answer = await fetch(new URL("/v1/conversations", serverBase(this.getAttribute("server"))), {
+            method: "POST",
+            headers: { authorization: `Bearer ${this.token}`, "content-type": "application/json" },
+            body: "{}",
+            cache: "no-store",
+          });
+          if (answer.status === 201) {
+            const { conversation_id: conversationId, chat_id: chatId } = await answer.json();
+            this._emit("switchboard-conversation", { conversationId, chatId });
+            // Set without a restart: this start goes on with it.
+            this._adopting = true;
+            this.setAttribute("conversation-id", conversationId);
+            this._adopting = false;
+            return conversationId;
+          }
+          if (answer.status === 401) {
+            this._stopWith(4401, CLOSE_MESSAGES[4401]);
+            this._emit("switchboard-unauthorized", {});
+            return null;
+          }
+          if (answer.status < 500 && answer.status !== 429) {
+            this._stopWith(answer.status, "Could not start a conversation.");
+            return null;
+          }
+        } catch {
+          // the network: try again below
+        }
+        attempt += 1;
+        const ceiling = Math.min(RECONNECT_CAP_MS, RECONNECT_BASE_MS * 2 ** attempt);
+        this._setStatus("reconnecting", "Reconnecting…");
+        await new Promise((resolve) => setTimeout(resolve, ceiling / 2 + (Math.random() * ceiling) / 2));
+      }
+      return this.conversationId;
+    } finally {
+      this._creating = false;
+    }
+  }
+
+  // -- building ----------------------------------------------------------------------
+
+  _build(root) {
+    const inputId = `${this._uid}-input`;
+    this._status = el("span", { class: "status", role: "status", "data-state": "idle", text: "" });
+    this._retry = el("button", { type: "button", class: "link retry", text: "Retry now", hidden: true });
+    this._retry.addEventListener("click", () => this._connection?.retryNow());
+    this._reclaim = el("button", { type: "button", class: "link reclaim", text: "Use here", hidden: true });
+    this._reclaim.addEventListener("click", () => {
+      this._connection = null;
+      this._queueStart();
+    });
+    this._heading = el("h2", { class: "heading", text: "Chat" });
+    this._messages = el("ol", {
+      class: "messages",
+      "aria-live": "polite",
+      "aria-relevant": "additions",
+      "aria-label": "Messages",
+    });
+    this._empty = el("p", { class: "empty", text: "No messages yet. Say hello!" });
+    this._log = el("div", { class: "log" }, this._empty, this._messages);
+    this._taskList = el("ul", { class: "task-list" });
+    this._tasksSummary = el("summary", { text: "Background work" });
+    // A disclosure, so that on a small screen the tasks can be folded away.
+    this._tasksBox = el("details", { class: "tasks", open: true, hidden: true }, this._tasksSummary, this._taskList);
+    this._problem = el("p", { class: "problem", role: "alert" });
+    this._input = el("textarea", {
+      id: inputId,
+      rows: 1,
+      maxLength: MAX_TEXT_CHARS,
+      placeholder: "Message…",
+      enterKeyHint: "send",
+      autocomplete: "off",
+    });
+    this._sendButton = el("button", { type: "submit", class: "send", text: "Send" });
+    this._composer = el(
+      "form",
+      { class: "composer" },
+      el("label", { class: "visually-hidden", htmlFor: inputId, text: "Message" }),
+      this._input,
+      this._sendButton,
+    );
+    this._composer.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this._submit();
+    });
+    this._input.addEventListener("keydown", (event) => {
+      // Enter sends; Shift+Enter is a new line; an IME composition keeps its Enter.
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        this._submit();
+      }
+    });
+    this._input.addEventListener("input", () => this._autosize());
+    root.append(
+      el(
+        "section",
+        { class: "sb", "aria-label": "Chat" },
+        el("header", {}, this._heading, el("div", { class: "connection" }, this._status, this._retry, this._reclaim)),
+        this._log,
+        this._tasksBox,
+        this._problem,
+        this._composer,
+      ),
+    );
+  }
+
+  _reset() {
+    this._messages.replaceChildren();
+    this._taskList.replaceChildren();
+    this._tasksBox.hidden = true;
+    this._empty.hidden = false;
+    this._tasks.clear();
+    this._outbox = [];
+    this._chatTaskId = null;
+    this._seq = 0;
+    this._problem.textContent = "";
+  }
+
+  _autosize() {
+    this._input.style.height = "auto";
+    this._input.style.height = `${this._input.scrollHeight + 2}px`;
+  }
+
+  // -- connection state --------------------------------------------------------------
+
+  _onConnection(state, detail) {
+    if (state === "open") {
+      this._setStatus("open", "Connected");
+    } else if (state === "connecting") {
+      this._setStatus("connecting", "Connecting…");
+    } else if (state === "reconnecting") {
+      this._setStatus("reconnecting", "Reconnecting…");
+      this._markUnconfirmed();
+    } else if (state === "closed") {
+      const code = detail.code;
+      this._connection = null;
+      let text = CLOSE_MESSAGES[code] ?? `Disconnected (${code}).`;
+      if (code === 4404 && this.chatId) text = "This chat was not found.";
+      this._setStatus("closed", text, code);
+      this._reclaim.hidden = code !== 4409;
+      this._markUnconfirmed();
+      this._emit("switchboard-close", { code, reason: detail.reason ?? "" });
+      if (code === 4401) this._emit("switchboard-unauthorized", {});
+    }
+    this._syncControls();
+  }
+
+  _stopWith(code, text) {
+    this._setStatus("closed", text, code);
+    this._emit("switchboard-close", { code, reason: "" });
+  }
+
+  _setStatus(state, text, code) {
+    this._status.dataset.state = state;
+    if (code !== undefined) this._status.dataset.code = String(code);
+    else delete this._status.dataset.code;
+    this._status.textContent = text;
+    this._retry.hidden = state !== "reconnecting" || !this._connection;
+    if (state !== "closed") this._reclaim.hidden = true;
+    this._emit("switchboard-status", { state, code: code ?? null });
+  }
+
+  _syncControls() {
+    const open = Boolean(this._connection?.open);
+    for (const { view, node } of this._tasks.values()) {
+      const button = node.querySelector(":scope > .chip-head .chip-cancel");
+      if (button && button.dataset.busy !== "true") button.disabled = !open || view.state === "cancelling";
+    }
+  }
+
+  _onReplayed() {
+    this._log.removeAttribute("aria-busy");
+    // Messages sent before a drop that the replay did not show were never stored.
+    for (const item of this._outbox) {
+      if (item.state === "unconfirmed") this._markFailed(item, "Not delivered.");
+    }
+    this._flushOutbox();
+    this._syncControls();
+    this._scrollToEnd();
+  }
+
+  // -- stream events -----------------------------------------------------------------
+
+  _onEvent(event) {
+    this._seq = event.seq;
+    if (event.type === "message") this._onMessage(event);
+    else if (event.type === "task" && event.task) this._onTask(event.task, true);
+  }
+
+  _onMessage(event) {
+    const stick = this._nearEnd();
+    const mine = event.role === "user" && event.author?.id && event.author.id === this._sub;
+    const item = mine ? this._outboxMatch(event) : null;
+    const node = this._messageNode(event);
+    if (item) {
+      this._outbox.splice(this._outbox.indexOf(item), 1);
+      item.node.replaceWith(node);
+    }
+    this._place(node, event.seq);
+    this._empty.hidden = true;
+    if (stick || mine) this._scrollToEnd();
+  }
+
+  _messageNode(event) {
+    const mine = event.role === "user" && event.author?.id === this._sub;
+    const author = mine ? "You" : event.author?.name || (event.role === "user" ? "Person" : "Agent");
+    const badge =
+      event.kind === "followup" ? "Update" : event.kind === "notice" ? "Notice" : null;
+    return el(
+      "li",
+      {
+        class: "msg",
+        "data-seq": String(event.seq),
+        "data-role": event.role,
+        "data-kind": event.kind,
+        "data-task-id": event.task_id,
+      },
+      el(
+        "div",
+        { class: "meta" },
+        el("span", { class: "author", text: author }),
+        badge ? el("span", { class: "badge", text: badge }) : null,
+        el("time", { dateTime: event.ts, text: timeLabel(event.ts) }),
+      ),
+      el("p", { class: "text", text: event.text ?? "" }),
+    );
+  }
+
+  /** Insert *node* in seq order: before the first later message or any pending one. */
+  _place(node, seq) {
+    let before = null;
+    for (let child = this._messages.lastElementChild; child; child = child.previousElementSibling) {
+      const other = Number(child.dataset.seq);
+      if (child.dataset.seq === undefined || other > seq) before = child;
+      else break;
+    }
+    this._messages.insertBefore(node, before);
+  }
+
+  _onTask(view, fromStream) {
+    const known = this._tasks.get(view.id);
+    if (known) {
+      const was = known.view;
+      // The first terminal state wins and never changes; a late answer never regresses.
+      if (isTerminal(was.state)) return;
+      if (!fromStream && (STATE_RANK[view.state] ?? 0) < (STATE_RANK[was.state] ?? 0)) return;
+      if (!fromStream && view.updated_at && was.updated_at && view.updated_at < was.updated_at) return;
+      known.view = view;
+      this._renderChip(known);
+    } else {
+      const entry = { view, node: this._chipNode(view) };
+      this._tasks.set(view.id, entry);
+      this._renderChip(entry);
+      const parent = view.parent_id ? this._tasks.get(view.parent_id) : null;
+      const list = parent ? parent.node.querySelector(":scope > .subtasks") : this._taskList;
+      list.append(entry.node);
+      this._tasksBox.hidden = false;
+    }
+    if (this.chatId && view.chat_id === this.chatId) {
+      this._chatTaskId = view.id;
+      this._composer.hidden = false;
+      this._syncComposer();
+    }
+    this._emit("switchboard-task", { task: view });
+  }
+
+  _chipNode(view) {
+    const title = view.title || "Background task";
+    const cancel = el("button", {
+      type: "button",
+      class: "chip-cancel",
+      text: "Cancel",
+      "aria-label": `Cancel: ${title}`,
+    });
+    cancel.addEventListener("click", () => this._cancel(view.id, cancel));
+    const own = this.chatId && view.chat_id === this.chatId;
+    const link = own
+      ? null
+      : el("a", {
+          class: "chip-open",
+          href: new URL(`/chats/${encodeURIComponent(view.chat_id)}`, serverBase(this.getAttribute("server"))).href,
+          target: "_blank",
+          rel: "noopener",
+          text: "Open chat",
+          "aria-label": `Open the chat of ${title} in a new tab`,
+        });
+    return el(
+      "li",
+      { class: "chip", "data-task-id": view.id, "data-depth": String(view.depth ?? 1) },
+      el(
+        "div",
+        { class: "chip-head" },
+        el("span", { class: "chip-title", text: title }),
+        el("span", { class: "chip-agent visually-hidden", text: view.agent?.name ? `by ${view.agent.name}` : "" }),
+        el("span", { class: "chip-state" }),
+        el("span", { class: "chip-actions" }, link, cancel),
+      ),
+      el("p", { class: "chip-detail" }),
+      el("ul", { class: "subtasks", "aria-label": "Started by this task" }),
+    );
+  }
+
+  _renderChip({ view, node }) {
+    node.dataset.state = view.state;
+    node.querySelector(":scope > .chip-head > .chip-title").textContent = view.title || "Background task";
+    node.querySelector(":scope > .chip-head > .chip-state").textContent = stateLabel(view.state);
+    const detail = isTerminal(view.state) ? view.result : view.progress;
+    node.querySelector(":scope > .chip-detail").textContent = detail ?? "";
+    const cancel = node.querySelector(":scope > .chip-head .chip-cancel");
+    if (!cancel) {
+      // ended: no cancel button any more
+    } else if (isTerminal(view.state)) {
+      cancel.remove();
+    } else {
+      cancel.textContent = view.state === "cancelling" ? "Cancelling…" : "Cancel";
+      cancel.disabled = view.state === "cancelling" || !this._connection?.open;
+    }
+    if (this._chatTaskId === view.id) this._syncComposer();
+    this._countTasks();
+  }
+
+  _countTasks() {
+    let running = 0;
+    for (const { view } of this._tasks.values()) if (!isTerminal(view.state)) running += 1;
+    const total = this._tasks.size;
+    this._tasksSummary.textContent = `Background work · ${running ? `${running} running` : "all done"} (${total})`;
+    this._tasksBox.dataset.running = String(running);
+  }
+
+  async _cancel(taskId, button) {
+    button.disabled = true;
+    button.dataset.busy = "true";
+    const frame = { type: "task.cancel" };
+    // On a chat's own socket the task is implied (PROTOCOL.md: task_id may be omitted).
+    if (!(this.chatId && taskId === this._chatTaskId)) frame.task_id = taskId;
+    try {
+      const answer = await this._connection.request(frame);
+      if (answer.task) this._onTask(answer.task, false);
+    } catch (error) {
+      this._showProblem(this._problemText(error, "Could not cancel"));
+    } finally {
+      delete button.dataset.busy;
+      this._syncControls();
+    }
+  }
+
+  _syncComposer() {
+    if (!this.chatId) return;
+    const task = this._tasks.get(this._chatTaskId)?.view;
+    const ended = task ? isTerminal(task.state) : true;
+    this._input.disabled = ended;
+    this._sendButton.disabled = ended;
+    this._input.placeholder = ended ? "This task has ended." : "New instructions for this sub-agent…";
+  }
+
+  // -- sending -----------------------------------------------------------------------
+
+  _submit() {
+    const text = this._input.value.trim();
+    if (!text || this._input.disabled) return;
+    if (!this._connection && this._status.dataset.state === "closed") {
+      this._showProblem("Not connected.");
+      return;
+    }
+    this._input.value = "";
+    this._autosize();
+    const node = el(
+      "li",
+      { class: "msg pending", "data-role": "user", "data-kind": "reply", "data-pending": "true" },
+      el("div", { class: "meta" }, el("span", { class: "author", text: "You" }), el("span", { class: "delivery-state", text: "Sending…" })),
+      el("p", { class: "text", text }),
+    );
+    this._messages.append(node);
+    this._empty.hidden = true;
+    this._outbox.push({ text, node, state: "queued", seq: null });
+    this._scrollToEnd();
+    this._flushOutbox();
+  }
+
+  _flushOutbox() {
+    const connection = this._connection;
+    if (!connection?.open || !connection.replayed) return; // sent once the replay is in
+    for (const item of this._outbox) {
+      if (item.state !== "queued") continue;
+      item.state = "sent";
+      connection
+        .request({ type: "say", text: item.text })
+        .then((ack) => {
+          if (!this._outbox.includes(item)) return; // the stream showed it already
+          item.state = "acked";
+          item.seq = typeof ack.seq === "number" ? ack.seq : null;
+          if (item.seq !== null && item.seq <= connection.lastSeq) {
+            // Stored and already applied, yet not matched: drop the stand-in.
+            item.node.remove();
+            this._outbox.splice(this._outbox.indexOf(item), 1);
+          }
+        })
+        .catch((error) => {
+          if (!this._outbox.includes(item)) return;
+          if (error.code === "offline" || error.code === "timeout") {
+            // Maybe stored, maybe not: the replay after reconnecting tells.
+            item.state = "unconfirmed";
+          } else {
+            this._markFailed(item, this._problemText(error, "Not sent"));
+          }
+        });
+    }
+  }
+
+  _outboxMatch(event) {
+    return (
+      this._outbox.find((item) => item.seq === event.seq) ??
+      this._outbox.find((item) => item.seq === null && item.state !== "queued" && item.state !== "failed" && item.text === event.text) ??
+      null
+    );
+  }
+
+  _markUnconfirmed() {
+    for (const item of this._outbox) {
+      if (item.state === "sent") item.state = "unconfirmed";
+    }
+  }
+
+  _markFailed(item, why) {
+    item.state = "failed";
+    item.node.classList.add("failed");
+    const delivery = item.node.querySelector(".delivery-state");
+    delivery.textContent = why;
+    const retry = el("button", { type: "button", class: "link resend", text: "Retry" });
+    retry.addEventListener("click", () => {
+      retry.remove();
+      item.node.classList.remove("failed");
+      delivery.textContent = "Sending…";
+      item.state = "queued";
+      this._flushOutbox();
+    });
+    delivery.after(retry);
+  }
+
+  _problemText(error, what) {
+    const reasons = {
+      offline: "you are offline",
+      timeout: "the server did not answer",
+      rate_limited: "too many messages, wait a moment",
+      not_found: "it no longer exists",
+      conflict: "the task has already ended",
+      too_large: "the message is too long",
+    };
+    return `${what}: ${reasons[error.code] ?? error.message ?? "error"}.`;
+  }
+
+  _showProblem(text) {
+    this._problem.textContent = text;
+    clearTimeout(this._problemTimer);
+    this._problemTimer = setTimeout(() => {
+      this._problem.textContent = "";
+    }, 8000);
+  }
+
+  // -- scrolling and events ----------------------------------------------------------
+
+  _nearEnd() {
+    const log = this._log;
+    return log.scrollHeight - log.scrollTop - log.clientHeight < 80;
+  }
+
+  _scrollToEnd() {
+    this._log.scrollTop = this._log.scrollHeight;
+  }
+
+  _emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail, bubbles: true, composed: true }));
+  }
+}
+
+if (!customElements.get("switchboard-chat")) {
+  customElements.define("switchboard-chat", SwitchboardChat);
+}
