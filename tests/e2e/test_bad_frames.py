@@ -1,0 +1,141 @@
+"""Frames the server cannot take: each gets its error and the conversation goes on.
+
+Only a frame over the size limit closes the socket (1009), and even then a resume
+finds everything that was stored. An upgrade from a foreign ``Origin`` is refused
+before it is accepted.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from .conftest import (
+    ServerProcess,
+    Wire,
+    conversation_ws,
+    fetch_events,
+    open_wire,
+    start_conversation,
+    token,
+)
+from .protocol_check import check_error
+
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
+
+LIMIT = 64 * 1024
+HOURS = "What are your opening hours?"
+
+
+def say_frame_of_size(size: int) -> str:
+    """A ``say`` frame of exactly *size* bytes of UTF-8."""
+    empty = json.dumps({"type": "say", "id": "big", "text": ""})
+    frame = json.dumps({"type": "say", "id": "big", "text": "a" * (size - len(empty))})
+    assert len(frame.encode()) == size
+    return frame
+
+
+async def error_for(wire: Wire, raw: str | bytes) -> dict[str, Any]:
+    await wire.socket.send(raw)
+    return await wire.until(lambda f: f.get("type") == "error")
+
+
+# (what is sent, the error code, the id echoed): every way a frame can be refused.
+BAD_FRAMES: list[tuple[str | bytes, str, str | None]] = [
+    ("{this is not json", "bad_frame", None),
+    ('[{"type": "ping", "id": "a1"}]', "bad_frame", None),
+    ('{"type": "say", "id": "m1"}', "bad_frame", "m1"),
+    ('{"id": "m2", "text": "hi"}', "bad_frame", "m2"),
+    ('{"type": "say", "id": "w1", "text": 42}', "bad_frame", "w1"),
+    ('{"type": "task.status", "id": "w2", "task_id": ["x"]}', "bad_frame", "w2"),
+    ('{"type": "say", "id": 7, "text": "hi"}', "bad_frame", None),
+    ('{"type": "launch", "id": "u1"}', "unknown_type", "u1"),
+    (b"\x00\x01binary", "bad_frame", None),
+]
+
+
+async def test_each_bad_frame_gets_its_error_and_the_conversation_goes_on(
+    server: ServerProcess,
+) -> None:
+    tok = token()
+    conv = await start_conversation(server, tok)
+    async with open_wire(
+        conversation_ws(server, conv["conversation_id"]), tok, chat_id=conv["chat_id"]
+    ) as wire:
+        hello = await wire.say("Hello")
+        await wire.message(since=hello, role="agent", kind="reply")
+        for raw, code, frame_id in BAD_FRAMES:
+            before = wire.last_seq
+            error = await error_for(wire, raw)
+            try:
+                check_error(error, code, id=frame_id)
+            except AssertionError as exc:
+                raise AssertionError(f"for {raw!r}: {exc}") from None
+            # The socket stays open; nothing was stored for the bad frame, nothing lost.
+            asked = await wire.say(HOURS)
+            assert asked == before + 1, f"after {raw!r}"
+            reply = await wire.message(since=asked, role="agent", kind="reply")
+            assert "Monday to Friday" in reply["text"]
+    stored = await fetch_events(server, tok, f"/v1/conversations/{conv['conversation_id']}/events")
+    assert stored == wire.events()
+
+
+async def test_many_bad_frames_in_a_row_then_a_fan_out(server: ServerProcess) -> None:
+    tok = token()
+    conv = await start_conversation(server, tok)
+    async with open_wire(
+        conversation_ws(server, conv["conversation_id"]), tok, chat_id=conv["chat_id"]
+    ) as wire:
+        for raw in ("nope", "[]", "null", '"say"', "{}", b"\xff\xfe"):
+            check_error(await error_for(wire, raw), "bad_frame", id=None)
+        asked = await wire.say("Reach every patient who hasn't completed onboarding")
+        assert asked == 1
+        rollup = await wire.message(kind="followup", within=30)
+        assert rollup["text"].startswith("Agent 1 called Alice")
+    stored = await fetch_events(server, tok, f"/v1/conversations/{conv['conversation_id']}/events")
+    assert stored == wire.events()
+
+
+async def test_frame_over_the_limit_closes_1009_and_resume_loses_nothing(
+    server: ServerProcess,
+) -> None:
+    tok = token()
+    conv = await start_conversation(server, tok)
+    url = conversation_ws(server, conv["conversation_id"])
+    async with open_wire(url, tok, chat_id=conv["chat_id"]) as wire:
+        hello = await wire.say("Hello")
+        await wire.message(since=hello, role="agent", kind="reply")
+        # Exactly the limit is not over it: refused (the text is too long), not closed.
+        check_error(await error_for(wire, say_frame_of_size(LIMIT)), "too_large", id="big")
+        pong = await wire.request({"type": "ping"})
+        assert pong["type"] == "pong"
+        seen = wire.last_seq
+        await wire.socket.send(say_frame_of_size(LIMIT + 1))
+        assert await wire.closed() == 1009
+
+    async with open_wire(url, tok, resume_after=seen, chat_id=conv["chat_id"]) as back:
+        assert back.welcome["last_seq"] == seen, "the oversized frame stored something"
+        asked = await back.say(HOURS)
+        assert asked == seen + 1
+        await back.message(since=asked, role="agent", kind="reply")
+    stored = await fetch_events(server, tok, f"/v1/conversations/{conv['conversation_id']}/events")
+    assert stored == wire.events() + back.events()
+
+
+async def test_foreign_origin_is_refused_before_accept(server: ServerProcess) -> None:
+    tok = token()
+    conv = await start_conversation(server, tok)
+    url = conversation_ws(server, conv["conversation_id"])
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(url, origin="https://evil.example"):  # type: ignore[arg-type]
+            pass
+    assert refused.value.response.status_code == 403
+    # The server's own page may connect.
+    async with connect(url, origin=f"http://127.0.0.1:{server.port}") as socket:  # type: ignore[arg-type]
+        await socket.send(json.dumps({"type": "hello", "token": tok, "client": "widget"}))
+        welcome = json.loads(await socket.recv())
+        assert welcome["type"] == "welcome"
