@@ -309,13 +309,7 @@ class ConversationHost:
             conversation = await self.store.get_conversation(tasks[0].workspace_id, conversation_id)
             now = utcnow()
             updated = [
-                replace(
-                    t,
-                    state=TaskState.INTERRUPTED,
-                    result="Interrupted: the server stopped while this task ran.",
-                    updated_at=now,
-                )
-                for t in tasks
+                replace(t, state=TaskState.INTERRUPTED, result=None, updated_at=now) for t in tasks
             ]
             events: list[NewEvent] = []
             for task in updated:

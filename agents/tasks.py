@@ -275,6 +275,7 @@ class TaskRunner:
     async def _finish(self, finish: Finish | None) -> None:
         """Store the one terminal state, after clean-up; then tell whoever waits."""
         deadline = self.runtime.settings.cleanup_deadline
+        result: str | None
         try:
             if finish is not None:
                 state = TaskState.FAILED if finish.failed else TaskState.COMPLETED
@@ -286,8 +287,9 @@ class TaskRunner:
                     state = TaskState.CANCELLED
                     result = f"Cancelled: {stopped}" if stopped else "Cancelled."
                 else:
+                    # PROTOCOL.md: a result only once completed, failed or cancelled.
                     state = TaskState.INTERRUPTED
-                    result = "Interrupted: the server stopped while this task ran."
+                    result = None
             with anyio.move_on_after(max(deadline, 1.0)):
                 await self.runtime.update_task(
                     self.id,

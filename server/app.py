@@ -6,9 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute
 
 from server.http_api import routes as http_routes
+from server.http_errors import http_exception_handler
 from server.node import start_node
 from server.pages import page_routes
 from server.settings import Settings
@@ -26,6 +28,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield
 
     routes: list[BaseRoute] = [*http_routes(), *socket_routes(), *page_routes()]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_exception_handler},
+    )
     app.state.settings = settings
     return app

@@ -25,7 +25,7 @@ MIN_SECRET_BYTES = 32
 MAX_TOKEN_CHARS = 8_192
 MAX_NAME_CHARS = 200
 
-_OPAQUE_ID = re.compile(r"[A-Za-z0-9_.@:\-]{1,128}")
+_OPAQUE_ID = re.compile(r"[A-Za-z0-9_\-]{1,100}")
 # Only HS256 is ever accepted, whatever the token's header says: this is what refuses
 # "alg": "none" and the RS256/HS256 key confusion.
 _JWT = jwt.PyJWT(options={"enforce_minimum_key_length": True})

@@ -41,6 +41,7 @@ from agents.ports import AuditEntry, AuditType
 from server import protocol
 from server.auth import bearer_token, verify_token
 from server.exceptions import Unauthorized
+from server.http_errors import error_code_for
 from server.node import Node
 from server.protocol import CloseCode, ErrorCode, FrameError
 
@@ -222,6 +223,8 @@ class Session:
             self._close_code = close.code
         finally:
             registry.remove(self)
+            self._send.close()
+            self._receive.close()
             with anyio.CancelScope(shield=True), anyio.move_on_after(2):
                 await self._close_now(self._close_code or CloseCode.NORMAL_CLOSURE)
             self._closed.set()
@@ -319,7 +322,7 @@ class Session:
                     assert chat is not None
                     await self._on_chat_frame(frame, chat)
             except SwitchboardError as exc:
-                code = _error_code(exc)
+                code = error_code_for(exc)
                 self._queue(protocol.error(code, id=getattr(frame, "id", None)))
 
     async def _on_conversation_frame(
@@ -545,13 +548,6 @@ def _payload(message: Any) -> str | bytes:
         return text
     data = message.get("bytes")
     return data if isinstance(data, bytes) else b""
-
-
-def _error_code(exc: SwitchboardError) -> ErrorCode:
-    try:
-        return ErrorCode(exc.code)
-    except ValueError:
-        return ErrorCode.INTERNAL
 
 
 async def conversation_endpoint(websocket: WebSocket) -> None:
