@@ -125,6 +125,32 @@ def server(server_factory: Any) -> ServerProcess:
     return server_factory()  # type: ignore[no-any-return]
 
 
+@pytest.fixture(scope="module")
+def shared_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Servers shared by the tests of one module, one per environment asked for.
+
+    For tests that neither stop the server nor count what is on it: each works in its
+    own conversation, so sharing only saves the start-up.
+    """
+    folder = tmp_path_factory.mktemp("shared")
+    servers: dict[tuple[tuple[str, str], ...], ServerProcess] = {}
+
+    def get(**env: str) -> ServerProcess:
+        key = tuple(sorted(env.items()))
+        if key not in servers:
+            n = len(servers)
+            server = ServerProcess(f"sqlite:///{folder / f'switchboard-{n}.db'}", dict(env))
+            server.log_path = folder / f"server-{n}.log"
+            server.start()
+            servers[key] = server
+        return servers[key]
+
+    yield get
+    for server in servers.values():
+        if server.process is not None:
+            server.stop(signal.SIGKILL)
+
+
 def token(sub: str = "pat", *, workspace: str = "demo", role: str = "person", **kw: Any) -> str:
     return issue_token(DEVELOPMENT_SECRET, workspace=workspace, sub=sub, role=role, **kw)
 

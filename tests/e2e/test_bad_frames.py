@@ -15,7 +15,6 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from .conftest import (
-    ServerProcess,
     Wire,
     conversation_ws,
     fetch_events,
@@ -59,8 +58,9 @@ BAD_FRAMES: list[tuple[str | bytes, str, str | None]] = [
 
 
 async def test_each_bad_frame_gets_its_error_and_the_conversation_goes_on(
-    server: ServerProcess,
+    shared_servers: Any,
 ) -> None:
+    server = shared_servers()
     tok = token()
     conv = await start_conversation(server, tok)
     async with open_wire(
@@ -84,7 +84,10 @@ async def test_each_bad_frame_gets_its_error_and_the_conversation_goes_on(
     assert stored == wire.events()
 
 
-async def test_many_bad_frames_in_a_row_then_a_fan_out(server: ServerProcess) -> None:
+async def test_many_bad_frames_in_a_row_then_a_fan_out(
+    shared_servers: Any,
+) -> None:
+    server = shared_servers()
     tok = token()
     conv = await start_conversation(server, tok)
     async with open_wire(
@@ -101,8 +104,9 @@ async def test_many_bad_frames_in_a_row_then_a_fan_out(server: ServerProcess) ->
 
 
 async def test_frame_over_the_limit_closes_1009_and_resume_loses_nothing(
-    server: ServerProcess,
+    shared_servers: Any,
 ) -> None:
+    server = shared_servers()
     tok = token()
     conv = await start_conversation(server, tok)
     url = conversation_ws(server, conv["conversation_id"])
@@ -126,7 +130,10 @@ async def test_frame_over_the_limit_closes_1009_and_resume_loses_nothing(
     assert stored == wire.events() + back.events()
 
 
-async def test_foreign_origin_is_refused_before_accept(server: ServerProcess) -> None:
+async def test_foreign_origin_is_refused_before_accept(
+    shared_servers: Any,
+) -> None:
+    server = shared_servers()
     tok = token()
     conv = await start_conversation(server, tok)
     url = conversation_ws(server, conv["conversation_id"])

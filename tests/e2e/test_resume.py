@@ -58,8 +58,8 @@ async def start_fan_out(wire: Wire) -> list[str]:
     return ids
 
 
-async def test_resume_mid_fan_out_loses_and_repeats_nothing(server_factory: Any) -> None:
-    server = server_factory(SWITCHBOARD_TOOL_LATENCY_SCALE="0.5")
+async def test_resume_mid_fan_out_loses_and_repeats_nothing(shared_servers: Any) -> None:
+    server = shared_servers(SWITCHBOARD_TOOL_LATENCY_SCALE="0.5")
     tok = token()
     conv = await start_conversation(server, tok)
     url = conversation_ws(server, conv["conversation_id"])
@@ -88,8 +88,8 @@ async def test_resume_mid_fan_out_loses_and_repeats_nothing(server_factory: Any)
     assert [e["seq"] for e in stored] == list(range(1, len(stored) + 1))
 
 
-async def test_followup_made_while_away_arrives_on_next_connection(server_factory: Any) -> None:
-    server = server_factory(SWITCHBOARD_TOOL_LATENCY_SCALE="0.5")
+async def test_followup_made_while_away_arrives_on_next_connection(shared_servers: Any) -> None:
+    server = shared_servers(SWITCHBOARD_TOOL_LATENCY_SCALE="0.5")
     tok = token()
     conv = await start_conversation(server, tok)
     url = conversation_ws(server, conv["conversation_id"])
@@ -113,7 +113,8 @@ async def test_followup_made_while_away_arrives_on_next_connection(server_factor
         assert delivered["text"].startswith("Agent 1 called Alice")
 
 
-async def test_newer_connection_replaces_older_with_4409(server: ServerProcess) -> None:
+async def test_newer_connection_replaces_older_with_4409(shared_servers: Any) -> None:
+    server = shared_servers()
     tok = token()
     conv = await start_conversation(server, tok)
     url = conversation_ws(server, conv["conversation_id"])
@@ -168,7 +169,8 @@ async def test_no_hello_in_time_closes_4401(server_factory: Any) -> None:
         pytest.param("not-a-token", id="garbage"),
     ],
 )
-async def test_bad_token_closes_4401(server: ServerProcess, bad_token: str) -> None:
+async def test_bad_token_closes_4401(shared_servers: Any, bad_token: str) -> None:
+    server = shared_servers()
     conv = await start_conversation(server, token())
     async with connect(conversation_ws(server, conv["conversation_id"])) as socket:
         wire = Wire(socket)
@@ -177,8 +179,9 @@ async def test_bad_token_closes_4401(server: ServerProcess, bad_token: str) -> N
         assert not [f for f in wire.frames if f.get("type") == "welcome"]
 
 
-async def test_token_in_upgrade_header(server: ServerProcess) -> None:
+async def test_token_in_upgrade_header(shared_servers: Any) -> None:
     """A non-browser client may send its token on the upgrade instead of in ``hello``."""
+    server = shared_servers()
     tok = token()
     conv = await start_conversation(server, tok)
     url = conversation_ws(server, conv["conversation_id"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 
 from .conftest import (
@@ -18,6 +19,7 @@ from .conftest import (
     conversation_ws,
     fetch_events,
     fetch_task,
+    headers,
     open_wire,
     start_conversation,
     token,
@@ -130,8 +132,8 @@ async def outreach_story(server: ServerProcess) -> None:
         assert history[-1]["task"]["state"] == "completed"
 
 
-async def test_outreach_fans_out_and_rolls_up(server_factory: Any) -> None:
-    await outreach_story(server_factory(SWITCHBOARD_TOOL_LATENCY_SCALE=RUNNING_SCALE))
+async def test_outreach_fans_out_and_rolls_up(shared_servers: Any) -> None:
+    await outreach_story(shared_servers(SWITCHBOARD_TOOL_LATENCY_SCALE=RUNNING_SCALE))
 
 
 @pytest.mark.postgres
@@ -140,10 +142,10 @@ async def test_outreach_story_on_postgresql(postgres_schema_url: str, server_fac
     await outreach_story(server)
 
 
-async def test_prior_auth_in_the_background(server_factory: Any) -> None:
+async def test_prior_auth_in_the_background(shared_servers: Any) -> None:
     """Story (b): progress, a question answered meanwhile, live status, the follow-up."""
     # The payer decides after 6 s: long enough to talk while it is pending.
-    server = server_factory(SWITCHBOARD_TOOL_LATENCY_SCALE="1")
+    server = shared_servers(SWITCHBOARD_TOOL_LATENCY_SCALE="1")
     tok = token()
     conv = await start_conversation(server, tok)
     async with open_wire(
@@ -199,9 +201,9 @@ async def test_prior_auth_in_the_background(server_factory: Any) -> None:
     assert stored["result"] == done["result"]
 
 
-async def test_cancel_by_word_withdraws_the_request(server_factory: Any) -> None:
+async def test_cancel_by_word_withdraws_the_request(shared_servers: Any) -> None:
     """Story (b), second run: "cancel the background work on Ozempic" stops the sub-agent."""
-    server = server_factory(SWITCHBOARD_TOOL_LATENCY_SCALE="1")
+    server = shared_servers(SWITCHBOARD_TOOL_LATENCY_SCALE="1")
     tok = token()
     conv = await start_conversation(server, tok)
     async with open_wire(
@@ -239,9 +241,9 @@ async def test_cancel_by_word_withdraws_the_request(server_factory: Any) -> None
     await chat_history(server, tok, task_chat)
 
 
-async def test_task_frames(server_factory: Any) -> None:
+async def test_task_frames(shared_servers: Any) -> None:
     """``task.list``, ``task.status``, ``task.instruct`` and ``task.cancel``: answers and events."""
-    server = server_factory(SWITCHBOARD_TOOL_LATENCY_SCALE="1")
+    server = shared_servers(SWITCHBOARD_TOOL_LATENCY_SCALE="1")
     tok = token()
     conv = await start_conversation(server, tok)
     async with open_wire(
@@ -308,8 +310,9 @@ async def test_task_frames(server_factory: Any) -> None:
         await wire.message(since=hours_asked, role="agent", kind="reply")
 
 
-async def test_five_records_cross_referenced(server: ServerProcess) -> None:
+async def test_five_records_cross_referenced(shared_servers: Any) -> None:
     """Story (c): five lookups in parallel sub-agents, one cross-referenced answer."""
+    server = shared_servers()
     tok = token()
     conv = await start_conversation(server, tok)
     async with open_wire(
@@ -359,3 +362,47 @@ async def test_five_records_cross_referenced(server: ServerProcess) -> None:
         assert history[-1]["task"]["state"] == "completed"
         name = view["title"].removeprefix("Records: ")
         assert any(name in e.get("text", "") for e in history if e["type"] == "message")
+
+
+async def test_sub_agent_chat_in_its_own_tab(shared_servers: Any) -> None:
+    """The Chats view lists the sub-agent's chat; its tab follows it, instructs and cancels."""
+    server = shared_servers(SWITCHBOARD_TOOL_LATENCY_SCALE="1")
+    tok = token()
+    conv = await start_conversation(server, tok)
+    async with open_wire(
+        conversation_ws(server, conv["conversation_id"]), tok, chat_id=conv["chat_id"]
+    ) as wire:
+        asked = await wire.say(PRIOR_AUTH)
+        await wire.message(since=asked, role="agent", kind="reply")
+        (task_id,) = wire.task_ids()
+        task_chat = wire.views(task_id)[0]["chat_id"]
+
+        async with httpx.AsyncClient(base_url=server.http, timeout=15) as client:
+            listed = await client.get("/v1/chats", headers=headers(tok))
+        assert listed.status_code == 200, listed.text
+        chats = [
+            c for c in listed.json()["chats"] if c["conversation_id"] == conv["conversation_id"]
+        ]
+        assert [c["id"] for c in chats] == [task_chat, conv["chat_id"]], "newest first"
+        assert chats[0]["task_id"] == task_id
+        assert chats[0]["title"] == "Prior auth: Ozempic"
+
+        async with open_wire(chat_ws(server, task_chat), tok, chat_id=task_chat) as tab:
+            assert tab.welcome["chat_id"] == task_chat
+            # The tab replays the chat from its start: the assignment comes first.
+            assignment = await tab.message(role="user")
+            assert "Ozempic" in assignment["text"]
+            await tab.task_state(task_id, "working")
+            # In the tab, what the person says goes to the sub-agent as instructions.
+            told = await tab.say("Mark it urgent")
+            assert tab.events()[-1]["seq"] >= told
+            assert (await tab.message(text="Mark it urgent"))["task_id"] == task_id
+            # And cancel needs no task id there: it is the tab's own task.
+            cancel = await tab.request({"type": "task.cancel"})
+            view = check_result_task(cancel, id=cancel["id"])
+            assert view["id"] == task_id
+            assert view["state"] in ("cancelling", "cancelled")
+            await tab.task_state(task_id, "cancelled")
+        assert (await wire.task_state(task_id, *TERMINAL_STATES))["state"] == "cancelled"
+        news = await wire.message(kind="followup", task_id=task_id)
+        assert "stopped" in news["text"]
