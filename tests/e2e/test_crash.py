@@ -19,7 +19,7 @@ from .conftest import (
     start_conversation,
     token,
 )
-from .protocol_check import check_stream
+from .protocol_check import check_error, check_result_task, check_stream
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -85,6 +85,11 @@ async def test_kill_9_then_restart_interrupts_and_loses_nothing(server_factory: 
         await back.message(since=hours, role="agent", kind="reply")
         # An interrupted task stays interrupted: no follow-up pretends it finished.
         assert not back.messages(kind="followup")
+        # It cannot be told anything new, and cancelling it changes nothing.
+        late = await back.request({"type": "task.instruct", "task_id": ids[0], "text": "retry"})
+        check_error(late, "conflict", id=late["id"])
+        cancel = await back.request({"type": "task.cancel", "task_id": ids[0]})
+        assert check_result_task(cancel, id=cancel["id"])["state"] == "interrupted"
     # A sub-agent's chat can still be watched after the restart.
     some_chat = chats[ids[0]]
     async with open_wire(chat_ws(server, some_chat), tok, chat_id=some_chat) as tab:

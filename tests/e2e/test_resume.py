@@ -88,6 +88,50 @@ async def test_resume_mid_fan_out_loses_and_repeats_nothing(shared_servers: Any)
     assert [e["seq"] for e in stored] == list(range(1, len(stored) + 1))
 
 
+async def test_flapping_connection_sees_every_event_once(shared_servers: Any) -> None:
+    """Reconnect again and again while the calls run: still each event exactly once."""
+    server = shared_servers(SWITCHBOARD_TOOL_LATENCY_SCALE="0.5")
+    tok = token()
+    conv = await start_conversation(server, tok)
+    url = conversation_ws(server, conv["conversation_id"])
+    wires: list[Wire] = []
+    async with open_wire(url, tok, chat_id=conv["chat_id"]) as wire:
+        wires.append(wire)
+        await start_fan_out(wire)
+    seen = wire.last_seq
+    while not any(w.messages(kind="followup") for w in wires):
+        async with open_wire(url, tok, resume_after=seen, chat_id=conv["chat_id"]) as wire:
+            wires.append(wire)
+            # Leave as soon as something new came: mid-stream, every time.
+            await wire.wait(lambda w, after=seen: w.last_seq > after, within=30)
+        seen = wire.last_seq
+    assert len(wires) > 3, "the calls ended before the connection could flap"
+    everything = [e for w in wires for e in w.events()]
+    check_stream(everything, chat_id=conv["chat_id"])
+    stored = await fetch_events(server, tok, f"/v1/conversations/{conv['conversation_id']}/events")
+    assert everything == stored[: len(everything)]
+
+
+async def test_frames_before_hello_are_refused_and_not_stored(shared_servers: Any) -> None:
+    server = shared_servers()
+    tok = token()
+    conv = await start_conversation(server, tok)
+    url = conversation_ws(server, conv["conversation_id"])
+    async with connect(url) as socket:
+        wire = Wire(socket)
+        early = await wire.request({"type": "say", "text": "Call Alice"})
+        assert early["type"] == "error"
+        assert early["code"] == "unauthorized"
+        await socket.send(json.dumps({"type": "hello", "token": tok, "client": "widget"}))
+        welcome = await wire.until(lambda f: f.get("type") == "welcome")
+        assert welcome["last_seq"] == 0, "a frame sent before hello was stored"
+        asked = await wire.say("What are your opening hours?")
+        assert asked == 1
+        await wire.message(since=asked, role="agent", kind="reply")
+    check_stream(wire.frames, chat_id=conv["chat_id"])
+    assert not wire.task_ids(), "a frame sent before hello started work"
+
+
 async def test_followup_made_while_away_arrives_on_next_connection(shared_servers: Any) -> None:
     server = shared_servers(SWITCHBOARD_TOOL_LATENCY_SCALE="0.5")
     tok = token()
