@@ -552,18 +552,26 @@ class ConversationRuntime:
     async def read_child_result(self, reader: Principal, runner: TaskRunner) -> Task:
         """An agent reads a task it started: an audited read, refused if not audited."""
         task = self._tasks[runner.id]
+        await self._agent_read(reader, task, "agent:child_result")
+        return task
+
+    async def _agent_read(self, reader: Principal, task: Task, channel: str) -> None:
+        """Audit an agent's read of *task*, on behalf of the conversation's person.
+
+        Raises :class:`Unavailable` if it cannot be written: then the read must not
+        happen (fail closed).
+        """
         await self.services.audit.record(
             AuditEntry(
                 type=AuditType.PHI_RECORD_VIEWED,
                 actor=reader,
-                channel="agent:child_result",
+                channel=channel,
                 task_id=task.id,
                 chat_id=task.chat_id,
                 conversation_id=task.conversation_id,
                 on_behalf_of=(self.conversation.person_id,),
             )
         )
-        return task
 
     async def _audit_best_effort(
         self, kind: AuditType, actor: Principal, task: Task, channel: str
@@ -737,17 +745,7 @@ class ConversationRuntime:
         tasks = self._own(task_ids)
         try:
             for task in tasks:
-                await self.services.audit.record(
-                    AuditEntry(
-                        type=AuditType.PHI_RECORD_VIEWED,
-                        actor=self.agent_principal,
-                        channel="agent:status",
-                        task_id=task.id,
-                        chat_id=task.chat_id,
-                        conversation_id=task.conversation_id,
-                        on_behalf_of=(self.conversation.person_id,),
-                    )
-                )
+                await self._agent_read(self.agent_principal, task, "agent:status")
         except Unavailable:
             await self._say(
                 "I can't check on that right now — please ask again in a moment.", MessageKind.REPLY
@@ -815,17 +813,7 @@ class ConversationRuntime:
 
     async def _read_own_result(self, task_id: str) -> Task:
         task = self._tasks[task_id]
-        await self.services.audit.record(
-            AuditEntry(
-                type=AuditType.PHI_RECORD_VIEWED,
-                actor=self.agent_principal,
-                channel="agent:child_result",
-                task_id=task.id,
-                chat_id=task.chat_id,
-                conversation_id=task.conversation_id,
-                on_behalf_of=(self.conversation.person_id,),
-            )
-        )
+        await self._agent_read(self.agent_principal, task, "agent:child_result")
         return task
 
     async def _say(self, text: str, kind: MessageKind, *, task_id: str | None = None) -> None:

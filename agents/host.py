@@ -370,10 +370,10 @@ class ConversationHost:
         principal: Principal,
         channel: str,
         *,
+        exists: bool,
         task_id: str | None = None,
         chat_id: str | None = None,
         conversation_id: str | None = None,
-        exists: bool,
     ) -> None:
         # The caller sees not_found either way; only the trail tells the two apart.
         await self.services.audit.record(
