@@ -30,6 +30,7 @@ from agents.brains import (
     Reply,
     Step,
     Turn,
+    UseTool,
     Work,
 )
 from agents.conversation import ConversationRuntime, Services
@@ -77,6 +78,8 @@ class ScriptedBrain:
                     ),
                 ),
             )
+        if words[:1] == ["use"]:
+            return UseTool(words[1], {"i": 7}, f"use {words[1]}", words[1])
         if words[:1] == ["status"]:
             return CheckStatus(tuple(words[1:]))
         if words[:1] == ["cancel"]:
@@ -208,7 +211,9 @@ def lab_tools(gate: Gate) -> ToolBox:
 
 def lab_agents(workspace: str = WS) -> list[AgentDefinition]:
     return [
-        AgentDefinition(workspace, "lead", "Lead", "primary", "", (), "scripted", primary=True),
+        AgentDefinition(
+            workspace, "lead", "Lead", "primary", "", ("quick", "gate"), "scripted", primary=True
+        ),
         AgentDefinition(
             workspace,
             "worker",

@@ -47,6 +47,23 @@ async def test_reply_while_background_work_runs() -> None:
         assert seqs == list(range(1, len(seqs) + 1))
 
 
+async def test_a_quick_tool_runs_inline_and_a_slow_one_always_in_the_background() -> None:
+    async with lab(turn_budget=1.0) as t:
+        await t.runtime.say(PERSON, "use quick")
+        await t.wait_for(lambda: any(m.text == "quick 7" for m in t.messages()))
+        assert t.tasks() == []
+        # The primary agent owns the slow tool too, yet never waits on it in a turn.
+        await t.runtime.say(PERSON, "use gate")
+        await t.wait_for(lambda: len(t.gate.started) == 1)
+        (task,) = t.tasks()
+        assert task.agent.id == "worker"
+        await t.runtime.say(PERSON, "still answering?")
+        await t.wait_for(lambda: any(m.text == "echo: still answering?" for m in t.messages()))
+        assert t.store.tasks[task.id].state is TaskState.WORKING
+        t.gate.released.set()
+        await t.wait_for(lambda: bool(t.messages("followup")))
+
+
 async def test_fan_out_rolls_up_once_when_all_are_done() -> None:
     async with lab() as t:
         await t.runtime.say(PERSON, "fan 3 gate")
