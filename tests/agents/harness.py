@@ -78,6 +78,9 @@ class ScriptedBrain:
                     ),
                 ),
             )
+        if words[:1] == ["borrow"]:
+            job = Assignment(words[1], "borrowed", "borrowed", "work", "quick", {"i": 1})
+            return Delegate(text="borrowing", assignments=(job,))
         if words[:1] == ["use"]:
             return UseTool(words[1], {"i": 7}, f"use {words[1]}", words[1])
         if words[:1] == ["status"]:
@@ -267,7 +270,8 @@ class Lab:
 @asynccontextmanager
 async def lab(**overrides: Any) -> AsyncIterator[Lab]:
     store, bus, audit, gate = MemoryStore(), MemoryBus(), MemoryAudit(), Gate()
-    await store.save_agents(lab_agents() + lab_agents("elsewhere"))
+    outsider = AgentDefinition("elsewhere", "outsider", "Outsider", "", "", ("quick",), "scripted")
+    await store.save_agents([*lab_agents(), *lab_agents("elsewhere"), outsider])
     settings = RuntimeSettings(**{"progress_interval": 0.05, "cleanup_deadline": 1.0, **overrides})
     services = Services(store, bus, audit, lab_tools(gate), {"scripted": ScriptedBrain()}, settings)
     host = ConversationHost(services)

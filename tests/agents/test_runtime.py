@@ -64,6 +64,17 @@ async def test_a_quick_tool_runs_inline_and_a_slow_one_always_in_the_background(
         await t.wait_for(lambda: bool(t.messages("followup")))
 
 
+async def test_sub_agents_come_only_from_the_workspaces_own_agents() -> None:
+    async with lab() as t:
+        await t.runtime.say(PERSON, "borrow outsider")  # defined in another workspace
+        await t.wait_for(lambda: any("don't have an agent" in m.text for m in t.messages()))
+        assert t.tasks() == []
+        await t.runtime.say(PERSON, "borrow worker")
+        await t.wait_for(lambda: bool(t.messages("followup")))
+        (task,) = t.tasks()
+        assert (task.agent.id, task.workspace_id) == ("worker", WS)
+
+
 async def test_fan_out_rolls_up_once_when_all_are_done() -> None:
     async with lab() as t:
         await t.runtime.say(PERSON, "fan 3 gate")
