@@ -7,6 +7,7 @@ two sockets per principal, as an operator would set them through the environment
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -101,10 +102,8 @@ async def wait_for_slot(url: str, tok: str, within: float = 5) -> ClientConnecti
             socket = await connect(url)
             wire = await greet(socket, tok)
             first = None
-            try:
+            with contextlib.suppress(ConnectionClosed):
                 first = await wire.recv()
-            except Exception:
-                pass
             if first is not None and first.get("type") == "welcome":
                 return socket
             await socket.close()
