@@ -137,6 +137,7 @@ class ConversationRuntime:
         self._answering = False
         self._attached = 0
         self._idle_since: float | None = None
+        self._idle_changed = anyio.Event()
         self.stopping = False
 
     # -- life ------------------------------------------------------------------------
@@ -161,7 +162,7 @@ class ConversationRuntime:
     def attach(self) -> None:
         """A socket is attached: stay in memory."""
         self._attached += 1
-        self._idle_since = None
+        self._busy()
 
     def detach(self) -> None:
         self._attached -= 1
@@ -181,19 +182,32 @@ class ConversationRuntime:
 
     def _note_activity(self) -> None:
         if self._attached == 0 and not self._runners and not self._inbox:
-            self._idle_since = anyio.current_time()
+            if self._idle_since is None:
+                self._idle_since = anyio.current_time()
+                self._idle_changed.set()
         else:
+            self._busy()
+
+    def _busy(self) -> None:
+        if self._idle_since is not None:
             self._idle_since = None
+            self._idle_changed.set()
 
     async def _watch_idle(self) -> None:
+        # Sleeps until the conversation turns idle, then for the grace period unless it
+        # turns busy again: no polling, however many conversations a node holds.
         self._note_activity()
         grace = self.settings.idle_grace
         while True:
-            await anyio.sleep(min(grace, 1.0) if grace > 0 else 0.05)
             idle_since = self._idle_since
             if idle_since is not None and anyio.current_time() - idle_since >= grace:
                 self.stop()
                 return
+            with anyio.move_on_after(
+                float("inf") if idle_since is None else idle_since + grace - anyio.current_time()
+            ):
+                await self._idle_changed.wait()
+            self._idle_changed = anyio.Event()
 
     # -- the person's side -----------------------------------------------------------
 
@@ -531,7 +545,7 @@ class ConversationRuntime:
             if batch_id is not None:
                 self._batches[batch_id] = [t.id for t in tasks]
             await self._publish(stored)
-        self._idle_since = None
+        self._busy()
         for runner in runners:
             tg.start_soon(runner.run)
         for task in tasks:
@@ -598,7 +612,7 @@ class ConversationRuntime:
 
     def _put(self, item: _UserTurn | _TaskNews) -> None:
         self._inbox.append(item)
-        self._idle_since = None
+        self._busy()
         self._inbox_ready.set()
 
     async def _primary_loop(self) -> None:

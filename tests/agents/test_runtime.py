@@ -295,3 +295,23 @@ async def test_stopping_the_node_interrupts_running_tasks_after_clean_up() -> No
         await t.wait_for(lambda: all(x.state.is_terminal for x in t.tasks()))
         assert {x.state for x in t.tasks()} == {TaskState.INTERRUPTED}
         assert sorted(t.gate.cleaned) == [0, 1]
+
+
+async def test_an_idle_conversation_leaves_memory_and_comes_back_from_the_store() -> None:
+    async with lab(idle_grace=0.2) as t:
+        conversation = t.conversation
+        await t.runtime.say(PERSON, "fan 1 gate")
+        await t.wait_for(lambda: len(t.gate.started) == 1)
+        runtime = t.runtime
+        t.runtime.detach()  # the socket goes away; the task keeps the conversation live
+        await anyio.sleep(0.4)
+        assert t.host.live(conversation.id) is runtime
+        t.gate.released.set()
+        await t.wait_for(lambda: bool(t.messages("followup")))
+        await t.wait_for(lambda: t.host.live(conversation.id) is None, within=2)
+        async with t.host.attach(conversation) as again:
+            assert again is not runtime
+            assert [x.id for x in again.visible_tasks(PERSON)] == [x.id for x in t.tasks()]
+            await again.say(PERSON, "hello again")
+            await t.wait_for(lambda: any(m.text == "echo: hello again" for m in t.messages()))
+        t.runtime.attach()  # balance the lab's own detach on the way out
