@@ -344,6 +344,28 @@ async def test_a_task_is_cancelled_from_its_chip(browser: Browser, server_factor
 
 
 @pytest.mark.browser
+async def test_the_owner_cancels_from_the_sub_agent_chat_tab(
+    browser: Browser, server_factory: Any
+) -> None:
+    server = server_factory(SWITCHBOARD_TOOL_LATENCY_SCALE=RUNNING_SCALE)
+    browsing = browsing_for(browser, server)
+    context = await browsing.person()
+    page = await open_demo(context)
+    await say(page, PRIOR_AUTH)
+    await expect(chips(page)).to_have_attribute("data-state", "working")
+    tab = await context.new_page()
+    await tab.goto(await chips(page).locator("a.chip-open").get_attribute("href") or "")
+    await expect(tab.locator("#state")).to_have_attribute("data-state", "working")
+    await widget(tab).get_by_role("button", name="Cancel: Prior auth: Ozempic").click()
+    await expect(tab.locator("#state")).to_have_attribute("data-state", "cancelled")
+    await expect(tab.locator("#state")).to_have_text("Cancelled")
+    await expect(widget(tab).locator("textarea")).to_be_disabled()
+    # The conversation's chip follows.
+    await expect(chips(page)).to_have_attribute("data-state", "cancelled")
+    browsing.assert_clean()
+
+
+@pytest.mark.browser
 @pytest.mark.timeout(120)
 async def test_the_widget_comes_back_after_a_restart_without_gaps_or_duplicates(
     browser: Browser, server_factory: Any
