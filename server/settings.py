@@ -59,6 +59,7 @@ class Settings:
     rate_limit_burst: int = 40
     max_connections_per_principal: int = 20
     progress_interval: float = 0.5
+    voice_pause_grace: float = 1.5
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -93,6 +94,9 @@ class Settings:
                 "SWITCHBOARD_MAX_CONNECTIONS_PER_PRINCIPAL", 20, minimum=1
             ),
             progress_interval=env.seconds("SWITCHBOARD_PROGRESS_INTERVAL_SECONDS", 0.5),
+            # After the caller stops speaking, how long their transcript may take to
+            # arrive before held updates are spoken (some speech-to-text is slow).
+            voice_pause_grace=env.seconds("SWITCHBOARD_VOICE_PAUSE_GRACE_SECONDS", 1.5),
         )
 
     def origin_allowed(self, origin: str) -> bool:

@@ -48,9 +48,8 @@ from server.protocol import CloseCode, ErrorCode, FrameError
 log = logging.getLogger(__name__)
 
 REPLAY_PAGE = 1000
-VOICE_PAUSE_GRACE = 1.5
-"""After the caller stops speaking, how long to wait for their turn before a held
-update may be spoken (the bridge sends the transcript right after the pause)."""
+_WAKE: dict[str, Any] = {}
+"""Queued to wake the writer when the voice state changes; never sent."""
 
 CONVERSATION_CHANNEL = "ws:/v1/conversations/{conversation_id}/ws"
 CHAT_CHANNEL = "ws:/v1/chats/{chat_id}/ws"
@@ -101,7 +100,8 @@ class Session:
         )
         self._held: list[StreamEvent] = []
         self._pause_ends: float | None = None
-        self._wake_writer = anyio.Event()
+        # Voice turn-taking: turns said on this socket whose reply has not gone out.
+        self._turns_pending = 0
         self.runtime: Any = None
 
     # -- the registry's side ---------------------------------------------------------
@@ -157,7 +157,13 @@ class Session:
                 except Unauthorized:
                     await self._close_now(CloseCode.UNAUTHORIZED)
                     return None
-                self.principal_key = f"{self.principal.workspace_id}/{self.principal.id}"
+                # A bridge carries many callers: its connections count per caller.
+                self.principal_key = "/".join(
+                    filter(
+                        None,
+                        (self.principal.workspace_id, self.principal.id, self.principal.act_for),
+                    )
+                )
                 self.voice = frame.is_voice
                 return frame
         await self._close_now(CloseCode.UNAUTHORIZED)
@@ -332,7 +338,12 @@ class Session:
         host = self.node.host
         channel = "ws:"
         if isinstance(frame, protocol.Say):
-            event = await self.runtime.say(self.principal, frame.text)
+            self._turns_pending += 1
+            try:
+                event = await self.runtime.say(self.principal, frame.text)
+            except SwitchboardError:
+                self._turns_pending -= 1
+                raise
             self._queue(protocol.ack(frame.id, event.seq))
         elif isinstance(frame, protocol.Ping):
             self._queue(protocol.pong(frame.id))
@@ -417,12 +428,14 @@ class Session:
         if frame.state is protocol.SpeechState.STARTED:
             self.speaking = True
             self._pause_ends = None
-            # Barge-in: the reply still being produced is abandoned; tasks go on.
-            self.runtime.interrupt_turn()
+            # Barge-in: the reply still being produced is abandoned (it will never come);
+            # background tasks go on.
+            if self.runtime.interrupt_turn():
+                self._turns_pending = max(0, self._turns_pending - 1)
         else:
             self.speaking = False
-            self._pause_ends = anyio.current_time() + VOICE_PAUSE_GRACE
-        self._wake_writer.set()
+            self._pause_ends = anyio.current_time() + self.settings.voice_pause_grace
+        self._queue(_WAKE)
 
     async def _pump(self, subscription: Any, chat_id: str) -> None:
         store = self.node.store
@@ -453,7 +466,7 @@ class Session:
             item: StreamEvent | dict[str, Any] | None = None
             with anyio.move_on_after(timeout if timeout is not None else float("inf")):
                 item = await self._receive.receive()
-            if item is None:
+            if item is None or item is _WAKE:
                 await self._release_held()
                 continue
             if isinstance(item, dict):
@@ -477,18 +490,24 @@ class Session:
         return bool(self._held) or not self._may_release()
 
     def _may_release(self) -> bool:
-        if self.speaking or (self.runtime is not None and self.runtime.answering):
+        """The caller is in a pause: not speaking, every turn answered, the grace over."""
+        if self.speaking or self._turns_pending:
             return False
         return self._pause_ends is None or anyio.current_time() >= self._pause_ends
 
     def _hold_timeout(self) -> float | None:
+        """How long the writer may wait for the next item before releasing held updates.
+
+        ``None`` means until something arrives: a reply or a speech frame (which queues a
+        wake-up) is what can end the hold, so there is nothing to poll for.
+        """
         if not self._held:
             return None
         if self._may_release():
             return 0
-        if self._pause_ends is not None and not self.speaking:
-            return max(0.0, self._pause_ends - anyio.current_time()) + 0.01
-        return 0.25  # re-check: the turn being answered may finish without a reply
+        if not self.speaking and not self._turns_pending and self._pause_ends is not None:
+            return max(0.0, self._pause_ends - anyio.current_time())
+        return None
 
     async def _release_held(self) -> None:
         if not self._held or not self._may_release():
@@ -499,6 +518,13 @@ class Session:
 
     async def _deliver(self, event: StreamEvent) -> None:
         body = event.body
+        if (
+            isinstance(body, Message)
+            and body.role is MessageRole.AGENT
+            and body.kind in (MessageKind.REPLY, MessageKind.NOTICE)
+        ):
+            # The answer to a turn (or the notice that stands in for it).
+            self._turns_pending = max(0, self._turns_pending - 1)
         if isinstance(body, Message) and body.kind is MessageKind.FOLLOWUP:
             # A follow-up carries a task's result: an audited read, before it leaves.
             await self._audit_view("ws:followup", task_id=body.task_id)
