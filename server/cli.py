@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, TextIO
 import uvicorn
 
 from audit import AuditError, AuditRecord, InvalidAuditField, export_jsonl, verify_chain
+from server import voice_bridge
 from server.audit_store import SqlAuditBackend
 from server.auth import issue_token
 from server.exceptions import SettingsError
@@ -104,6 +105,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--output", type=Path, help="file to write (default: stdout)")
     export.set_defaults(run=_audit_export)
+
+    bridge = commands.add_parser("bridge", help="the reference voice bridge (docs/VOICE.md)")
+    voice_bridge.add_arguments(bridge)
+    bridge.set_defaults(run=voice_bridge.run)
     return parser
 
 
