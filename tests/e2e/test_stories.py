@@ -109,6 +109,11 @@ async def outreach_story(server: ServerProcess) -> None:
         assert "Alice" in finals["Call Alice Moreno"]["result"]
         assert "voicemail" in finals["Call Bob Tran"]["result"]
         assert "moved" in finals["Call Carol Singh"]["result"]
+        # The latest progress of each call is never lost, even when it came just before
+        # the end.
+        assert finals["Call Alice Moreno"]["progress"] == "Connected with Alice."
+        assert finals["Call Bob Tran"]["progress"] == "No answer — leaving a voicemail for Bob."
+        assert finals["Call Carol Singh"]["progress"] == "Connected with Carol."
 
         # One roll-up, not one follow-up per call.
         thanks = await wire.say("Thanks!")
@@ -119,6 +124,11 @@ async def outreach_story(server: ServerProcess) -> None:
     stored = await fetch_events(server, tok, f"/v1/conversations/{conv['conversation_id']}/events")
     check_stream(stored, chat_id=conv["chat_id"])
     assert stored == wire.events()
+    # Page by page, the same.
+    paged = await fetch_events(
+        server, tok, f"/v1/conversations/{conv['conversation_id']}/events", limit=4
+    )
+    assert paged == stored
 
     # Each sub-agent's chat: its assignment, its work, its end.
     for title, view in finals.items():
