@@ -265,4 +265,12 @@ async def test_shutdown_closes_1001_and_interrupts_running_tasks(server_factory:
     async with open_wire(url, tok, resume_after=wire.last_seq, chat_id=conv["chat_id"]) as back:
         for task_id in ids:
             await back.task_state(task_id, "interrupted")
+        # The conversation goes on after the restart ...
+        hours = await back.say("What are your opening hours?")
+        await back.message(since=hours, role="agent", kind="reply")
+        # ... and the person was told, as after a crash, that the restart cut the work
+        # short: a stream with only task events would leave them to guess.
+        notices = back.messages(kind="notice", role="agent")
+        assert notices, "no notice tells the person that the restart interrupted their tasks"
+        assert notices[0]["seq"] < hours
     check_stream(wire.events() + back.events(), chat_id=conv["chat_id"])
