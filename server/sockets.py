@@ -20,7 +20,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 from anyio.abc import TaskGroup
@@ -404,25 +404,35 @@ class Session:
             self._queue(protocol.ack(frame.id, event.seq))
         elif isinstance(frame, protocol.TaskCancel):
             if frame.task_id not in (None, chat.task_id):
-                raise NotFound("task")
+                await self._not_this_chats(frame.task_id, "ws:chat.task.cancel")
             task = await host.cancel(
                 self.principal, chat.task_id, frame.reason, channel="ws:chat.task.cancel"
             )
             self._queue(protocol.result_task(frame.id, task.view()))
         elif isinstance(frame, protocol.TaskStatus):
             if frame.task_id != chat.task_id:
-                raise NotFound("task")
+                await self._not_this_chats(frame.task_id, "ws:chat.task.status")
             task = await host.read_task(self.principal, chat.task_id, channel="ws:chat.task.status")
             self._queue(protocol.result_task(frame.id, task.view()))
         elif isinstance(frame, protocol.TaskInstruct):
             if frame.task_id != chat.task_id:
-                raise NotFound("task")
+                await self._not_this_chats(frame.task_id, "ws:chat.task.instruct")
             event = await host.instruct(
                 self.principal, chat.task_id, frame.text, channel="ws:chat.task.instruct"
             )
             self._queue(protocol.ack(frame.id, event.seq))
         else:
             self._queue(protocol.error(ErrorCode.UNKNOWN_TYPE, id=getattr(frame, "id", None)))
+
+    async def _not_this_chats(self, task_id: str, channel: str) -> NoReturn:
+        """Refuse a task other than the watched chat's: not_found, audited like any look.
+
+        The host writes ``ACCESS_DENIED`` for a task the caller may not see; one they
+        own is simply not this socket's to act on.
+        """
+        assert self.principal is not None
+        await self.node.host.find_task(self.principal, task_id, channel=channel)
+        raise NotFound("task")
 
     def _on_speech(self, frame: protocol.Speech) -> None:
         if frame.state is protocol.SpeechState.STARTED:
