@@ -1,0 +1,80 @@
+"""The rule brain: deterministic, offline, and fluent enough for the demo's requests.
+
+It reads ordinary wording, not fixed sentences: the text is normalized (case,
+punctuation, contractions, possessives), then each intent is recognised from keyword
+and phrase signals, checked in an order that settles the usual collisions — "stop the
+calls" is a cancellation, not an outreach; "how are the calls going?" is a status
+question; "what's Evan's phone number?" is a lookup. Background tasks are found again
+by matching the person's words against each task's title and subject.
+
+As a sub-agent it works from its assignment (``Task.params``): call the tool, take new
+instructions into account, finish with the tool's result — or, given several
+patients, fan out to the team and fall back to doing the work itself when the depth
+cap refuses.
+
+The modules, from reading to replying: :mod:`.vocabulary` and :mod:`.text` read the
+words; :mod:`.matching` and :mod:`.instructions` find what they name; :mod:`.intents`
+(with :mod:`.new_work` and :mod:`.small_talk`) decides a turn's action; :mod:`.steps`
+a sub-agent's next step; :mod:`.phrasing`, :mod:`.charts` and :mod:`.followups` write
+what the person hears.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from agents.brains import Action, Outcome, Step, Turn, Work
+from agents.brains.rule import followups, intents, phrasing, steps
+from agents.brains.rule.charts import lookup_answer
+from agents.demo.records import RECORDS_LOOKUP
+from agents.models import Task
+from agents.ports import PatientDirectory
+from agents.tools import ToolResult
+
+__all__ = ["RuleBrain"]
+
+
+class RuleBrain:
+    """A deterministic :class:`~agents.brains.Brain` for the demo; no network.
+
+    It reads the workspace's patients from *directory* to recognise names and the
+    onboarding group. It never invents a task: status, instructions and cancellation
+    only ever name tasks found in :attr:`Turn.tasks`.
+    """
+
+    def __init__(self, directory: PatientDirectory) -> None:
+        self._directory = directory
+
+    async def respond(self, turn: Turn) -> Action:
+        """Decide what to do about one user turn."""
+        return await intents.decide(turn, self._directory)
+
+    async def step(self, work: Work) -> Step:
+        """A sub-agent's next step: acknowledge instructions, call the tool, finish."""
+        return await steps.next_step(work, self._directory)
+
+    def status_text(self, tasks: Sequence[Task]) -> str:
+        """The live state of *tasks*, one sentence each."""
+        return phrasing.status_text(tasks)
+
+    def cancel_text(self, tasks: Sequence[Task]) -> str:
+        """What cancelling *tasks* did, from their state now."""
+        return phrasing.cancel_text(tasks)
+
+    def instruct_text(self, task: Task) -> str:
+        """The reply once new instructions were queued for *task*."""
+        return phrasing.instruct_text(task)
+
+    def tool_text(self, tool: str, result: ToolResult) -> str:
+        """A reply from a quick tool's result: answers what was asked of a lookup."""
+        if tool == RECORDS_LOOKUP:
+            return lookup_answer(result.data, result.text)
+        return result.text
+
+    def progress_text(self, task: Task, progress: str) -> str:
+        """The person hears a lone task's progress; a batch speaks once, in its roll-up."""
+        return phrasing.progress_text(task, progress)
+
+    def followup_text(self, outcomes: Sequence[Outcome], *, rollup: bool) -> str:
+        """The unsolicited news when a task, or a whole batch, is done."""
+        return followups.followup_text(outcomes, rollup=rollup)
