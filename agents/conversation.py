@@ -57,6 +57,7 @@ from agents.models import (
     Task,
     TaskState,
     TaskUpdate,
+    interruption_notice,
     new_id,
     utcnow,
 )
@@ -127,6 +128,7 @@ class ConversationRuntime:
         self._announced: set[str] = set()
         # What finished depth-1 sub-agents left for the follow-up; taken once by it.
         self._finished_data: dict[str, Mapping[str, object]] = {}
+        self._interrupted_here: set[str] = set()
         # The inbox. User turns are bounded by inbox_size (say() refuses beyond it);
         # task news is bounded by the number of tasks, each sending news once.
         self._inbox: deque[_UserTurn | _TaskNews] = deque()
@@ -152,6 +154,26 @@ class ConversationRuntime:
                 task_status.started()
         finally:
             self.stopping = True
+            with (
+                anyio.CancelScope(shield=True),
+                anyio.move_on_after(self.settings.cleanup_deadline),
+            ):
+                await self._announce_interruptions()
+
+    async def _announce_interruptions(self) -> None:
+        """Tell the person which of their tasks this stop interrupted (a ``notice``)."""
+        interrupted = [
+            t
+            for t in self._tasks.values()
+            if t.state is TaskState.INTERRUPTED and t.id in self._interrupted_here
+        ]
+        if not interrupted:
+            return
+        notice = interruption_notice(len(interrupted))
+        try:
+            await self.commit(Changes(events=[NewEvent(self.conversation.chat_id, notice)]))
+        except SwitchboardError:
+            log.error("could not store a notice", extra={"conversation_id": self.conversation.id})
 
     def stop(self) -> None:
         """Stop the conversation; running tasks end ``interrupted`` after clean-up."""
@@ -556,6 +578,8 @@ class ConversationRuntime:
     def task_ended(self, runner: TaskRunner) -> None:
         """Called by a runner once its terminal state is stored."""
         self._runners.pop(runner.id, None)
+        if self._tasks[runner.id].state is TaskState.INTERRUPTED and runner.parent is None:
+            self._interrupted_here.add(runner.id)
         if runner.parent is None:
             self._finished_data[runner.id] = runner.data
             self._put(_TaskNews(runner.id))

@@ -21,19 +21,16 @@ from anyio.abc import TaskGroup, TaskStatus
 from agents.conversation import ConversationRuntime, Services
 from agents.exceptions import Conflict, NotFound
 from agents.models import (
-    Author,
     Chat,
     ChatKind,
     Conversation,
-    Message,
-    MessageKind,
-    MessageRole,
     Principal,
     Role,
     StreamEvent,
     Task,
     TaskState,
     TaskUpdate,
+    interruption_notice,
     new_id,
     utcnow,
 )
@@ -41,8 +38,6 @@ from agents.ownership import may_access_chat, may_access_conversation, may_acces
 from agents.ports import AuditEntry, AuditOutcome, AuditReason, AuditType, Changes, NewEvent
 
 log = logging.getLogger(__name__)
-
-SERVER_AUTHOR = Author("switchboard", "Switchboard")
 
 
 class ConversationHost:
@@ -317,20 +312,7 @@ class ConversationHost:
                 if conversation is not None:
                     events.append(NewEvent(conversation.chat_id, TaskUpdate(task)))
             if conversation is not None:
-                count = len(updated)
-                noun = "task was" if count == 1 else "tasks were"
-                events.append(
-                    NewEvent(
-                        conversation.chat_id,
-                        Message(
-                            MessageRole.AGENT,
-                            SERVER_AUTHOR,
-                            MessageKind.NOTICE,
-                            f"The server restarted: {count} background {noun} interrupted. "
-                            "Ask again to start over.",
-                        ),
-                    )
-                )
+                events.append(NewEvent(conversation.chat_id, interruption_notice(len(updated))))
             stored = await self.store.commit(Changes(tasks=updated, events=events))
             try:
                 await self.services.publisher.publish(tasks[0].workspace_id, stored)

@@ -214,6 +214,10 @@ class Task:
         }
 
 
+SERVER_AUTHOR = Author("switchboard", "Switchboard")
+"""Who writes the server's own ``notice`` messages."""
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """The body of a ``message`` stream event."""
@@ -234,6 +238,17 @@ class Message:
         if self.task_id is not None:
             wire["task_id"] = self.task_id
         return wire
+
+
+def interruption_notice(count: int) -> Message:
+    """The ``notice`` that tells a person a restart interrupted *count* of their tasks."""
+    noun = "task" if count == 1 else "tasks"
+    return Message(
+        MessageRole.AGENT,
+        SERVER_AUTHOR,
+        MessageKind.NOTICE,
+        f"A server restart interrupted {count} background {noun}. Ask again to start over.",
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -315,3 +315,16 @@ async def test_an_idle_conversation_leaves_memory_and_comes_back_from_the_store(
             await again.say(PERSON, "hello again")
             await t.wait_for(lambda: any(m.text == "echo: hello again" for m in t.messages()))
         t.runtime.attach()  # balance the lab's own detach on the way out
+
+
+async def test_a_stop_tells_the_person_which_tasks_it_interrupted() -> None:
+    async with lab() as t:
+        await t.runtime.say(PERSON, "fan 2 gate")
+        await t.wait_for(lambda: len(t.gate.started) == 2)
+        t.host.stop()
+        await t.wait_for(lambda: bool(t.messages("notice")))
+        (notice,) = t.messages("notice")
+        assert (
+            notice.text
+            == "A server restart interrupted 2 background tasks. Ask again to start over."
+        )
