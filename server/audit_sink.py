@@ -9,6 +9,7 @@ from agents.exceptions import Unavailable
 from agents.models import Role
 from agents.ports import AuditEntry
 from agents.ports import AuditOutcome as EntryOutcome
+from agents.ports import AuditReason as EntryReason
 from agents.ports import AuditType as EntryType
 from audit import (
     ActorKind,
@@ -18,9 +19,7 @@ from audit import (
     AuditReason,
     AuditTrail,
     AuditType,
-    InvalidAuditField,
 )
-from audit.record import check_id
 
 _ACTOR_KINDS = {
     Role.PERSON: ActorKind.PERSON,
@@ -59,16 +58,12 @@ def to_event(entry: AuditEntry) -> AuditEvent:
     if entry.actor.act_for and entry.actor.act_for not in chain:
         chain.append(entry.actor.act_for)
     task_id, chat_id, conversation_id = entry.task_id, entry.chat_id, entry.conversation_id
-    if entry.type is EntryType.ACCESS_DENIED:
-        # A refused look at an id outside the trail's alphabet (spaces, too long) names
-        # a record that was never issued: the refusal is recorded without it, so that
-        # the caller gets not_found like for any other unknown id, never "unavailable",
-        # and what they typed stays out of the trail.
-        task_id, chat_id, conversation_id = (
-            _issued(task_id),
-            _issued(chat_id),
-            _issued(conversation_id),
-        )
+    if entry.type is EntryType.ACCESS_DENIED and entry.reason is EntryReason.NO_SUCH_RECORD:
+        # An id that names no record is only what the caller typed, and that may be
+        # anything: a patient's record number, a name. The attempt is recorded (who,
+        # when, where, refused), the string is not. An id outside the trail's alphabet
+        # would also make the record invalid, and the refusal unrecorded.
+        task_id = chat_id = conversation_id = None
     return AuditEvent(
         type=AuditType(entry.type.value),
         workspace_id=entry.actor.workspace_id,
@@ -85,14 +80,3 @@ def to_event(entry: AuditEntry) -> AuditEvent:
         conversation_id=conversation_id,
         request_id=entry.request_id,
     )
-
-
-def _issued(record_id: str | None) -> str | None:
-    """*record_id* if it could be an id the server issued, else ``None``."""
-    if record_id is None:
-        return None
-    try:
-        check_id("id", record_id)
-    except InvalidAuditField:
-        return None
-    return record_id
