@@ -171,9 +171,14 @@ async def stored_events(server: ServerProcess, token: str, conversation_id: str)
 
 
 async def screenshot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    """Take the screenshot; it replaces the committed one only when asked to
+    (``SWITCHBOARD_UPDATE_SCREENSHOTS=1``), so that test runs leave the tree clean."""
     await page.evaluate("window.scrollTo(0, 0)")
-    await page.screenshot(path=str(SCREENSHOTS / name))
+    image = await page.screenshot()
+    assert image[:8] == b"\x89PNG\r\n\x1a\n"
+    if os.environ.get("SWITCHBOARD_UPDATE_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        (SCREENSHOTS / name).write_bytes(image)
 
 
 # -- tests ---------------------------------------------------------------------------------

@@ -484,3 +484,29 @@ async def test_before_the_node_starts_only_liveness_answers(tmp_path: Path) -> N
         response = await client.get("/v1/chats", headers=ADA)
         assert response.status_code == 503
         assert response.json()["error"]["code"] == "unavailable"
+
+
+@pytest.mark.anyio
+async def test_an_allowed_origin_may_call_the_api_from_the_browser() -> None:
+    from server.app import create_app
+    from server.settings import Settings
+
+    settings = Settings(allowed_origins=("https://clinic.example",))
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        allowed = await client.options(
+            "/v1/conversations",
+            headers={
+                "Origin": "https://clinic.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization,content-type",
+            },
+        )
+        assert allowed.status_code == 200
+        assert allowed.headers["access-control-allow-origin"] == "https://clinic.example"
+        refused = await client.options(
+            "/v1/conversations",
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert "access-control-allow-origin" not in refused.headers
