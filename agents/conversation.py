@@ -16,6 +16,7 @@ import logging
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import timedelta
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -487,7 +488,9 @@ class ConversationRuntime:
         tasks: list[Task] = []
         chats: list[Chat] = []
         firsts: list[NewEvent] = []
-        for assignment, agent in zip(assignments, agents, strict=True):
+        for index, (assignment, agent) in enumerate(zip(assignments, agents, strict=True)):
+            # A microsecond apart, so that every listing keeps the assignments' order.
+            created = now + timedelta(microseconds=index)
             task_id = new_id("task")
             chat_id = new_id("chat")
             task = Task(
@@ -502,8 +505,8 @@ class ConversationRuntime:
                 parent_id=None if parent is None else parent.id,
                 owner_agent_id=owner.id,
                 person_id=self.conversation.person_id,
-                created_at=now,
-                updated_at=now,
+                created_at=created,
+                updated_at=created,
                 batch_id=batch_id,
                 node_id=self.settings.node_id,
                 subject=assignment.subject,
@@ -523,7 +526,7 @@ class ConversationRuntime:
                     title=assignment.title,
                     agent=agent.author,
                     person_id=self.conversation.person_id,
-                    created_at=now,
+                    created_at=created,
                     task_id=task_id,
                 )
             )
