@@ -377,9 +377,9 @@ async def test_canaries_reach_the_owner_and_nothing_else(
         for r in rows
         if r["type"] == "PHI_RECORD_VIEWED"
     )
-    expected = Counter()
-    for (channel, reader, task_id), count in reads.expected.items():
-        expected[key(channel, reader, task_id)] += count
+    expected: Counter[tuple[str, str, str | None]] = Counter()
+    for (channel, reader, read_task), count in reads.expected.items():
+        expected[key(channel, reader, read_task)] += count
     assert viewed == expected, f"missing: {expected - viewed}, unexpected: {viewed - expected}"
     # Every refusal was recorded, none as a read.
     denied = [r for r in rows if r["type"] == "ACCESS_DENIED"]
