@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -195,3 +196,26 @@ async def test_an_allowed_origin_is_let_in(limited: ServerProcess, origin: str) 
     ) as socket:
         wire = await greeted(socket, tok)
         assert wire.frames[0]["conversation_id"] == conv["conversation_id"]
+
+
+@pytest.mark.parametrize("origin", FOREIGN_ORIGINS)
+async def test_a_foreign_page_may_not_read_the_api(limited: ServerProcess, origin: str) -> None:
+    """The HTTP API answers a page of a foreign origin without letting its browser read
+    the answer (no CORS grant), and refuses it the preflight a bearer token needs."""
+    value = origin.format(port=limited.port, other_port=limited.port + 1)
+    allowed = f"http://127.0.0.1:{limited.port}"
+    async with httpx.AsyncClient(base_url=limited.http, timeout=15) as client:
+        preflight = {
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization",
+        }
+        refused = await client.options("/v1/chats", headers={"Origin": value, **preflight})
+        assert "access-control-allow-origin" not in refused.headers, refused.headers
+        granted = await client.options("/v1/chats", headers={"Origin": allowed, **preflight})
+        assert granted.headers["access-control-allow-origin"] == allowed
+
+        tok = headers(token("origin-owner"))
+        answer = await client.get("/v1/chats", headers={"Origin": value, **tok})
+        assert "access-control-allow-origin" not in answer.headers, answer.headers
+        answer = await client.get("/v1/chats", headers={"Origin": allowed, **tok})
+        assert answer.headers["access-control-allow-origin"] == allowed
