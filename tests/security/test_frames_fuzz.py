@@ -196,7 +196,7 @@ def wrong_values(coding: str, limit: int) -> st.SearchStrategy[tuple[Any, ErrorC
     not_a_string = (
         st.booleans()
         | st.integers()
-        | st.floats(allow_nan=False)
+        | st.floats(allow_nan=False, allow_infinity=False)
         | st.lists(json_values, max_size=2)
     ) | st.dictionaries(st.text(max_size=4), json_values, max_size=2)
     lone_surrogate = st.tuples(st.text(max_size=5), st.sampled_from(["\ud800", "\udfff"])).map(
@@ -208,7 +208,7 @@ def wrong_values(coding: str, limit: int) -> st.SearchStrategy[tuple[Any, ErrorC
             st.integers(max_value=-1),
             st.integers(min_value=MAX_SEQ + 1, max_value=2**70),
             st.booleans(),
-            st.floats(allow_nan=False),
+            st.floats(allow_nan=False, allow_infinity=False),
             st.text(max_size=5),
             st.lists(st.integers(0, 5), max_size=2),
         ).map(lambda v: (v, bad))
