@@ -1,0 +1,81 @@
+"""Where a server's memory went: ``GET /bench/memory`` on a bench server started with
+``BENCH_TRACE_MEMORY=FRAMES`` (tracemalloc, keeping that many frames per allocation).
+
+Each call answers with what was allocated and is still alive since the previous call,
+grouped by owner: the innermost frame of the project's own code (``server/``,
+``agents/``, ``audit/``) on the allocation's stack, or else the innermost frame of the
+web stack (uvicorn, Starlette, websockets) — the line a change would have to touch.
+``?per=N`` divides by N (the sockets opened in between); ``?top=N`` shows N owners.
+
+tracemalloc slows the server and adds memory of its own, so this explains P5's figure
+but never produces it.
+"""
+
+from __future__ import annotations
+
+import linecache
+import tracemalloc
+from collections import Counter
+from pathlib import Path
+
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT = tuple(str(ROOT / name) + "/" for name in ("server", "agents", "audit"))
+WEB_STACK = ("/uvicorn/", "/starlette/", "/websockets/")
+IGNORED = (tracemalloc.__file__, linecache.__file__)
+
+
+def owner(trace: tracemalloc.Traceback) -> str:
+    """The line that owns an allocation (see the module docstring)."""
+    fallback = None
+    for frame in reversed(trace):  # most recent first
+        if frame.filename.startswith(PROJECT):
+            return f"{Path(frame.filename).relative_to(ROOT)}:{frame.lineno}"
+        if fallback is None and any(part in frame.filename for part in WEB_STACK):
+            name = frame.filename.split("site-packages/", 1)[-1]
+            fallback = f"{name}:{frame.lineno}"
+    return fallback or f"other: {trace[-1].filename.split('/')[-1]}:{trace[-1].lineno}"
+
+
+class MemoryTrace:
+    def __init__(self, frames: int) -> None:
+        tracemalloc.start(frames)
+        self._previous = tracemalloc.take_snapshot()
+
+    def _compare(self) -> tuple[Counter[str], Counter[str]]:
+        snapshot = tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.Filter(False, path) for path in IGNORED]
+        )
+        sizes: Counter[str] = Counter()
+        counts: Counter[str] = Counter()
+        for stat in snapshot.compare_to(self._previous, "traceback"):
+            key = owner(stat.traceback)
+            sizes[key] += stat.size_diff
+            counts[key] += stat.count_diff
+        self._previous = snapshot
+        return sizes, counts
+
+    async def report(self, request: Request) -> Response:
+        per = max(1, int(request.query_params.get("per", "1")))
+        top = int(request.query_params.get("top", "40"))
+        sizes, counts = await anyio.to_thread.run_sync(self._compare)
+        total = sum(sizes.values())
+        lines = [f"{total / 1024 / per:10.2f} KiB  (per {per}) net, all owners"]
+        for key, size in sizes.most_common(top):
+            line = ""
+            if ":" in key and not key.startswith("other"):
+                path, _, number = key.rpartition(":")
+                source = (
+                    ROOT / path
+                    if not path.startswith(("uvicorn", "starlette", "websockets"))
+                    else None
+                )
+                if source is not None:
+                    line = linecache.getline(str(source), int(number)).strip()
+            lines.append(
+                f"{size / 1024 / per:10.2f} KiB {counts[key] / per:7.1f} objs  {key}  {line}"
+            )
+        return PlainTextResponse("\n".join(lines) + "\n")

@@ -1,0 +1,18 @@
+"""The benchmarks, P1 to P6, in the order they run."""
+
+from __future__ import annotations
+
+from bench.scenario import Scenario
+from bench.scenarios import cancel, fanout, latency, resume, sockets, throughput
+
+SCENARIOS: dict[str, Scenario] = {
+    s.id: s
+    for s in (
+        latency.SCENARIO,
+        fanout.SCENARIO,
+        cancel.SCENARIO,
+        throughput.SCENARIO,
+        sockets.SCENARIO,
+        resume.SCENARIO,
+    )
+}
