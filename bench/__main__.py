@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import shlex
 import shutil
 import sys
@@ -60,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
         help="sample the server with py-spy during each scenario's first run (raw stacks in DIR)",
     )
     parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="ID.PARAM=VALUE",
+        help="override a scenario's parameter, e.g. P1.conversations=20 (repeatable)",
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the work directory (databases, server logs)"
     )
     return parser
@@ -80,7 +89,7 @@ def _selected(only: str) -> list[str]:
 
 async def _run_scenario(name: str, args: argparse.Namespace, workdir: Path) -> ScenarioResult:
     scenario = SCENARIOS[name]
-    params = scenario.quick if args.quick else scenario.full
+    params = {**(scenario.quick if args.quick else scenario.full), **args.overrides.get(name, {})}
     result = ScenarioResult(scenario, params)
     print(f"{name}: {scenario.title}", flush=True)
     directory = workdir / name
@@ -107,7 +116,25 @@ async def _run_scenario(name: str, args: argparse.Namespace, workdir: Path) -> S
         print(f"  FAILED: {result.error}", flush=True)
         traceback.print_exc()
     result.figures = summarize(result.runs)
+    result.load_average = list(os.getloadavg())
     return result
+
+
+def _overrides(settings: list[str]) -> dict[str, dict[str, Any]]:
+    """``P1.conversations=20`` → ``{"P1": {"conversations": 20}}`` (values read as JSON)."""
+    overrides: dict[str, dict[str, Any]] = {}
+    for setting in settings:
+        target, _, raw = setting.partition("=")
+        name, _, key = target.partition(".")
+        scenario = SCENARIOS.get(name.upper())
+        if scenario is None or key not in scenario.full or not raw:
+            raise SystemExit(f"python -m bench: --set {setting}: no such parameter")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        overrides.setdefault(scenario.id, {})[key] = value
+    return overrides
 
 
 def _log(text: str) -> None:
@@ -155,6 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("python -m bench: --runs must be at least 1", file=sys.stderr)
         return 2
     names = _selected(args.only)
+    args.overrides = _overrides(args.set)
     raise_fd_limit()
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(_main(args, names))

@@ -97,7 +97,8 @@ class RunContext:
     async def measuring(self, server: ServerProcess, label: str) -> AsyncIterator[None]:
         """Mark the measured window; with ``--profile``, py-spy samples the server in it.
 
-        Only the first run is profiled: sampling costs CPU on the same cores.
+        Only the first run is profiled, and its figures are perturbed: each sample
+        pauses the server. Profile to explain figures, never to produce them.
         """
         if self.profile_dir is None or self.run_index != 0:
             yield
@@ -112,9 +113,11 @@ class RunContext:
             "250",
             "--format",
             "raw",
-            "--nonblocking",
             # Only the thread holding the GIL: what the process spends its one Python
-            # core on (SQLite itself runs with the GIL released).
+            # core on (SQLite itself runs with the GIL released). Sampling pauses the
+            # server (no --nonblocking): without the pause, which thread holds the GIL
+            # and what its stack shows are read at different moments, and blocking
+            # calls soak up samples they did not spend.
             "--gil",
             "--output",
             str(output),
