@@ -74,8 +74,7 @@ class JsonFormatter(logging.Formatter):
             .replace("+00:00", "Z"),
             "level": record.levelname,
             "logger": record.name,
-            # The format string alone: its arguments are where values would be.
-            "message": record.msg if isinstance(record.msg, str) else type(record.msg).__name__,
+            "message": _message(record),
         }
         for key in sorted(ALLOWED_FIELDS & record.__dict__.keys()):
             value = _scalar(record.__dict__[key])
@@ -92,6 +91,28 @@ class JsonFormatter(logging.Formatter):
 
 
 _DROP = object()
+
+# uvicorn's own life-cycle lines, whose arguments are a pid, a scheme, a host and a
+# port: safe to show, and an operator needs them.
+_SAFE_TEMPLATES = frozenset(
+    {
+        "Started server process [%d]",
+        "Finished server process [%d]",
+        "Uvicorn running on %s://%s:%d (Press CTRL+C to quit)",
+    }
+)
+
+
+def _message(record: logging.LogRecord) -> str:
+    """The format string alone: its arguments are where values would be."""
+    if not isinstance(record.msg, str):
+        return type(record.msg).__name__
+    if record.msg in _SAFE_TEMPLATES and record.args:
+        try:
+            return record.getMessage()
+        except (TypeError, ValueError):
+            return record.msg
+    return record.msg
 
 
 def _scalar(value: object) -> object:

@@ -176,3 +176,23 @@ async def test_access_log_records_a_failed_request_as_500(captured_root: io.Stri
 
 def test_the_allow_list_holds_no_free_text_fields() -> None:
     assert not ALLOWED_FIELDS & {"text", "title", "name", "token", "message", "reason", "args"}
+
+
+def test_uvicorn_life_cycle_lines_keep_their_address_but_others_drop_arguments() -> None:
+    formatter = JsonFormatter()
+    running = logging.LogRecord(
+        "uvicorn.error",
+        logging.INFO,
+        __file__,
+        1,
+        "Uvicorn running on %s://%s:%d (Press CTRL+C to quit)",
+        ("http", "127.0.0.1", 8000),
+        None,
+    )
+    assert json.loads(formatter.format(running))["message"] == (
+        "Uvicorn running on http://127.0.0.1:8000 (Press CTRL+C to quit)"
+    )
+    other = logging.LogRecord(
+        "uvicorn.error", logging.INFO, __file__, 1, "Hello %s", ("Alice Moreno",), None
+    )
+    assert json.loads(formatter.format(other))["message"] == "Hello %s"
