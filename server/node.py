@@ -86,6 +86,8 @@ async def start_node(settings: Settings) -> AsyncIterator[Node]:
     node = Node(settings, store, bus, trail, audit, host)
     try:
         async with anyio.create_task_group() as tg:
+            # The store's one writer outlives the host, whose stopping tasks still commit.
+            await tg.start(store.run)
             if isinstance(bus, RedisBus):
                 await tg.start(bus.run)
             await tg.start(host.run)

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
+from anyio.abc import TaskStatus
 from sqlalchemy import Connection, Engine, Insert, Table, text, update
 from sqlalchemy import insert as generic_insert
 from sqlalchemy.dialects import postgresql, sqlite
@@ -34,7 +35,7 @@ from sqlalchemy.pool import QueuePool
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from agents.exceptions import NotFound, Unavailable
+from agents.exceptions import NotFound, SwitchboardError, Unavailable
 from agents.models import (
     TERMINAL_STATES,
     AgentDefinition,
@@ -52,6 +53,7 @@ from agents.models import (
 )
 from agents.ports import Changes
 from server.storage.engine import begin_write, create_schema
+from server.storage.group_commit import GroupCommitter
 from server.storage.tables import (
     AGENTS,
     CHAT_HEADS,
@@ -88,12 +90,24 @@ class SqlStore:
         # SQLite only: this process's writers take turns here (see the module docstring).
         self._write_lock = threading.Lock()
         self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
+        self._group = GroupCommitter(self._commit_batch, self._commit_direct)
 
     @property
     def engine(self) -> Engine:
         return self._engine
 
     # -- lifecycle ---------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run the group committer (:mod:`server.storage.group_commit`) until cancelled.
+
+        Without it every commit is a transaction of its own, which is correct but slower
+        when many conversations write at once.
+        """
+        await self._group.run(task_status=task_status)
+
+    def statistics(self) -> dict[str, int]:
+        return self._group.statistics()
 
     async def create_schema(self) -> None:
         """Create or migrate the schema (:func:`server.storage.engine.create_schema`)."""
@@ -149,7 +163,15 @@ class SqlStore:
         """
         if not (changes.chats or changes.tasks or changes.events):
             return []
+        return await self._group.commit(changes)
+
+    async def _commit_direct(self, changes: Changes) -> list[StreamEvent]:
         return await self._run(self._commit_sync, changes)
+
+    async def _commit_batch(
+        self, batch: Sequence[Changes]
+    ) -> list[list[StreamEvent] | SwitchboardError]:
+        return await self._run(self._commit_batch_sync, batch)
 
     async def events_after(self, chat_id: str, after: int, limit: int) -> list[StreamEvent]:
         """Up to *limit* events of *chat_id* with ``seq > after``, oldest first."""
@@ -272,6 +294,31 @@ class SqlStore:
         with self._writing() as connection:
             _upsert(connection, table, rows)
 
+    def _commit_batch_sync(
+        self, batch: Sequence[Changes]
+    ) -> list[list[StreamEvent] | SwitchboardError]:
+        """Store *batch* in one transaction; if that fails, commit by commit."""
+        merged = Changes(
+            chats=[chat for changes in batch for chat in changes.chats],
+            tasks=[task for changes in batch for task in changes.tasks],
+            events=[event for changes in batch for event in changes.events],
+        )
+        try:
+            return list(_split(self._commit_sync(merged), batch))
+        except (SQLAlchemyError, self._dbapi_error, NotFound):
+            if len(batch) == 1:
+                raise
+        # One of them is bad (a duplicate chat, an unknown chat): find it, keep the rest.
+        results: list[list[StreamEvent] | SwitchboardError] = []
+        for changes in batch:
+            try:
+                results.append(self._commit_sync(changes))
+            except NotFound as exc:
+                results.append(exc)
+            except (SQLAlchemyError, self._dbapi_error):
+                results.append(Unavailable("store unavailable"))
+        return results
+
     def _commit_sync(self, changes: Changes) -> list[StreamEvent]:
         counts = Counter(event.chat_id for event in changes.events)
         new_chats = {chat.id for chat in changes.chats}
@@ -305,6 +352,16 @@ class SqlStore:
             if events:
                 connection.execute(generic_insert(EVENTS), [_event_values(e) for e in events])
         return events
+
+
+def _split(events: list[StreamEvent], batch: Sequence[Changes]) -> list[list[StreamEvent]]:
+    """Hand each commit of *batch* its own events, in the order they were appended."""
+    parts, start = [], 0
+    for changes in batch:
+        end = start + len(changes.events)
+        parts.append(events[start:end])
+        start = end
+    return parts
 
 
 def _pool_capacity(engine: Engine) -> int:

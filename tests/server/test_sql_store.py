@@ -683,3 +683,48 @@ def test_postgres_schema_creation_is_idempotent(postgres_reachable: bool) -> Non
             assert schema_version(engine) == 1
         finally:
             engine.dispose()
+
+
+@pytest.mark.anyio
+async def test_group_commit_coalesces_and_isolates_a_bad_commit(store: SqlStore) -> None:
+    conversation, chat = await started(store)
+    task, task_chat = task_of(conversation)
+    returned: dict[int, list[int]] = {}
+    failures: list[type[Exception]] = []
+
+    async def commit_many(committer: int) -> None:
+        mine = returned.setdefault(committer, [])
+        for n in range(20):
+            body = say(f"{committer}:{n}")
+            [event] = await store.commit(Changes(events=[NewEvent(chat.id, body)]))
+            mine.append(event.seq)
+
+    async def commit_bad() -> None:
+        try:
+            await store.commit(Changes(events=[NewEvent(new_id("chat"), say("lost"))]))
+        except NotFound as exc:
+            failures.append(type(exc))
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(store.run)
+        async with anyio.create_task_group() as writers:
+            for committer in range(20):
+                writers.start_soon(commit_many, committer)
+            writers.start_soon(commit_bad)
+            writers.start_soon(
+                store.commit,
+                Changes(chats=[task_chat], tasks=[task], events=[NewEvent(task_chat.id, say("t"))]),
+            )
+        tg.cancel_scope.cancel()
+
+    assert failures == [NotFound]
+    stored = await store.events_after(chat.id, 0, 1000)
+    assert [e.seq for e in stored] == list(range(1, 401))
+    for seqs in returned.values():
+        assert seqs == sorted(seqs)
+    assert sorted(s for seqs in returned.values() for s in seqs) == list(range(1, 401))
+    assert await store.get_task(WS, task.id) == task
+    statistics = store.statistics()
+    # Fewer transactions than commits: that is the point.
+    assert statistics["commits"] == 402
+    assert statistics["batches"] < statistics["commits"]

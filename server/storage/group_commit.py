@@ -1,0 +1,116 @@
+"""Group commit: concurrent commits coalesced into one transaction.
+
+A node with many conversations commits many small changes at once (every progress
+update is one). Each in its own transaction, they queue on the database's write lock
+and each pays a transaction's fixed cost; one writer that takes whatever is waiting
+and stores it in a single transaction pays that cost once per batch. A batch that
+fails is retried commit by commit, so one bad commit never fails its neighbours.
+
+Invariants: commits are applied in the order they were requested, each caller gets
+exactly its own events back, and a caller is answered only once its changes are
+durable (or have failed, with nothing stored).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import anyio
+from anyio.abc import TaskStatus
+
+from agents.exceptions import SwitchboardError, Unavailable
+from agents.models import StreamEvent
+from agents.ports import Changes
+
+MAX_BATCH = 256
+"""At most this many commits per transaction, so that one never grows without bound."""
+
+
+@dataclass(eq=False, slots=True)
+class _Waiting:
+    changes: Changes
+    done: anyio.Event = field(default_factory=anyio.Event)
+    events: list[StreamEvent] | None = None
+    error: SwitchboardError | None = None
+
+
+class GroupCommitter:
+    """Runs the one writer of a :class:`~server.storage.sql_store.SqlStore`.
+
+    Start :meth:`run` in a task group; until it runs (and after it stops) commits go
+    straight to the store, one transaction each.
+    """
+
+    def __init__(self, commit_batch: _BatchFunction, commit_one: _OneFunction) -> None:
+        self._commit_batch = commit_batch
+        self._commit_one = commit_one
+        # Bounded by the callers themselves: each waits for its own answer before it
+        # can ask again, so this holds at most one entry per waiting task.
+        self._waiting: deque[_Waiting] = deque()
+        self._wakeup = anyio.Event()
+        self._running = False
+        self.batches = 0
+        self.commits = 0
+
+    async def commit(self, changes: Changes) -> list[StreamEvent]:
+        if not self._running:
+            return await self._commit_one(changes)
+        waiting = _Waiting(changes)
+        self._waiting.append(waiting)
+        self._wakeup.set()
+        # Shielded: once queued the commit will happen, and its caller must hear how it
+        # went (a cancelled caller that missed it would leave a seq it never announced).
+        with anyio.CancelScope(shield=True):
+            await waiting.done.wait()
+        if waiting.error is not None:
+            raise waiting.error
+        assert waiting.events is not None
+        return waiting.events
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Write batches until cancelled; what is queued then is still written."""
+        self._running = True
+        task_status.started()
+        try:
+            while True:
+                while not self._waiting:
+                    await self._wakeup.wait()
+                    self._wakeup = anyio.Event()
+                await self._write_batch()
+        finally:
+            self._running = False
+            with anyio.CancelScope(shield=True):
+                while self._waiting:
+                    await self._write_batch()
+
+    async def _write_batch(self) -> None:
+        batch = [self._waiting.popleft() for _ in range(min(MAX_BATCH, len(self._waiting)))]
+        try:
+            results = await self._commit_batch([w.changes for w in batch])
+        except Exception as exc:  # the thread itself failed: nothing was stored
+            error = exc if isinstance(exc, SwitchboardError) else Unavailable("store unavailable")
+            results = [error] * len(batch)
+        for waiting, result in zip(batch, results, strict=True):
+            if isinstance(result, SwitchboardError):
+                waiting.error = result
+            else:
+                waiting.events = result
+            waiting.done.set()
+        self.batches += 1
+        self.commits += len(batch)
+
+    def statistics(self) -> dict[str, int]:
+        return {"waiting": len(self._waiting), "batches": self.batches, "commits": self.commits}
+
+
+class _BatchFunction(Protocol):
+    async def __call__(
+        self, batch: Sequence[Changes], /
+    ) -> list[list[StreamEvent] | SwitchboardError]: ...
+
+
+class _OneFunction(Protocol):
+    async def __call__(self, changes: Changes, /) -> list[StreamEvent]: ...
