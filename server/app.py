@@ -13,19 +13,23 @@ from starlette.routing import BaseRoute
 
 from server.http_api import routes as http_routes
 from server.http_errors import http_exception_handler
-from server.node import start_node
+from server.node import Workspaces, start_node
 from server.pages import page_routes
 from server.settings import Settings
 from server.sockets import socket_routes
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
-    """Build the app; the node starts with the lifespan and is ``app.state.node``."""
+def create_app(settings: Settings | None = None, workspaces: Workspaces | None = None) -> Starlette:
+    """Build the app; the node starts with the lifespan and is ``app.state.node``.
+
+    *workspaces* are what the node serves (:func:`server.node.demo_workspaces` by
+    default).
+    """
     settings = settings or Settings.from_env()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with start_node(settings) as node:
+        async with start_node(settings, workspaces) as node:
             app.state.node = node
             yield
 

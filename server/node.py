@@ -9,18 +9,22 @@ tasks clean up and store ``interrupted`` before the store is closed.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import anyio
 
+from agents.brains import Brain
 from agents.brains.rule import RuleBrain
 from agents.conversation import Services
 from agents.demo.patients import demo_patients
 from agents.demo.workspace import build_demo_tools, demo_agents
 from agents.host import ConversationHost
 from agents.memory import MemoryBus
+from agents.models import AgentDefinition, Patient
+from agents.ports import PatientDirectory
+from agents.tools import ToolBox
 from audit import AuditTrail
 from server.audit_sink import TrailAuditSink
 from server.audit_store import SqlAuditBackend
@@ -57,16 +61,49 @@ class Node:
         }
 
 
+@dataclass(frozen=True)
+class Workspaces:
+    """What a node serves: the agents and patients it seeds, its tools and its brains.
+
+    The tools and brains are built once the store exists, since they read it (the
+    records tool, the rule brain). :func:`demo_workspaces` is the default.
+    """
+
+    agents: Sequence[AgentDefinition]
+    patients: Sequence[Patient]
+    tools: Callable[[PatientDirectory, Settings], ToolBox]
+    brains: Callable[[PatientDirectory], Mapping[str, Brain]]
+
+
+def demo_workspaces() -> Workspaces:
+    """The demo workspace: the front desk, its team, the demo patients and tools."""
+    return Workspaces(
+        agents=demo_agents(),
+        patients=demo_patients(),
+        tools=lambda directory, settings: build_demo_tools(
+            directory, latency_scale=settings.tool_latency_scale
+        ),
+        brains=lambda directory: {"rule": RuleBrain(directory)},
+    )
+
+
 @asynccontextmanager
-async def start_node(settings: Settings) -> AsyncIterator[Node]:
-    """Open the node: schema, demo workspace, recovery; close it gracefully on exit."""
+async def start_node(
+    settings: Settings, workspaces: Workspaces | None = None
+) -> AsyncIterator[Node]:
+    """Open the node: schema, workspaces, recovery; close it gracefully on exit.
+
+    The agents and patients of *workspaces* (the demo's by default) are seeded in demo
+    mode; a production node serves the agents already in its store.
+    """
+    workspaces = workspaces or demo_workspaces()
     engine = create_engine_for(settings.database_url)
     store = SqlStore(engine)
     await store.create_schema()
     await anyio.to_thread.run_sync(create_audit_schema, engine)
     if settings.demo_mode:
-        await store.save_agents(demo_agents())
-        await store.save_patients(demo_patients())
+        await store.save_agents(workspaces.agents)
+        await store.save_patients(workspaces.patients)
     trail = AuditTrail(SqlAuditBackend(engine), node_id=settings.node_id)
     audit = TrailAuditSink(trail)
     bus = (
@@ -78,8 +115,8 @@ async def start_node(settings: Settings) -> AsyncIterator[Node]:
         store=store,
         publisher=bus,
         audit=audit,
-        toolbox=build_demo_tools(store, latency_scale=settings.tool_latency_scale),
-        brains={"rule": RuleBrain(store)},
+        toolbox=workspaces.tools(store, settings),
+        brains=workspaces.brains(store),
         settings=settings.runtime(),
     )
     host = ConversationHost(services)

@@ -16,6 +16,7 @@ anyway; a process-wide lock makes this process's writers queue without spinning 
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections import Counter
@@ -386,23 +387,24 @@ def _advance_head(connection: Connection, chat_id: str, count: int) -> int:
 
 def _upsert(connection: Connection, table: Table, rows: Iterable[dict[str, Any]]) -> None:
     """Insert *rows* into *table*, replacing any row with the same primary key."""
-    statement: Insert
-    dialect = connection.dialect.name
+    connection.execute(_upsert_statement(connection.dialect.name, table), list(rows))
+
+
+@functools.cache
+def _upsert_statement(dialect: str, table: Table) -> Insert:
+    # Built once per table: the `excluded` namespace costs more to build than the
+    # statement costs to run, and every progress update upserts a task.
+    insert: postgresql.Insert | sqlite.Insert
     if dialect == "postgresql":
-        pg = postgresql.insert(table)
-        statement = pg.on_conflict_do_update(
-            index_elements=list(table.primary_key.columns),
-            set_={c.name: pg.excluded[c.name] for c in table.columns if not c.primary_key},
-        )
+        insert = postgresql.insert(table)
     elif dialect == "sqlite":
-        lite = sqlite.insert(table)
-        statement = lite.on_conflict_do_update(
-            index_elements=list(table.primary_key.columns),
-            set_={c.name: lite.excluded[c.name] for c in table.columns if not c.primary_key},
-        )
+        insert = sqlite.insert(table)
     else:  # pragma: no cover - create_engine_for accepts only the two
         raise ValueError(f"unsupported dialect: {dialect}")
-    connection.execute(statement, list(rows))
+    return insert.on_conflict_do_update(
+        index_elements=list(table.primary_key.columns),
+        set_={c.name: insert.excluded[c.name] for c in table.columns if not c.primary_key},
+    )
 
 
 # -- records ⇄ rows --------------------------------------------------------------------
