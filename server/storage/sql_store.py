@@ -337,12 +337,16 @@ class SqlStore:
                 # the same tasks lock their rows in one order (no deadlock on PostgreSQL).
                 latest = {task.id: task for task in changes.tasks}
                 _upsert(connection, TASKS, [_task_values(latest[k]) for k in sorted(latest)])
-            next_seq: dict[str, int] = {}
-            # Sorted for the same reason: committers lock shared heads in one order.
-            for chat_id in sorted(counts):
-                count = counts[chat_id]
-                last = count if chat_id in new_chats else _advance_head(connection, chat_id, count)
-                next_seq[chat_id] = last - count + 1
+            existing = {c: n for c, n in counts.items() if c not in new_chats}
+            last_seqs = {c: counts[c] for c in counts if c in new_chats}
+            if self._sqlite:
+                # SQLite has one writer at a time: every head moves in one statement.
+                last_seqs.update(_advance_heads(connection, existing))
+            else:
+                # Sorted for the same reason: committers lock shared heads in one order.
+                for chat_id in sorted(existing):
+                    last_seqs[chat_id] = _advance_head(connection, chat_id, existing[chat_id])
+            next_seq = {c: last_seqs[c] - counts[c] + 1 for c in counts}
             # Taken while the heads are held, so ts never goes back as seq goes up.
             now = utcnow()
             events: list[StreamEvent] = []
@@ -370,6 +374,40 @@ def _pool_capacity(engine: Engine) -> int:
     if isinstance(pool, QueuePool):
         return max(1, pool.size())
     return 1
+
+
+_HEADS_PER_STATEMENT = 400
+"""Two parameters a head: well inside SQLite's limit of 32,766 per statement."""
+
+
+def _advance_heads(connection: Connection, counts: dict[str, int]) -> dict[str, int]:
+    """Reserve ``counts[chat]`` seqs of each chat in as few statements as possible.
+
+    Returns each chat's new last seq; raises :class:`NotFound` if a chat has no head.
+    """
+    found: dict[str, int] = {}
+    chats = sorted(counts)
+    for start in range(0, len(chats), _HEADS_PER_STATEMENT):
+        part = chats[start : start + _HEADS_PER_STATEMENT]
+        values = ", ".join(f"(:c{i}, :n{i})" for i in range(len(part)))
+        params: dict[str, object] = {}
+        for i, chat_id in enumerate(part):
+            params[f"c{i}"] = chat_id
+            params[f"n{i}"] = counts[chat_id]
+        rows = connection.execute(
+            text(
+                f"WITH moves(chat_id, n) AS (VALUES {values}) "
+                "UPDATE chat_heads SET last_seq = last_seq + "
+                "(SELECT n FROM moves WHERE moves.chat_id = chat_heads.chat_id) "
+                "WHERE chat_id IN (SELECT chat_id FROM moves) "
+                "RETURNING chat_id, last_seq"
+            ),
+            params,
+        ).all()
+        found.update({str(chat_id): int(last) for chat_id, last in rows})
+    if len(found) != len(counts):
+        raise NotFound("chat")
+    return found
 
 
 def _advance_head(connection: Connection, chat_id: str, count: int) -> int:
