@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -174,3 +175,44 @@ def write_json(path: Path, document: dict[str, Any]) -> None:
     temporary = path.with_suffix(path.suffix + ".tmp")
     temporary.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", "utf-8")
     temporary.replace(path)
+
+
+def markdown(document: dict[str, Any]) -> str:
+    """A results JSON (as :func:`write_json` wrote it) as a Markdown table."""
+    rows = [
+        "| id | metric | median | spread (min–max) | target | met |",
+        "|---|---|--:|--:|---|---|",
+    ]
+    for name, scenario in document["scenarios"].items():
+        target = scenario["target"]
+        if scenario["error"]:
+            rows.append(f"| {name} | error | | | | {scenario['error']} |")
+        metrics = sorted(scenario["metrics"].items(), key=lambda kv: kv[0] != target["metric"])
+        for i, (metric, figure) in enumerate(metrics):
+            unit = f" {figure['unit']}" if figure["unit"] else ""
+            is_target = metric == target["metric"]
+            goal = f"{target['op']} {target['value']:g}{unit}" if is_target else ""
+            met = ("yes" if scenario["met"] else "**no**") if is_target else ""
+            missing = sum(1 for v in figure["runs"] if v is None)
+            spread = f"{_number(figure['min'])}–{_number(figure['max'])}"
+            if missing:
+                spread += f" ({missing} run(s) without)"
+            label = f"**{metric}**" if is_target else metric
+            rows.append(
+                f"| {name if i == 0 else ''} | {label} | {_number(figure['median'])}{unit} "
+                f"| {spread} | {goal} | {met} |"
+            )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.report", description="Print a results JSON as a Markdown table."
+    )
+    parser.add_argument("results", type=Path)
+    args = parser.parse_args(argv)
+    print(markdown(json.loads(args.results.read_text(encoding="utf-8"))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,15 +1,11 @@
 """The server the benchmarks drive: ``switchboard serve`` with the bench workspace.
 
 ``python -m bench.server --port P`` is :func:`server.app.create_app`'s app — its
-routes, middleware and exception handlers — on uvicorn with the options of
+routes, middleware, exception handlers and node — on uvicorn with the options of
 ``switchboard serve``, behind the same access-log middleware. Two things differ: the
-lifespan starts a node whose workspace (agents, brain, tools) is the bench's
-(:mod:`bench.workspace`), and one route is added, ``/bench/echo``, a bare Starlette
+node serves the bench's workspace (agents, brain, tools: :mod:`bench.workspace`)
+instead of the demo's, and one route is added, ``/bench/echo``, a bare Starlette
 WebSocket echo that P4 measures the whole stack against.
-
-:func:`server.node.start_node` takes only the settings and always wires the demo's
-brain, tools and agents, so :func:`start_bench_node` repeats its wiring with the
-bench's instead (and must be kept in step with it).
 """
 
 from __future__ import annotations
@@ -18,31 +14,19 @@ import argparse
 import logging
 import os
 import resource
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 
-import anyio
-import anyio.to_thread
 import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from agents.conversation import Services
-from agents.host import ConversationHost
-from agents.memory import MemoryBus
-from audit import AuditTrail
 from bench.workspace import BRAIN, BenchBrain, bench_agents, build_bench_tools
 from server.app import create_app
-from server.audit_sink import TrailAuditSink
-from server.audit_store import SqlAuditBackend
-from server.audit_store import create_schema as create_audit_schema
 from server.cli import GRACEFUL_SHUTDOWN_S, SwitchboardServer
 from server.logs import AccessLogMiddleware, configure_logging
-from server.node import Node
+from server.node import Workspaces
 from server.settings import Settings
-from server.storage.engine import create_engine_for
-from server.storage.sql_store import SqlStore
 
 log = logging.getLogger("bench.server")
 
@@ -50,42 +34,14 @@ ECHO_PATH = "/bench/echo"
 MEMORY_PATH = "/bench/memory"
 
 
-@asynccontextmanager
-async def start_bench_node(settings: Settings) -> AsyncIterator[Node]:
-    """:func:`server.node.start_node`, with the bench workspace instead of the demo's."""
-    engine = create_engine_for(settings.database_url)
-    store = SqlStore(engine)
-    await store.create_schema()
-    await anyio.to_thread.run_sync(create_audit_schema, engine)
-    await store.save_agents(bench_agents())
-    trail = AuditTrail(SqlAuditBackend(engine), node_id=settings.node_id)
-    audit = TrailAuditSink(trail)
-    bus = MemoryBus()
-    services = Services(
-        store=store,
-        publisher=bus,
-        audit=audit,
-        toolbox=build_bench_tools(),
-        brains={BRAIN: BenchBrain()},
-        settings=settings.runtime(),
+def bench_workspaces() -> Workspaces:
+    """The bench's workspace, served by an otherwise unchanged node."""
+    return Workspaces(
+        agents=bench_agents(),
+        patients=(),
+        tools=lambda _directory, _settings: build_bench_tools(),
+        brains=lambda _directory: {BRAIN: BenchBrain()},
     )
-    host = ConversationHost(services)
-    node = Node(settings, store, bus, trail, audit, host)
-    try:
-        async with anyio.create_task_group() as tg:
-            await tg.start(host.run)
-            await host.recover()
-            node.started = True
-            try:
-                yield node
-            finally:
-                node.started = False
-                with anyio.CancelScope(shield=True):
-                    await node.sessions.close_all()
-                host.stop()
-    finally:
-        with anyio.CancelScope(shield=True):
-            await store.close()
 
 
 async def echo_endpoint(websocket: WebSocket) -> None:
@@ -99,20 +55,8 @@ async def echo_endpoint(websocket: WebSocket) -> None:
 
 
 def create_bench_app(settings: Settings) -> Starlette:
-    """:func:`server.app.create_app` with the bench node and the echo route.
-
-    The app is the server's own — its routes, middleware and exception handlers — with
-    the lifespan swapped for one that starts the bench node, and one route added.
-    """
-    app = create_app(settings)
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with start_bench_node(settings) as node:
-            app.state.node = node
-            yield
-
-    app.router.lifespan_context = lifespan
+    """:func:`server.app.create_app` serving the bench's workspace, plus the echo route."""
+    app = create_app(settings, bench_workspaces())
     app.router.routes.append(WebSocketRoute(ECHO_PATH, echo_endpoint))
     frames = os.environ.get("BENCH_TRACE_MEMORY")
     if frames:
