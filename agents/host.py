@@ -25,7 +25,6 @@ from agents.models import (
     ChatKind,
     Conversation,
     Principal,
-    Role,
     StreamEvent,
     Task,
     TaskState,
@@ -202,26 +201,25 @@ class ConversationHost:
         An unknown or foreign conversation gives an empty list, like one without tasks.
         """
         conversation = await self.store.get_conversation(principal.workspace_id, conversation_id)
-        # Agents may list the tasks they started in a conversation they do not belong
-        # to; anyone else who may not see it gets an empty list, like a random id's.
-        hidden = conversation is None or (
-            principal.role is not Role.AGENT
-            and not may_access_conversation(principal, conversation)
+        tasks: list[Task] = []
+        if conversation is not None:
+            runtime = self.live(conversation_id)
+            if runtime is not None:
+                tasks = runtime.visible_tasks(principal)
+            else:
+                stored = await self.store.list_tasks(principal.workspace_id, conversation_id)
+                tasks = [t for t in stored if may_access_task(principal, t)]
+        # The conversation's people see its list (empty or not); an agent sees the tasks
+        # it started there. For anyone else the conversation does not exist: the same
+        # empty list as a random id's, and a refusal in the trail, not a read.
+        visible = conversation is not None and (
+            bool(tasks) or may_access_conversation(principal, conversation)
         )
-        if hidden:
+        if not visible:
             await self._deny(
-                principal,
-                channel,
-                conversation_id=conversation_id,
-                exists=conversation is not None,
+                principal, channel, conversation_id=conversation_id, exists=conversation is not None
             )
             return []
-        runtime = self.live(conversation_id)
-        if runtime is not None:
-            tasks = runtime.visible_tasks(principal)
-        else:
-            stored = await self.store.list_tasks(principal.workspace_id, conversation_id)
-            tasks = [t for t in stored if may_access_task(principal, t)]
         await self._viewed(principal, channel, conversation_id=conversation_id)
         return tasks
 

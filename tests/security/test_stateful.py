@@ -237,9 +237,8 @@ class ConversationMachine(RuleBasedStateMachine):
                 await attempt()
         listed = await host.list_tasks(who, conversation.id, channel="ws:task.list")
         assert listed == []
-        # A person's look at another's conversation is a refusal; an agent may list the
-        # tasks it started anywhere, and lists none here.
-        return len(attempts) + (who.role is not Role.AGENT)
+        # A look at another's conversation, one that shows nothing, is a refusal too.
+        return len(attempts) + 1
 
     # -- invariants ---------------------------------------------------------------------
 
