@@ -2,7 +2,9 @@
 
 A socket is three sibling tasks — the reader (client frames → runtime calls), the pump
 (live events from the bus → the outbound queue, gaps filled from the store) and the
-writer (outbound queue → the wire) — and whichever ends first ends the others.
+writer (outbound queue → the wire) — and whichever ends first ends the others. On a
+voice socket the writer holds unsolicited updates for the caller's next pause; the rules
+are :class:`server.voice_turns.VoiceTurns`, which this module only feeds and asks.
 
 Invariants:
 
@@ -33,7 +35,6 @@ from agents.models import (
     Conversation,
     Message,
     MessageKind,
-    MessageRole,
     Principal,
     StreamEvent,
 )
@@ -44,6 +45,7 @@ from server.exceptions import Unauthorized
 from server.http_errors import error_code_for
 from server.node import Node
 from server.protocol import CloseCode, ErrorCode, FrameError
+from server.voice_turns import VoiceTurns
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +91,8 @@ class Session:
         self.settings = node.settings
         self.principal_key = ""
         self.principal: Principal | None = None
-        self.voice = False
-        self.speaking = False
+        # Voice turn-taking (server.voice_turns): which updates wait for a pause.
+        self.turns = VoiceTurns(pause_grace=self.settings.voice_pause_grace)
         self._close_code: int | None = None
         self._scope = anyio.CancelScope()
         self._closed = anyio.Event()
@@ -98,11 +100,12 @@ class Session:
         self._send, self._receive = anyio.create_memory_object_stream[StreamEvent | dict[str, Any]](
             self.settings.outbound_queue_size
         )
-        self._held: list[StreamEvent] = []
-        self._pause_ends: float | None = None
-        # Voice turn-taking: turns said on this socket whose reply has not gone out.
-        self._turns_pending = 0
         self.runtime: Any = None
+
+    @property
+    def voice(self) -> bool:
+        """Whether the client is a voice bridge (its ``hello`` said so)."""
+        return self.turns.voice
 
     # -- the registry's side ---------------------------------------------------------
 
@@ -164,7 +167,7 @@ class Session:
                         (self.principal.workspace_id, self.principal.id, self.principal.act_for),
                     )
                 )
-                self.voice = frame.is_voice
+                self.turns.voice = frame.is_voice
                 return frame
         await self._close_now(CloseCode.UNAUTHORIZED)
         return None
@@ -338,11 +341,11 @@ class Session:
         host = self.node.host
         channel = "ws:"
         if isinstance(frame, protocol.Say):
-            self._turns_pending += 1
+            self.turns.said()
             try:
                 event = await self.runtime.say(self.principal, frame.text)
             except SwitchboardError:
-                self._turns_pending -= 1
+                self.turns.say_failed()
                 raise
             self._queue(protocol.ack(frame.id, event.seq))
         elif isinstance(frame, protocol.Ping):
@@ -436,15 +439,11 @@ class Session:
 
     def _on_speech(self, frame: protocol.Speech) -> None:
         if frame.state is protocol.SpeechState.STARTED:
-            self.speaking = True
-            self._pause_ends = None
             # Barge-in: the reply still being produced is abandoned (it will never come);
             # background tasks go on.
-            if self.runtime.interrupt_turn():
-                self._turns_pending = max(0, self._turns_pending - 1)
+            self.turns.speech_started(barged_in=self.runtime.interrupt_turn())
         else:
-            self.speaking = False
-            self._pause_ends = anyio.current_time() + self.settings.voice_pause_grace
+            self.turns.speech_stopped(anyio.current_time())
         self._queue(_WAKE)
 
     async def _pump(self, subscription: Any, chat_id: str) -> None:
@@ -472,7 +471,7 @@ class Session:
 
     async def _write(self) -> None:
         while True:
-            timeout = self._hold_timeout()
+            timeout = self.turns.timeout(anyio.current_time())
             item: StreamEvent | dict[str, Any] | None = None
             with anyio.move_on_after(timeout if timeout is not None else float("inf")):
                 item = await self._receive.receive()
@@ -482,59 +481,19 @@ class Session:
             if isinstance(item, dict):
                 await self._send_now(item)
                 continue
-            if self._should_hold(item):
-                self._held.append(item)
+            if self.turns.hold(item, anyio.current_time()):
                 continue
             await self._deliver(item)
-            if self._held and self._may_release():
-                await self._release_held()
-
-    # -- voice: hold unsolicited updates while the caller speaks --------------------
-
-    def _should_hold(self, event: StreamEvent) -> bool:
-        body = event.body
-        if not self.voice or not isinstance(body, Message) or body.role is not MessageRole.AGENT:
-            return False
-        if body.kind not in (MessageKind.PROGRESS, MessageKind.FOLLOWUP):
-            return False
-        return bool(self._held) or not self._may_release()
-
-    def _may_release(self) -> bool:
-        """The caller is in a pause: not speaking, every turn answered, the grace over."""
-        if self.speaking or self._turns_pending:
-            return False
-        return self._pause_ends is None or anyio.current_time() >= self._pause_ends
-
-    def _hold_timeout(self) -> float | None:
-        """How long the writer may wait for the next item before releasing held updates.
-
-        ``None`` means until something arrives: a reply or a speech frame (which queues a
-        wake-up) is what can end the hold, so there is nothing to poll for.
-        """
-        if not self._held:
-            return None
-        if self._may_release():
-            return 0
-        if not self.speaking and not self._turns_pending and self._pause_ends is not None:
-            return max(0.0, self._pause_ends - anyio.current_time())
-        return None
+            await self._release_held()
 
     async def _release_held(self) -> None:
-        if not self._held or not self._may_release():
-            return
-        held, self._held = self._held, []
-        for event in held:
+        """Deliver the updates held for the caller's pause, if the pause has come."""
+        for event in self.turns.take_held(anyio.current_time()):
             await self._deliver(event)
 
     async def _deliver(self, event: StreamEvent) -> None:
+        self.turns.delivered(event)
         body = event.body
-        if (
-            isinstance(body, Message)
-            and body.role is MessageRole.AGENT
-            and body.kind in (MessageKind.REPLY, MessageKind.NOTICE)
-        ):
-            # The answer to a turn (or the notice that stands in for it).
-            self._turns_pending = max(0, self._turns_pending - 1)
         if isinstance(body, Message) and body.kind is MessageKind.FOLLOWUP:
             # A follow-up carries a task's result: an audited read, before it leaves.
             await self._audit_view("ws:followup", task_id=body.task_id)
