@@ -1,19 +1,26 @@
-"""A live conversation: the primary agent's loop and the background tasks it owns.
+"""A live conversation's runtime: its life, its tasks, and storing what happens in it.
 
 One task group per conversation (the per-conversation nursery) holds the primary
-agent loop and every depth-1 task's scope. The primary agent takes its inbox — user
-turns and task news — one item at a time, and never waits on slow work: delegated
-work runs in its own scope and reports back through the inbox.
+agent's loop (:mod:`agents.primary`) and every depth-1 task's scope. The runtime is
+the kernel that the primary agent and the task runners use through its public
+methods: it stores and announces messages and task updates, starts, instructs and
+cancels tasks, audits the agents' reads, and stops the conversation once idle.
 
-Every change is stored, then published, under one lock per conversation
-(:meth:`ConversationRuntime.commit`), so that live events reach listeners in ``seq``
-order and a task's record never goes backwards.
+Invariants:
+
+* Every change is stored, then published, under one lock per conversation
+  (:meth:`ConversationRuntime.commit`), so that live events reach listeners in
+  ``seq`` order and a task's record never goes backwards: after a terminal state,
+  updates are ignored (the first terminal state wins).
+* ``_tasks`` holds the latest stored record of every task of the conversation;
+  ``_runners`` holds exactly the tasks whose runner has not ended.
+* The conversation is idle when no socket is attached, no runner is live and the
+  primary agent's inbox is empty; it stops once idle for ``idle_grace``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -21,20 +28,7 @@ from datetime import timedelta
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from agents.brains import (
-    Action,
-    Assignment,
-    Brain,
-    Cancel,
-    CheckStatus,
-    Delegate,
-    Instruct,
-    Outcome,
-    Reply,
-    TaskSummary,
-    Turn,
-    UseTool,
-)
+from agents.brains import Assignment, Brain
 from agents.exceptions import (
     Conflict,
     DepthLimitExceeded,
@@ -73,10 +67,11 @@ from agents.ports import (
     Publisher,
     Store,
 )
+from agents.primary import PrimaryAgent
 from agents.settings import RuntimeSettings
 from agents.states import can_move
 from agents.tasks import TaskRunner
-from agents.tools import ToolBox, ToolContext
+from agents.tools import ToolBox
 
 log = logging.getLogger(__name__)
 
@@ -91,16 +86,6 @@ class Services:
     toolbox: ToolBox
     brains: Mapping[str, Brain]
     settings: RuntimeSettings
-
-
-@dataclass(frozen=True, slots=True)
-class _UserTurn:
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class _TaskNews:
-    task_id: str
 
 
 class ConversationRuntime:
@@ -126,18 +111,9 @@ class ConversationRuntime:
         self._tasks: dict[str, Task] = {t.id: t for t in tasks}
         self._runners: dict[str, TaskRunner] = {}
         self._batches: dict[str, list[str]] = {}
-        self._announced: set[str] = set()
-        # What finished depth-1 sub-agents left for the follow-up; taken once by it.
-        self._finished_data: dict[str, Mapping[str, object]] = {}
         self._interrupted_here: set[str] = set()
-        # The inbox. User turns are bounded by inbox_size (say() refuses beyond it);
-        # task news is bounded by the number of tasks, each sending news once.
-        self._inbox: deque[_UserTurn | _TaskNews] = deque()
-        self._queued_turns = 0
-        self._inbox_ready = anyio.Event()
+        self._primary_agent = PrimaryAgent(self)
         self._tg: TaskGroup | None = None
-        self._turn_scope: anyio.CancelScope | None = None
-        self._answering = False
         self._attached = 0
         self._idle_since: float | None = None
         self._idle_changed = anyio.Event()
@@ -150,7 +126,7 @@ class ConversationRuntime:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                tg.start_soon(self._primary_loop)
+                tg.start_soon(self._primary_agent.run, tg)
                 tg.start_soon(self._watch_idle)
                 task_status.started()
         finally:
@@ -189,7 +165,7 @@ class ConversationRuntime:
 
     def detach(self) -> None:
         self._attached -= 1
-        self._note_activity()
+        self.note_activity()
 
     @property
     def live_tasks(self) -> int:
@@ -200,11 +176,12 @@ class ConversationRuntime:
             "attached": self._attached,
             "live_tasks": len(self._runners),
             "known_tasks": len(self._tasks),
-            "inbox": len(self._inbox),
+            "inbox": self._primary_agent.inbox_length,
         }
 
-    def _note_activity(self) -> None:
-        if self._attached == 0 and not self._runners and not self._inbox:
+    def note_activity(self) -> None:
+        """Something that kept the conversation busy may have ended: is it idle now?"""
+        if self._attached == 0 and not self._runners and not self._primary_agent.inbox_length:
             if self._idle_since is None:
                 self._idle_since = anyio.current_time()
                 self._idle_changed.set()
@@ -219,7 +196,7 @@ class ConversationRuntime:
     async def _watch_idle(self) -> None:
         # Sleeps until the conversation turns idle, then for the grace period unless it
         # turns busy again: no polling, however many conversations a node holds.
-        self._note_activity()
+        self.note_activity()
         grace = self.settings.idle_grace
         while True:
             idle_since = self._idle_since
@@ -240,27 +217,23 @@ class ConversationRuntime:
         Returns the stored message (its ``seq`` is the ack's). Raises
         :class:`RateLimited` when too many turns are already waiting.
         """
-        if self._queued_turns >= self.settings.inbox_size:
+        if self._primary_agent.queued_turns >= self.settings.inbox_size:
             raise RateLimited("too many turns waiting")
         author = Author(principal.person_id or principal.id, principal.name or "You")
         message = Message(MessageRole.USER, author, MessageKind.REPLY, text)
         (event,) = await self.commit(Changes(events=[NewEvent(self.conversation.chat_id, message)]))
-        self._queued_turns += 1
-        self._put(_UserTurn(text))
+        self._primary_agent.queue_turn(text)
+        self._busy()
         return event
 
     @property
     def answering(self) -> bool:
         """Whether a turn of the person's is waiting for, or getting, its reply."""
-        return self._answering or self._queued_turns > 0
+        return self._primary_agent.answering
 
     def interrupt_turn(self) -> bool:
         """Barge-in: abandon the reply being produced, if any. Background work goes on."""
-        scope = self._turn_scope
-        if scope is None:
-            return False
-        scope.cancel()
-        return True
+        return self._primary_agent.interrupt_turn()
 
     def visible_tasks(self, principal: Principal) -> list[Task]:
         """The tasks of this conversation *principal* may see, oldest first."""
@@ -450,6 +423,13 @@ class ConversationRuntime:
 
     # -- delegation ------------------------------------------------------------------
 
+    @property
+    def agent_principal(self) -> Principal:
+        """The primary agent as a principal: the owner of the depth-1 tasks."""
+        return Principal(
+            self.conversation.workspace_id, self.primary.id, Role.AGENT, self.primary.name
+        )
+
     def brain_for(self, agent: AgentDefinition) -> Brain:
         brain = self.services.brains.get(agent.brain)
         if brain is None:
@@ -584,24 +564,29 @@ class ConversationRuntime:
         if self._tasks[runner.id].state is TaskState.INTERRUPTED and runner.parent is None:
             self._interrupted_here.add(runner.id)
         if runner.parent is None:
-            self._finished_data[runner.id] = runner.data
-            self._put(_TaskNews(runner.id))
+            # Busy again: note_activity below finds the news in the inbox.
+            self._primary_agent.queue_news(runner.id, runner.data)
         else:
             runner.parent.children.pop(runner.id, None)
-        self._note_activity()
+        self.note_activity()
+
+    def batch_members(self, task: Task) -> list[str]:
+        """The ids of the tasks started with *task* for one roll-up; just its own if none."""
+        return self._batches.get(task.batch_id or "", [task.id])
+
+    # -- audited reads and the audit trail ------------------------------------------
 
     async def read_child_result(self, reader: Principal, runner: TaskRunner) -> Task:
         """An agent reads a task it started: an audited read, refused if not audited."""
-        task = self._tasks[runner.id]
-        await self._agent_read(reader, task, "agent:child_result")
-        return task
+        return await self.read_task(reader, runner.id, "agent:child_result")
 
-    async def _agent_read(self, reader: Principal, task: Task, channel: str) -> None:
-        """Audit an agent's read of *task*, on behalf of the conversation's person.
+    async def read_task(self, reader: Principal, task_id: str, channel: str) -> Task:
+        """An agent reads a task, audited on behalf of the conversation's person.
 
-        Raises :class:`Unavailable` if it cannot be written: then the read must not
-        happen (fail closed).
+        Raises :class:`Unavailable` if the audit record cannot be written: then the
+        read must not happen (fail closed).
         """
+        task = self._tasks[task_id]
         await self.services.audit.record(
             AuditEntry(
                 type=AuditType.PHI_RECORD_VIEWED,
@@ -613,6 +598,7 @@ class ConversationRuntime:
                 on_behalf_of=(self.conversation.person_id,),
             )
         )
+        return task
 
     async def _audit_best_effort(
         self, kind: AuditType, actor: Principal, task: Task, channel: str
@@ -634,234 +620,3 @@ class ConversationRuntime:
             # Task events are recorded for the trail's completeness, but a write that
             # reveals nothing must not stop the work; reads fail closed instead.
             log.warning("audit write failed", extra={"task_id": task.id, "type": kind.value})
-
-    # -- the primary agent -----------------------------------------------------------
-
-    def _put(self, item: _UserTurn | _TaskNews) -> None:
-        self._inbox.append(item)
-        self._busy()
-        self._inbox_ready.set()
-
-    async def _primary_loop(self) -> None:
-        while True:
-            while not self._inbox:
-                await self._inbox_ready.wait()
-                self._inbox_ready = anyio.Event()
-            item = self._inbox.popleft()
-            try:
-                if isinstance(item, _UserTurn):
-                    self._answering = True
-                    self._queued_turns -= 1
-                    await self._answer(item.text)
-                else:
-                    await self._on_task_news(item.task_id)
-            except SwitchboardError as exc:
-                log.warning(
-                    "turn failed",
-                    extra={"conversation_id": self.conversation.id, "error": exc.code},
-                )
-                await self._say_safely(
-                    "Sorry — I couldn't do that just now. Please try again in a moment.",
-                    MessageKind.NOTICE,
-                )
-            finally:
-                self._answering = False
-                self._note_activity()
-
-    @property
-    def agent_principal(self) -> Principal:
-        return Principal(
-            self.conversation.workspace_id, self.primary.id, Role.AGENT, self.primary.name
-        )
-
-    def _summaries(self) -> tuple[TaskSummary, ...]:
-        mine = [
-            t for t in self._tasks.values() if t.owner_agent_id == self.primary.id and t.depth == 1
-        ]
-        mine.sort(key=lambda t: t.created_at, reverse=True)
-        return tuple(
-            TaskSummary(t.id, t.title, t.subject, t.agent.id, t.state.is_terminal) for t in mine
-        )
-
-    async def _answer(self, text: str) -> None:
-        brain = self.brain_for(self.primary)
-        inline: tuple[UseTool, str] | None = None
-        with anyio.CancelScope() as scope:
-            self._turn_scope = scope
-            try:
-                action: Action = await brain.respond(
-                    Turn(text, self.primary, self.team, self._summaries())
-                )
-                if isinstance(action, UseTool) and not self._is_slow(action.tool):
-                    inline = (action, await self._run_inline(brain, action))
-            finally:
-                self._turn_scope = None
-        if scope.cancelled_caught:
-            return  # barge-in: this reply is abandoned, never sent
-        if inline is not None:
-            await self._say(inline[1], MessageKind.REPLY)
-            return
-        await self._act(brain, action)
-
-    def _is_slow(self, tool_name: str) -> bool:
-        tool = self.toolbox.get(tool_name)
-        return tool is not None and tool.expected_latency > self.settings.turn_budget
-
-    async def _run_inline(self, brain: Brain, action: UseTool) -> str:
-        tool = self.toolbox.get(action.tool)
-        if tool is None or action.tool not in self.primary.tools:
-            return "I can't do that myself, and none of our agents can either."
-        ctx = ToolContext(self.conversation.workspace_id, None, lambda _text: None)
-        try:
-            result = await tool.run(ctx, action.args)
-        except Exception as exc:
-            log.info("inline tool failed", extra={"tool": tool.name, "error": type(exc).__name__})
-            return "Sorry — I couldn't get that information just now."
-        return brain.tool_text(action.tool, result)
-
-    async def _act(self, brain: Brain, action: Action) -> None:
-        if isinstance(action, Reply):
-            await self._say(action.text, MessageKind.REPLY)
-        elif isinstance(action, UseTool):
-            await self._delegate_tool(action)
-        elif isinstance(action, Delegate):
-            await self._delegate(action.text, action.assignments, rollup=action.rollup)
-        elif isinstance(action, CheckStatus):
-            await self._check_status(brain, action.task_ids)
-        elif isinstance(action, Instruct):
-            await self._instruct(brain, action)
-        else:
-            assert isinstance(action, Cancel)
-            await self._cancel(brain, action.task_ids)
-
-    async def _delegate(
-        self, text: str, assignments: Sequence[Assignment], *, rollup: bool
-    ) -> None:
-        if not assignments:
-            await self._say(text, MessageKind.REPLY)
-            return
-        assert self._tg is not None
-        try:
-            await self.start_tasks(
-                owner=self.primary,
-                parent=None,
-                assignments=assignments,
-                rollup=rollup,
-                tg=self._tg,
-                announce=text,
-            )
-        except NotFound:
-            await self._say("I don't have an agent in this workspace for that.", MessageKind.REPLY)
-
-    async def _delegate_tool(self, action: UseTool) -> None:
-        helper = next(
-            (a for a in self.team if action.tool in a.tools and a.id != self.primary.id), None
-        )
-        if helper is None:
-            await self._say("None of our agents can do that, I'm afraid.", MessageKind.REPLY)
-            return
-        assignment = Assignment(
-            agent_id=helper.id,
-            title=action.title,
-            subject=action.subject,
-            instructions=f"Use {action.tool} for: {action.title}",
-            tool=action.tool,
-            args=action.args,
-        )
-        await self._delegate(
-            "That takes a while — I'm working on it in the background and I'll get back to you.",
-            [assignment],
-            rollup=False,
-        )
-
-    def _own(self, task_ids: Sequence[str]) -> list[Task]:
-        """The agent's own tasks among *task_ids* (all of them if empty)."""
-        agent = self.agent_principal
-        if not task_ids:
-            return [t for t in self.visible_tasks(agent) if t.depth == 1]
-        found = [self.find_task(agent, task_id) for task_id in task_ids]
-        return [t for t in found if t is not None]
-
-    async def _check_status(self, brain: Brain, task_ids: Sequence[str]) -> None:
-        tasks = self._own(task_ids)
-        try:
-            for task in tasks:
-                await self._agent_read(self.agent_principal, task, "agent:status")
-        except Unavailable:
-            await self._say(
-                "I can't check on that right now — please ask again in a moment.", MessageKind.REPLY
-            )
-            return
-        current = [self._tasks[t.id] for t in tasks]
-        await self._say(
-            brain.status_text(current),
-            MessageKind.REPLY,
-            task_id=current[0].id if len(current) == 1 else None,
-        )
-
-    async def _instruct(self, brain: Brain, action: Instruct) -> None:
-        try:
-            await self.instruct(self.agent_principal, action.task_id, action.text)
-        except NotFound:
-            await self._say("I can't find that background task.", MessageKind.REPLY)
-            return
-        except Conflict:
-            await self._say("That background task has already finished.", MessageKind.REPLY)
-            return
-        await self._say(
-            brain.instruct_text(self._tasks[action.task_id]),
-            MessageKind.REPLY,
-            task_id=action.task_id,
-        )
-
-    async def _cancel(self, brain: Brain, task_ids: Sequence[str]) -> None:
-        tasks = self._own(task_ids)
-        for task in tasks:
-            await self.cancel(self.agent_principal, task.id, None)
-        current = [self._tasks[t.id] for t in tasks]
-        await self._say(
-            brain.cancel_text(current),
-            MessageKind.REPLY,
-            task_id=current[0].id if len(current) == 1 else None,
-        )
-
-    async def _on_task_news(self, task_id: str) -> None:
-        task = self._tasks[task_id]
-        if task.state is TaskState.INTERRUPTED:
-            return
-        members = self._batches.get(task.batch_id or "", [task_id])
-        if any(not self._tasks[m].state.is_terminal for m in members):
-            return  # the roll-up comes with the last of the batch
-        key = task.batch_id or task_id
-        if key in self._announced:
-            return
-        self._announced.add(key)
-        brain = self.brain_for(self.primary)
-        outcomes = []
-        try:
-            for member in members:
-                runner_data = self._finished_data.pop(member, {})
-                read = await self._read_own_result(member)
-                outcomes.append(Outcome(read, runner_data))
-        except Unavailable:
-            await self._say(
-                "Some background work has finished, but I can't read its result right now.",
-                MessageKind.NOTICE,
-            )
-            return
-        text = brain.followup_text(outcomes, rollup=task.batch_id is not None)
-        await self._say(text, MessageKind.FOLLOWUP, task_id=None if task.batch_id else task_id)
-
-    async def _read_own_result(self, task_id: str) -> Task:
-        task = self._tasks[task_id]
-        await self._agent_read(self.agent_principal, task, "agent:child_result")
-        return task
-
-    async def _say(self, text: str, kind: MessageKind, *, task_id: str | None = None) -> None:
-        await self.post(self.conversation.chat_id, self.primary, text, kind=kind, task_id=task_id)
-
-    async def _say_safely(self, text: str, kind: MessageKind) -> None:
-        try:
-            await self._say(text, kind)
-        except SwitchboardError:
-            log.error("could not store a notice", extra={"conversation_id": self.conversation.id})

@@ -1,0 +1,361 @@
+"""The primary agent: the one the person talks to, answering from its inbox.
+
+The :class:`~agents.conversation.ConversationRuntime` owns one :class:`PrimaryAgent`
+and starts its loop in the conversation's task group. The inbox holds the person's
+turns (queued by :meth:`ConversationRuntime.say` once stored) and task news (queued
+when a depth-1 task has ended). The agent takes one item at a time: it answers a turn
+with its brain and acts on the result, and turns task news into follow-ups.
+
+Invariants:
+
+* The agent never waits on slow work: a tool whose expected latency exceeds the turn
+  budget, and any delegated work, runs as a background task and reports back through
+  the inbox.
+* ``_turn_scope`` is set only while a reply is being produced, so a barge-in abandons
+  that reply and nothing else; an abandoned reply is never sent.
+* Each finished task, or each batch, is followed up at most once (``_announced``):
+  a batch's roll-up comes with the last of its members to end.
+* Everything the agent says goes through the runtime, stored then announced.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio
+from anyio.abc import TaskGroup
+
+from agents.brains import (
+    Action,
+    Assignment,
+    Brain,
+    Cancel,
+    CheckStatus,
+    Delegate,
+    Instruct,
+    Outcome,
+    Reply,
+    TaskSummary,
+    Turn,
+    UseTool,
+)
+from agents.exceptions import Conflict, NotFound, SwitchboardError, Unavailable
+from agents.models import MessageKind, Task, TaskState
+from agents.tools import ToolContext
+
+if TYPE_CHECKING:
+    from agents.conversation import ConversationRuntime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _UserTurn:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class _TaskNews:
+    task_id: str
+
+
+class PrimaryAgent:
+    """The conversation's primary agent; its loop runs in the conversation's group."""
+
+    def __init__(self, runtime: ConversationRuntime) -> None:
+        self.runtime = runtime
+        # The inbox. User turns are bounded by inbox_size (the runtime's say() refuses
+        # beyond it); task news is bounded by the number of tasks, each sending news once.
+        self._inbox: deque[_UserTurn | _TaskNews] = deque()
+        self._queued_turns = 0
+        self._inbox_ready = anyio.Event()
+        # What finished depth-1 sub-agents left for the follow-up; taken once by it.
+        self._finished_data: dict[str, Mapping[str, object]] = {}
+        self._announced: set[str] = set()
+        self._turn_scope: anyio.CancelScope | None = None
+        self._answering = False
+        self._tg: TaskGroup | None = None
+
+    # -- the inbox -------------------------------------------------------------------
+
+    def queue_turn(self, text: str) -> None:
+        """Queue the person's turn, already stored, for an answer."""
+        self._queued_turns += 1
+        self._put(_UserTurn(text))
+
+    def queue_news(self, task_id: str, data: Mapping[str, object]) -> None:
+        """Queue the news that depth-1 task *task_id* has ended, with what it left."""
+        self._finished_data[task_id] = data
+        self._put(_TaskNews(task_id))
+
+    def _put(self, item: _UserTurn | _TaskNews) -> None:
+        self._inbox.append(item)
+        self._inbox_ready.set()
+
+    @property
+    def queued_turns(self) -> int:
+        """How many of the person's turns wait in the inbox."""
+        return self._queued_turns
+
+    @property
+    def inbox_length(self) -> int:
+        return len(self._inbox)
+
+    @property
+    def answering(self) -> bool:
+        """Whether a turn of the person's is waiting for, or getting, its reply."""
+        return self._answering or self._queued_turns > 0
+
+    def interrupt_turn(self) -> bool:
+        """Barge-in: abandon the reply being produced, if any. Background work goes on."""
+        scope = self._turn_scope
+        if scope is None:
+            return False
+        scope.cancel()
+        return True
+
+    # -- the loop --------------------------------------------------------------------
+
+    async def run(self, tg: TaskGroup) -> None:
+        """Take the inbox one item at a time, forever; delegate into *tg*.
+
+        *tg* is the conversation's task group, which owns every depth-1 task.
+        """
+        self._tg = tg
+        while True:
+            while not self._inbox:
+                await self._inbox_ready.wait()
+                self._inbox_ready = anyio.Event()
+            item = self._inbox.popleft()
+            try:
+                if isinstance(item, _UserTurn):
+                    self._answering = True
+                    self._queued_turns -= 1
+                    await self._answer(item.text)
+                else:
+                    await self._on_task_news(item.task_id)
+            except SwitchboardError as exc:
+                log.warning(
+                    "turn failed",
+                    extra={"conversation_id": self.runtime.conversation.id, "error": exc.code},
+                )
+                await self._say_safely(
+                    "Sorry — I couldn't do that just now. Please try again in a moment.",
+                    MessageKind.NOTICE,
+                )
+            finally:
+                self._answering = False
+                self.runtime.note_activity()
+
+    # -- answering a turn ------------------------------------------------------------
+
+    def _own_tasks(self) -> list[Task]:
+        """The depth-1 tasks the agent started, oldest first."""
+        agent = self.runtime.agent_principal
+        return [t for t in self.runtime.visible_tasks(agent) if t.depth == 1]
+
+    def _summaries(self) -> tuple[TaskSummary, ...]:
+        mine = sorted(self._own_tasks(), key=lambda t: t.created_at, reverse=True)
+        return tuple(
+            TaskSummary(t.id, t.title, t.subject, t.agent.id, t.state.is_terminal) for t in mine
+        )
+
+    async def _answer(self, text: str) -> None:
+        runtime = self.runtime
+        brain = runtime.brain_for(runtime.primary)
+        inline: tuple[UseTool, str] | None = None
+        with anyio.CancelScope() as scope:
+            self._turn_scope = scope
+            try:
+                action: Action = await brain.respond(
+                    Turn(text, runtime.primary, runtime.team, self._summaries())
+                )
+                if isinstance(action, UseTool) and not self._is_slow(action.tool):
+                    inline = (action, await self._run_inline(brain, action))
+            finally:
+                self._turn_scope = None
+        if scope.cancelled_caught:
+            return  # barge-in: this reply is abandoned, never sent
+        if inline is not None:
+            await self._say(inline[1], MessageKind.REPLY)
+            return
+        await self._act(brain, action)
+
+    def _is_slow(self, tool_name: str) -> bool:
+        tool = self.runtime.toolbox.get(tool_name)
+        return tool is not None and tool.expected_latency > self.runtime.settings.turn_budget
+
+    async def _run_inline(self, brain: Brain, action: UseTool) -> str:
+        runtime = self.runtime
+        tool = runtime.toolbox.get(action.tool)
+        if tool is None or action.tool not in runtime.primary.tools:
+            return "I can't do that myself, and none of our agents can either."
+        ctx = ToolContext(runtime.conversation.workspace_id, None, lambda _text: None)
+        try:
+            result = await tool.run(ctx, action.args)
+        except Exception as exc:
+            log.info("inline tool failed", extra={"tool": tool.name, "error": type(exc).__name__})
+            return "Sorry — I couldn't get that information just now."
+        return brain.tool_text(action.tool, result)
+
+    # -- acting on an action ---------------------------------------------------------
+
+    async def _act(self, brain: Brain, action: Action) -> None:
+        if isinstance(action, Reply):
+            await self._say(action.text, MessageKind.REPLY)
+        elif isinstance(action, UseTool):
+            await self._delegate_tool(action)
+        elif isinstance(action, Delegate):
+            await self._delegate(action.text, action.assignments, rollup=action.rollup)
+        elif isinstance(action, CheckStatus):
+            await self._check_status(brain, action.task_ids)
+        elif isinstance(action, Instruct):
+            await self._instruct(brain, action)
+        else:
+            assert isinstance(action, Cancel)
+            await self._cancel(brain, action.task_ids)
+
+    async def _delegate(
+        self, text: str, assignments: Sequence[Assignment], *, rollup: bool
+    ) -> None:
+        if not assignments:
+            await self._say(text, MessageKind.REPLY)
+            return
+        assert self._tg is not None
+        try:
+            await self.runtime.start_tasks(
+                owner=self.runtime.primary,
+                parent=None,
+                assignments=assignments,
+                rollup=rollup,
+                tg=self._tg,
+                announce=text,
+            )
+        except NotFound:
+            await self._say("I don't have an agent in this workspace for that.", MessageKind.REPLY)
+
+    async def _delegate_tool(self, action: UseTool) -> None:
+        primary_id = self.runtime.primary.id
+        helper = next(
+            (a for a in self.runtime.team if action.tool in a.tools and a.id != primary_id), None
+        )
+        if helper is None:
+            await self._say("None of our agents can do that, I'm afraid.", MessageKind.REPLY)
+            return
+        assignment = Assignment(
+            agent_id=helper.id,
+            title=action.title,
+            subject=action.subject,
+            instructions=f"Use {action.tool} for: {action.title}",
+            tool=action.tool,
+            args=action.args,
+        )
+        await self._delegate(
+            "That takes a while — I'm working on it in the background and I'll get back to you.",
+            [assignment],
+            rollup=False,
+        )
+
+    def _own(self, task_ids: Sequence[str]) -> list[Task]:
+        """The agent's own tasks among *task_ids* (all of its depth-1 tasks if empty)."""
+        if not task_ids:
+            return self._own_tasks()
+        agent = self.runtime.agent_principal
+        found = [self.runtime.find_task(agent, task_id) for task_id in task_ids]
+        return [t for t in found if t is not None]
+
+    async def _check_status(self, brain: Brain, task_ids: Sequence[str]) -> None:
+        runtime = self.runtime
+        tasks = self._own(task_ids)
+        try:
+            for task in tasks:
+                await runtime.read_task(runtime.agent_principal, task.id, "agent:status")
+        except Unavailable:
+            await self._say(
+                "I can't check on that right now — please ask again in a moment.", MessageKind.REPLY
+            )
+            return
+        current = [runtime.task_record(t.id) for t in tasks]
+        await self._say(
+            brain.status_text(current),
+            MessageKind.REPLY,
+            task_id=current[0].id if len(current) == 1 else None,
+        )
+
+    async def _instruct(self, brain: Brain, action: Instruct) -> None:
+        try:
+            await self.runtime.instruct(self.runtime.agent_principal, action.task_id, action.text)
+        except NotFound:
+            await self._say("I can't find that background task.", MessageKind.REPLY)
+            return
+        except Conflict:
+            await self._say("That background task has already finished.", MessageKind.REPLY)
+            return
+        await self._say(
+            brain.instruct_text(self.runtime.task_record(action.task_id)),
+            MessageKind.REPLY,
+            task_id=action.task_id,
+        )
+
+    async def _cancel(self, brain: Brain, task_ids: Sequence[str]) -> None:
+        tasks = self._own(task_ids)
+        for task in tasks:
+            await self.runtime.cancel(self.runtime.agent_principal, task.id, None)
+        current = [self.runtime.task_record(t.id) for t in tasks]
+        await self._say(
+            brain.cancel_text(current),
+            MessageKind.REPLY,
+            task_id=current[0].id if len(current) == 1 else None,
+        )
+
+    # -- task news -------------------------------------------------------------------
+
+    async def _on_task_news(self, task_id: str) -> None:
+        runtime = self.runtime
+        task = runtime.task_record(task_id)
+        if task.state is TaskState.INTERRUPTED:
+            return
+        members = runtime.batch_members(task)
+        if any(not runtime.task_record(m).state.is_terminal for m in members):
+            return  # the roll-up comes with the last of the batch
+        key = task.batch_id or task_id
+        if key in self._announced:
+            return
+        self._announced.add(key)
+        brain = runtime.brain_for(runtime.primary)
+        outcomes = []
+        try:
+            for member in members:
+                runner_data = self._finished_data.pop(member, {})
+                read = await runtime.read_task(
+                    runtime.agent_principal, member, "agent:child_result"
+                )
+                outcomes.append(Outcome(read, runner_data))
+        except Unavailable:
+            await self._say(
+                "Some background work has finished, but I can't read its result right now.",
+                MessageKind.NOTICE,
+            )
+            return
+        text = brain.followup_text(outcomes, rollup=task.batch_id is not None)
+        await self._say(text, MessageKind.FOLLOWUP, task_id=None if task.batch_id else task_id)
+
+    # -- saying ----------------------------------------------------------------------
+
+    async def _say(self, text: str, kind: MessageKind, *, task_id: str | None = None) -> None:
+        runtime = self.runtime
+        await runtime.post(
+            runtime.conversation.chat_id, runtime.primary, text, kind=kind, task_id=task_id
+        )
+
+    async def _say_safely(self, text: str, kind: MessageKind) -> None:
+        try:
+            await self._say(text, kind)
+        except SwitchboardError:
+            log.error(
+                "could not store a notice", extra={"conversation_id": self.runtime.conversation.id}
+            )
