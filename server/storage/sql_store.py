@@ -17,12 +17,10 @@ anyway; a process-wide lock makes this process's writers queue without spinning 
 from __future__ import annotations
 
 import functools
-import json
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import anyio
@@ -40,21 +38,31 @@ from agents.exceptions import NotFound, SwitchboardError, Unavailable
 from agents.models import (
     TERMINAL_STATES,
     AgentDefinition,
-    Author,
     Chat,
-    ChatKind,
     Conversation,
     Patient,
     StreamEvent,
     Task,
     TaskState,
-    body_from_json,
-    body_to_json,
     utcnow,
 )
 from agents.ports import Changes
 from server.storage.engine import begin_write, create_schema
 from server.storage.group_commit import GroupCommitter
+from server.storage.rows import (
+    agent_from_row,
+    agent_values,
+    chat_from_row,
+    chat_values,
+    conversation_from_row,
+    conversation_values,
+    event_from_row,
+    event_values,
+    patient_from_row,
+    patient_values,
+    task_from_row,
+    task_values,
+)
 from server.storage.tables import (
     AGENTS,
     CHAT_HEADS,
@@ -135,14 +143,14 @@ class SqlStore:
             ConversationRow.id == conversation_id, ConversationRow.workspace_id == workspace_id
         )
         row = await self._run(self._first, statement)
-        return None if row is None else _conversation(row)
+        return None if row is None else conversation_from_row(row)
 
     async def get_chat(self, workspace_id: str, chat_id: str) -> Chat | None:
         statement = select(ChatRow).where(
             ChatRow.id == chat_id, ChatRow.workspace_id == workspace_id
         )
         row = await self._run(self._first, statement)
-        return None if row is None else _chat(row)
+        return None if row is None else chat_from_row(row)
 
     async def list_chats(self, workspace_id: str, person_id: str) -> list[Chat]:
         """The chats of the person's conversations (their own and their tasks'), newest first."""
@@ -151,7 +159,7 @@ class SqlStore:
             .where(ChatRow.workspace_id == workspace_id, ChatRow.person_id == person_id)
             .order_by(col(ChatRow.created_at).desc(), col(ChatRow.id).desc())
         )
-        return [_chat(row) for row in await self._run(self._all, statement)]
+        return [chat_from_row(row) for row in await self._run(self._all, statement)]
 
     # -- events ------------------------------------------------------------------
 
@@ -184,7 +192,7 @@ class SqlStore:
             .order_by(col(EventRow.seq))
             .limit(limit)
         )
-        return [_event(row) for row in await self._run(self._all, statement)]
+        return [event_from_row(row) for row in await self._run(self._all, statement)]
 
     async def last_seq(self, chat_id: str) -> int:
         """The ``seq`` of the chat's newest event; 0 if it has none (or does not exist)."""
@@ -199,7 +207,7 @@ class SqlStore:
             TaskRow.id == task_id, TaskRow.workspace_id == workspace_id
         )
         row = await self._run(self._first, statement)
-        return None if row is None else _task(row)
+        return None if row is None else task_from_row(row)
 
     async def list_tasks(self, workspace_id: str, conversation_id: str) -> list[Task]:
         """The conversation's tasks, oldest first."""
@@ -208,7 +216,7 @@ class SqlStore:
             .where(TaskRow.workspace_id == workspace_id, TaskRow.conversation_id == conversation_id)
             .order_by(col(TaskRow.created_at), col(TaskRow.id))
         )
-        return [_task(row) for row in await self._run(self._all, statement)]
+        return [task_from_row(row) for row in await self._run(self._all, statement)]
 
     async def unfinished_tasks(self, node_id: str | None = None) -> list[Task]:
         """Tasks in a non-terminal state (of *node_id*, or of every node), oldest first."""
@@ -216,7 +224,7 @@ class SqlStore:
         if node_id is not None:
             statement = statement.where(TaskRow.node_id == node_id)
         statement = statement.order_by(col(TaskRow.created_at), col(TaskRow.id))
-        return [_task(row) for row in await self._run(self._all, statement)]
+        return [task_from_row(row) for row in await self._run(self._all, statement)]
 
     # -- agents and patients -----------------------------------------------------------
 
@@ -227,12 +235,12 @@ class SqlStore:
             .where(AgentRow.workspace_id == workspace_id)
             .order_by(col(AgentRow.is_primary).desc(), col(AgentRow.name), col(AgentRow.id))
         )
-        return [_agent(row) for row in await self._run(self._all, statement)]
+        return [agent_from_row(row) for row in await self._run(self._all, statement)]
 
     async def save_agents(self, agents: Sequence[AgentDefinition]) -> None:
         """Insert or replace *agents*, each by (workspace_id, id)."""
         if agents:
-            await self._run(self._upsert_sync, AGENTS, [_agent_values(a) for a in agents])
+            await self._run(self._upsert_sync, AGENTS, [agent_values(a) for a in agents])
 
     async def list_patients(self, workspace_id: str) -> list[Patient]:
         statement = (
@@ -240,19 +248,19 @@ class SqlStore:
             .where(PatientRow.workspace_id == workspace_id)
             .order_by(col(PatientRow.name), col(PatientRow.id))
         )
-        return [_patient(row) for row in await self._run(self._all, statement)]
+        return [patient_from_row(row) for row in await self._run(self._all, statement)]
 
     async def get_patient(self, workspace_id: str, patient_id: str) -> Patient | None:
         statement = select(PatientRow).where(
             PatientRow.workspace_id == workspace_id, PatientRow.id == patient_id
         )
         row = await self._run(self._first, statement)
-        return None if row is None else _patient(row)
+        return None if row is None else patient_from_row(row)
 
     async def save_patients(self, patients: Sequence[Patient]) -> None:
         """Insert or replace *patients*, each by (workspace_id, id)."""
         if patients:
-            await self._run(self._upsert_sync, PATIENTS, [_patient_values(p) for p in patients])
+            await self._run(self._upsert_sync, PATIENTS, [patient_values(p) for p in patients])
 
     # -- the thread boundary -------------------------------------------------------
 
@@ -287,8 +295,8 @@ class SqlStore:
 
     def _create_conversation_sync(self, conversation: Conversation, chat: Chat) -> None:
         with self._writing() as connection:
-            connection.execute(generic_insert(CONVERSATIONS), [_conversation_values(conversation)])
-            connection.execute(generic_insert(CHATS), [_chat_values(chat)])
+            connection.execute(generic_insert(CONVERSATIONS), [conversation_values(conversation)])
+            connection.execute(generic_insert(CHATS), [chat_values(chat)])
             connection.execute(generic_insert(CHAT_HEADS), [{"chat_id": chat.id, "last_seq": 0}])
 
     def _upsert_sync(self, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -325,7 +333,7 @@ class SqlStore:
         new_chats = {chat.id for chat in changes.chats}
         with self._writing() as connection:
             if changes.chats:
-                connection.execute(generic_insert(CHATS), [_chat_values(c) for c in changes.chats])
+                connection.execute(generic_insert(CHATS), [chat_values(c) for c in changes.chats])
                 # A chat created here has no other writer yet: its head starts where
                 # this commit's events end, with no UPDATE needed.
                 connection.execute(
@@ -336,7 +344,7 @@ class SqlStore:
                 # The last version of a task wins; sorted ids make concurrent upserts of
                 # the same tasks lock their rows in one order (no deadlock on PostgreSQL).
                 latest = {task.id: task for task in changes.tasks}
-                _upsert(connection, TASKS, [_task_values(latest[k]) for k in sorted(latest)])
+                _upsert(connection, TASKS, [task_values(latest[k]) for k in sorted(latest)])
             existing = {c: n for c, n in counts.items() if c not in new_chats}
             last_seqs = {c: counts[c] for c in counts if c in new_chats}
             if self._sqlite:
@@ -355,7 +363,7 @@ class SqlStore:
                 next_seq[new.chat_id] = seq + 1
                 events.append(StreamEvent(chat_id=new.chat_id, seq=seq, ts=now, body=new.body))
             if events:
-                connection.execute(generic_insert(EVENTS), [_event_values(e) for e in events])
+                connection.execute(generic_insert(EVENTS), [event_values(e) for e in events])
         return events
 
 
@@ -442,194 +450,4 @@ def _upsert_statement(dialect: str, table: Table) -> Insert:
     return insert.on_conflict_do_update(
         index_elements=list(table.primary_key.columns),
         set_={c.name: insert.excluded[c.name] for c in table.columns if not c.primary_key},
-    )
-
-
-# -- records ⇄ rows --------------------------------------------------------------------
-
-
-def _utc(moment: datetime) -> datetime:
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError("naive datetime: timestamps must be timezone-aware")
-    return moment.astimezone(UTC)
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _conversation_values(conversation: Conversation) -> dict[str, Any]:
-    return {
-        "id": conversation.id,
-        "workspace_id": conversation.workspace_id,
-        "person_id": conversation.person_id,
-        "agent_id": conversation.agent_id,
-        "chat_id": conversation.chat_id,
-        "created_at": _utc(conversation.created_at),
-    }
-
-
-def _conversation(row: ConversationRow) -> Conversation:
-    return Conversation(
-        id=row.id,
-        workspace_id=row.workspace_id,
-        person_id=row.person_id,
-        agent_id=row.agent_id,
-        chat_id=row.chat_id,
-        created_at=row.created_at,
-    )
-
-
-def _chat_values(chat: Chat) -> dict[str, Any]:
-    return {
-        "id": chat.id,
-        "workspace_id": chat.workspace_id,
-        "conversation_id": chat.conversation_id,
-        "kind": chat.kind.value,
-        "title": chat.title,
-        "agent_id": chat.agent.id,
-        "agent_name": chat.agent.name,
-        "person_id": chat.person_id,
-        "created_at": _utc(chat.created_at),
-        "task_id": chat.task_id,
-    }
-
-
-def _chat(row: ChatRow) -> Chat:
-    return Chat(
-        id=row.id,
-        workspace_id=row.workspace_id,
-        conversation_id=row.conversation_id,
-        kind=ChatKind(row.kind),
-        title=row.title,
-        agent=Author(row.agent_id, row.agent_name),
-        person_id=row.person_id,
-        created_at=row.created_at,
-        task_id=row.task_id,
-    )
-
-
-def _event_values(event: StreamEvent) -> dict[str, Any]:
-    return {
-        "chat_id": event.chat_id,
-        "seq": event.seq,
-        "ts": event.ts,
-        "type": event.type.value,
-        "task_id": event.task_id,
-        "body": _dumps(body_to_json(event.body)),
-    }
-
-
-def _event(row: EventRow) -> StreamEvent:
-    return StreamEvent(
-        chat_id=row.chat_id, seq=row.seq, ts=row.ts, body=body_from_json(json.loads(row.body))
-    )
-
-
-def _task_values(task: Task) -> dict[str, Any]:
-    return {
-        "id": task.id,
-        "workspace_id": task.workspace_id,
-        "conversation_id": task.conversation_id,
-        "chat_id": task.chat_id,
-        "title": task.title,
-        "agent_id": task.agent.id,
-        "agent_name": task.agent.name,
-        "state": task.state.value,
-        "depth": task.depth,
-        "parent_id": task.parent_id,
-        "owner_agent_id": task.owner_agent_id,
-        "person_id": task.person_id,
-        "created_at": _utc(task.created_at),
-        "updated_at": _utc(task.updated_at),
-        "progress": task.progress,
-        "result": task.result,
-        "batch_id": task.batch_id,
-        "node_id": task.node_id,
-        "subject": task.subject,
-        "params": _dumps(dict(task.params)),
-    }
-
-
-def _task(row: TaskRow) -> Task:
-    return Task(
-        id=row.id,
-        workspace_id=row.workspace_id,
-        conversation_id=row.conversation_id,
-        chat_id=row.chat_id,
-        title=row.title,
-        agent=Author(row.agent_id, row.agent_name),
-        state=TaskState(row.state),
-        depth=row.depth,
-        parent_id=row.parent_id,
-        owner_agent_id=row.owner_agent_id,
-        person_id=row.person_id,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        progress=row.progress,
-        result=row.result,
-        batch_id=row.batch_id,
-        node_id=row.node_id,
-        subject=row.subject,
-        params=json.loads(row.params),
-    )
-
-
-def _agent_values(agent: AgentDefinition) -> dict[str, Any]:
-    return {
-        "workspace_id": agent.workspace_id,
-        "id": agent.id,
-        "name": agent.name,
-        "description": agent.description,
-        "instructions": agent.instructions,
-        "tools": _dumps(list(agent.tools)),
-        "brain": agent.brain,
-        "is_primary": agent.primary,
-    }
-
-
-def _agent(row: AgentRow) -> AgentDefinition:
-    return AgentDefinition(
-        workspace_id=row.workspace_id,
-        id=row.id,
-        name=row.name,
-        description=row.description,
-        instructions=row.instructions,
-        tools=tuple(json.loads(row.tools)),
-        brain=row.brain,
-        primary=row.is_primary,
-    )
-
-
-def _patient_values(patient: Patient) -> dict[str, Any]:
-    return {
-        "workspace_id": patient.workspace_id,
-        "id": patient.id,
-        "name": patient.name,
-        "date_of_birth": patient.date_of_birth,
-        "mrn": patient.mrn,
-        "phone": patient.phone,
-        "onboarding_complete": patient.onboarding_complete,
-        "medications": _dumps(list(patient.medications)),
-        "allergies": _dumps(list(patient.allergies)),
-        "conditions": _dumps(list(patient.conditions)),
-        "provider": patient.provider,
-        "insurer": patient.insurer,
-    }
-
-
-def _patient(row: PatientRow) -> Patient:
-    return Patient(
-        workspace_id=row.workspace_id,
-        id=row.id,
-        name=row.name,
-        date_of_birth=row.date_of_birth,
-        mrn=row.mrn,
-        phone=row.phone,
-        onboarding_complete=row.onboarding_complete,
-        medications=tuple(json.loads(row.medications)),
-        allergies=tuple(json.loads(row.allergies)),
-        conditions=tuple(json.loads(row.conditions)),
-        provider=row.provider,
-        insurer=row.insurer,
     )
