@@ -299,7 +299,13 @@ class ConversationRuntime:
             for r in subtree
             if can_move(self._tasks[r.id].state, TaskState.CANCELLING)
         ]
-        await self._store_tasks(updated)
+        # Who asked, and why, goes in the sub-agent's own chat (a record its owners read).
+        who = principal.name or principal.person_id or principal.id
+        said = f"Cancel requested by {who}" + (f": {reason}" if reason else ".")
+        role = MessageRole.AGENT if principal.role is Role.AGENT else MessageRole.USER
+        author = Author(principal.person_id or principal.id, who)
+        note = NewEvent(task.chat_id, Message(role, author, MessageKind.REPLY, said, task_id))
+        await self._store_tasks(updated, [note])
         await self._audit_best_effort(AuditType.TASK_CANCELLED, principal, task, channel)
         assert self._tg is not None
         self._tg.start_soon(self._cancel_tree, runner)

@@ -210,6 +210,8 @@ async def test_cancelling_a_three_level_tree_goes_deepest_first() -> None:
         assert accepted.state is TaskState.CANCELLING
         tree = [x for x in t.tasks() if x.agent.id == "nester"]
         assert sorted(x.depth for x in tree) == [1, 2, 3]
+        said = [getattr(e.body, "text", "") for e in t.events(root.chat_id)]
+        assert "Cancel requested by Pat: changed my mind" in said
         # Accepting the cancel shows the whole tree cancelling at once.
         assert {t.store.tasks[x.id].state for x in tree} == {TaskState.CANCELLING}
         await t.wait_for(lambda: all(t.store.tasks[x.id].state.is_terminal for x in tree))
