@@ -48,7 +48,7 @@ class VoiceTurns:
 
     def say_failed(self) -> None:
         """The turn just said was refused: no reply will come for it."""
-        self._turns_pending -= 1
+        self._turns_pending = max(0, self._turns_pending - 1)
 
     def speech_started(self, *, barged_in: bool) -> None:
         """The caller started speaking.
