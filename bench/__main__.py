@@ -90,7 +90,9 @@ def _selected(only: str) -> list[str]:
 async def _run_scenario(name: str, args: argparse.Namespace, workdir: Path) -> ScenarioResult:
     scenario = SCENARIOS[name]
     params = {**(scenario.quick if args.quick else scenario.full), **args.overrides.get(name, {})}
-    result = ScenarioResult(scenario, params)
+    # Each run starts a server on the code as it is then: in a tree others commit to,
+    # the revision is read per scenario (run from a `git worktree` to hold it still).
+    result = ScenarioResult(scenario, params, revision=revision())
     print(f"{name}: {scenario.title}", flush=True)
     directory = workdir / name
     directory.mkdir()

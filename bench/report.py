@@ -86,6 +86,7 @@ class ScenarioResult:
     runs: list[dict[str, float]] = field(default_factory=list)
     figures: dict[str, Figure] = field(default_factory=dict)
     error: str | None = None
+    revision: dict[str, Any] = field(default_factory=dict)
     load_average: list[float] = field(default_factory=list)
     """The machine's load average (1, 5, 15 min) when the scenario ended: the bench
     shares the cores with whatever else runs."""
@@ -110,6 +111,7 @@ class ScenarioResult:
             },
             "met": self.met,
             "error": self.error,
+            "revision": self.revision,
             "load_average_at_end": self.load_average,
             "metrics": {
                 m.name: {"unit": m.unit, "what": m.what, **self.figures[m.name].to_json()}
