@@ -41,7 +41,7 @@ class _Window:
         return self.counted / (self.ends - self.warmup_ends)
 
 
-async def _echo(ctx: RunContext, server: ServerProcess, p: Params) -> float:
+async def _echo(ctx: RunContext, server: ServerProcess, p: Params) -> tuple[float, float]:
     sockets = await asyncio.gather(
         *(open_socket(server.ws + ECHO_PATH) for _ in range(int(p["connections"])))
     )
@@ -60,10 +60,12 @@ async def _echo(ctx: RunContext, server: ServerProcess, p: Params) -> float:
 
     try:
         async with ctx.measuring(server, "P4-echo"):
+            cpu_started = server.cpu_seconds()
             await asyncio.gather(*(loop(i) for i in range(len(sockets))))
+            cpu = (server.cpu_seconds() - cpu_started) / (window.ends - now)
     finally:
         await asyncio.gather(*(ws.close() for ws in sockets))
-    return window.rate
+    return window.rate, cpu
 
 
 @dataclass
@@ -126,7 +128,7 @@ async def _say(ctx: RunContext, server: ServerProcess, p: Params) -> tuple[float
 
 async def run(ctx: RunContext, p: Params, _prepared: object) -> Metrics:
     async with ctx.server() as server:
-        echo = await _echo(ctx, server, p)
+        echo, echo_cpu = await _echo(ctx, server, p)
         say, errors, replies, cpu = await _say(ctx, server, p)
     return {
         "ratio": say / echo,
@@ -136,6 +138,8 @@ async def run(ctx: RunContext, p: Params, _prepared: object) -> Metrics:
         "replies": float(replies),
         "say_server_cpu_percent": cpu * 100,
         "say_server_cpu_ms_per_say": cpu / say * 1000,
+        "echo_server_cpu_percent": echo_cpu * 100,
+        "echo_server_cpu_ms_per_echo": echo_cpu / echo * 1000,
     }
 
 
@@ -150,6 +154,8 @@ SCENARIO = Scenario(
         Metric("replies", "", "agent replies received"),
         Metric("say_server_cpu_percent", "%", "server CPU during the say half (100 = a core)"),
         Metric("say_server_cpu_ms_per_say", "ms", "server CPU time per say round trip"),
+        Metric("echo_server_cpu_percent", "%", "server CPU during the echo half (100 = a core)"),
+        Metric("echo_server_cpu_ms_per_echo", "ms", "server CPU time per echo round trip"),
     ),
     target=Target("ratio", Comparison.AT_LEAST, 0.4),
     full={"connections": 32, "warmup": 1.0, "duration": 5.0},
