@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import resource
+import sqlite3
 import subprocess
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -73,6 +74,7 @@ def machine() -> dict[str, Any]:
         "memory_gib": round(mem_kib / 2**20, 1),
         "os": platform.platform(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "sqlite": sqlite3.sqlite_version,
         "packages": versions,
         "open_files_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[1],
         "load_average_at_start": list(os.getloadavg()),
@@ -126,7 +128,9 @@ def _number(value: float) -> str:
         return f"{value:,.0f}"
     if abs(value) >= 10:
         return f"{value:.1f}"
-    return f"{value:.2f}"
+    if value == 0 or abs(value) >= 0.1:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
 
 
 def table(results: list[ScenarioResult]) -> str:
