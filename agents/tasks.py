@@ -290,13 +290,14 @@ class TaskRunner:
                     # PROTOCOL.md: a result only once completed, failed or cancelled.
                     state = TaskState.INTERRUPTED
                     result = None
-            with anyio.move_on_after(max(deadline, 1.0)):
-                await self.runtime.update_task(
-                    self.id,
-                    state=state,
-                    result=result,
-                    progress=self._pending_progress,
-                )
+            # Not time-bounded: a terminal state dropped here would leave the task
+            # `working` for good. The store bounds its own waits and raises instead.
+            await self.runtime.update_task(
+                self.id,
+                state=state,
+                result=result,
+                progress=self._pending_progress,
+            )
         except SwitchboardError as exc:
             # The store refused: the task stays unfinished there and the next start
             # marks it interrupted. Nothing else can be done from here.

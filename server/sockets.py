@@ -249,7 +249,9 @@ class Session:
         store = self.node.store
         # Subscribe before reading the store, so nothing committed meanwhile is missed;
         # what the replay also sends is dropped by seq.
-        buffer = max(self.settings.outbound_queue_size * 4, 1024)
+        # Room for a burst (a 1,000-way fan-out's events) before a client counts as slow;
+        # the buffer grows only as far as it is used.
+        buffer = max(self.settings.outbound_queue_size * 32, 8192)
         with self.node.bus.subscribe([chat_id], max_buffer=buffer) as subscription:
             last_seq = await store.last_seq(chat_id)
             if conversation is not None:
@@ -456,9 +458,11 @@ class Session:
                     chat_id, self._last_sent, event.seq - self._last_sent - 1
                 )
                 for filler in missing:
-                    self._queue(filler)
+                    await self._send.send(filler)
                     self._last_sent = filler.seq
-            self._queue(event)
+            # Waits for the writer: a burst (a fan-out's `submitted` events) backs up in
+            # the bus subscription, which is where a client that stays behind is cut off.
+            await self._send.send(event)
             self._last_sent = event.seq
         # The bus closed our subscription: we fell behind it.
         raise _Close(CloseCode.SLOW_CONSUMER)
