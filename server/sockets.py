@@ -458,11 +458,9 @@ class Session:
                     chat_id, self._last_sent, event.seq - self._last_sent - 1
                 )
                 for filler in missing:
-                    await self._send.send(filler)
+                    self._queue(filler)
                     self._last_sent = filler.seq
-            # Waits for the writer: a burst (a fan-out's `submitted` events) backs up in
-            # the bus subscription, which is where a client that stays behind is cut off.
-            await self._send.send(event)
+            self._queue(event)
             self._last_sent = event.seq
         # The bus closed our subscription: we fell behind it.
         raise _Close(CloseCode.SLOW_CONSUMER)
