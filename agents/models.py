@@ -134,6 +134,8 @@ class AgentDefinition:
     tools: tuple[str, ...] = ()
     brain: str = "rule"
     primary: bool = False
+    examples: tuple[str, ...] = ()
+    """Phrases a person might use to ask for this agent's work (the rule brain reads them)."""
 
     @property
     def author(self) -> Author:

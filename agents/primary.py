@@ -40,11 +40,12 @@ from agents.brains import (
     Outcome,
     Reply,
     TaskSummary,
+    TranscriptLine,
     Turn,
     UseTool,
 )
 from agents.exceptions import Conflict, NotFound, SwitchboardError, Unavailable
-from agents.models import MessageKind, Task, TaskState
+from agents.models import MessageKind, MessageRole, Task, TaskState
 from agents.tools import ToolContext
 
 if TYPE_CHECKING:
@@ -56,6 +57,10 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class _UserTurn:
     text: str
+
+
+TRANSCRIPT_LENGTH = 40
+"""How many recent messages a brain is shown with each turn."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +82,8 @@ class PrimaryAgent:
         self._finished_data: dict[str, Mapping[str, object]] = {}
         self._announced: set[str] = set()
         self._turn_scope: anyio.CancelScope | None = None
+        # What the brain is shown of the conversation: bounded, oldest dropped first.
+        self._transcript: deque[TranscriptLine] = deque(maxlen=TRANSCRIPT_LENGTH)
         self._answering = False
         self._tg: TaskGroup | None = None
 
@@ -161,7 +168,10 @@ class PrimaryAgent:
     def _summaries(self) -> tuple[TaskSummary, ...]:
         mine = sorted(self._own_tasks(), key=lambda t: t.created_at, reverse=True)
         return tuple(
-            TaskSummary(t.id, t.title, t.subject, t.agent.id, t.state.is_terminal) for t in mine
+            TaskSummary(
+                t.id, t.title, t.subject, t.agent.id, t.state.is_terminal, t.state, t.progress
+            )
+            for t in mine
         )
 
     async def _answer(self, text: str) -> None:
@@ -171,8 +181,16 @@ class PrimaryAgent:
         with anyio.CancelScope() as scope:
             self._turn_scope = scope
             try:
+                self._transcript.append(TranscriptLine(MessageRole.USER, MessageKind.REPLY, text))
                 action: Action = await brain.respond(
-                    Turn(text, runtime.primary, runtime.team, self._summaries())
+                    Turn(
+                        text,
+                        runtime.primary,
+                        runtime.team,
+                        self._summaries(),
+                        conversation_id=runtime.conversation.id,
+                        transcript=tuple(self._transcript),
+                    )
                 )
                 if isinstance(action, UseTool) and not self._is_slow(action.tool):
                     inline = (action, await self._run_inline(brain, action))
@@ -351,6 +369,7 @@ class PrimaryAgent:
         await runtime.post(
             runtime.conversation.chat_id, runtime.primary, text, kind=kind, task_id=task_id
         )
+        self._transcript.append(TranscriptLine(MessageRole.AGENT, kind, text, task_id))
 
     async def _say_safely(self, text: str, kind: MessageKind) -> None:
         try:

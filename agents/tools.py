@@ -49,13 +49,20 @@ class CleanupFunction(Protocol):
         ...
 
 
+ANY_ARGUMENTS: Mapping[str, Any] = {"type": "object"}
+"""The JSON Schema of a tool that declares nothing about its arguments."""
+
+
 @dataclass(frozen=True, slots=True)
 class Tool:
+    """A named async callable; ``parameters`` is the JSON Schema of its arguments."""
+
     name: str
     description: str
     expected_latency: float
     run: ToolFunction
     cleanup: CleanupFunction | None = None
+    parameters: Mapping[str, Any] = field(default_factory=lambda: dict(ANY_ARGUMENTS))
 
 
 class ToolBox:

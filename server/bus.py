@@ -101,5 +101,5 @@ class RedisBus(MemoryBus):
                     self.publish_nowait(events)
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(2):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
                 await self._redis.aclose()

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from agents.models import AgentDefinition, Task
+from agents.models import AgentDefinition, MessageKind, MessageRole, Task, TaskState
 from agents.tools import ToolResult
 
 # -- what a primary agent may decide for a user turn ---------------------------------
@@ -126,6 +126,22 @@ class TaskSummary:
     subject: str
     agent_id: str
     terminal: bool
+    state: TaskState = TaskState.SUBMITTED
+    progress: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptLine:
+    """One message of the conversation as the primary agent remembers it (PHI).
+
+    ``role`` is ``user`` or ``agent``; ``kind`` the message kind (``reply``,
+    ``followup``…); ``task_id`` the task a message is about, if any.
+    """
+
+    role: MessageRole
+    kind: MessageKind
+    text: str
+    task_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +153,9 @@ class Turn:
     team: tuple[AgentDefinition, ...]
     tasks: tuple[TaskSummary, ...]
     """The tasks this agent started in this conversation, newest first."""
+    conversation_id: str = ""
+    transcript: tuple[TranscriptLine, ...] = ()
+    """The conversation's recent messages, oldest first, ending with this turn's."""
 
 
 @dataclass(frozen=True, slots=True)
