@@ -36,8 +36,10 @@ from agents.exceptions import (
     RateLimited,
     SwitchboardError,
     Unavailable,
+    first_type,
 )
 from agents.models import (
+    SERVER_AUTHOR,
     AgentDefinition,
     Author,
     Chat,
@@ -117,36 +119,59 @@ class ConversationRuntime:
         self._attached = 0
         self._idle_since: float | None = None
         self._idle_changed = anyio.Event()
+        self._stopped = anyio.Event()
         self.stopping = False
 
     # -- life ------------------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Run until stopped (idle, or the node's group is cancelled)."""
+        """Run until stopped (idle, or the node's group is cancelled).
+
+        This is the conversation's fault boundary: an unexpected exception from
+        anything it runs stops this conversation alone — its running tasks end
+        ``interrupted`` after clean-up, the person is told, and the error's type (never
+        its text) is logged with the conversation's id. It never leaves this method.
+        """
+        fault = False
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 tg.start_soon(self._primary_agent.run, tg)
                 tg.start_soon(self._watch_idle)
                 task_status.started()
+        except* Exception as group:
+            fault = True
+            log.error(
+                "conversation failed unexpectedly",
+                extra={"conversation_id": self.conversation.id, "error": first_type(group)},
+            )
         finally:
             self.stopping = True
             with (
                 anyio.CancelScope(shield=True),
                 anyio.move_on_after(self.settings.cleanup_deadline),
             ):
-                await self._announce_interruptions()
+                await self._announce_interruptions(fault=fault)
+            self._stopped.set()
 
-    async def _announce_interruptions(self) -> None:
-        """Tell the person which of their tasks this stop interrupted (a ``notice``)."""
+    async def wait_stopped(self) -> None:
+        """Wait until :meth:`run` has returned: the conversation is no longer live here."""
+        await self._stopped.wait()
+
+    async def _announce_interruptions(self, *, fault: bool = False) -> None:
+        """Tell the person which of their tasks this stop interrupted (a ``notice``).
+
+        After a fault the person is told even if no task was running: their last turn
+        may have gone unanswered.
+        """
         interrupted = [
             t
             for t in self._tasks.values()
             if t.state is TaskState.INTERRUPTED and t.id in self._interrupted_here
         ]
-        if not interrupted:
+        if not interrupted and not fault:
             return
-        notice = interruption_notice(len(interrupted))
+        notice = fault_notice(len(interrupted)) if fault else interruption_notice(len(interrupted))
         try:
             await self.commit(Changes(events=[NewEvent(self.conversation.chat_id, notice)]))
         except SwitchboardError:
@@ -626,3 +651,16 @@ class ConversationRuntime:
             # Task events are recorded for the trail's completeness, but a write that
             # reveals nothing must not stop the work; reads fail closed instead.
             log.warning("audit write failed", extra={"task_id": task.id, "type": kind.value})
+
+
+def fault_notice(interrupted: int) -> Message:
+    """The ``notice`` after a fault stopped the conversation (never says what the fault was)."""
+    if interrupted:
+        noun = "task was" if interrupted == 1 else "tasks were"
+        text = (
+            f"Something went wrong on our side: {interrupted} background {noun} "
+            "interrupted. Ask again to start over."
+        )
+    else:
+        text = "Something went wrong on our side. If I didn't answer, please say that again."
+    return Message(MessageRole.AGENT, SERVER_AUTHOR, MessageKind.NOTICE, text)

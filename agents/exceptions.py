@@ -51,3 +51,13 @@ class ToolError(SwitchboardError):
     """A tool could not do its work; the message is safe to store in the task result."""
 
     code = "internal"
+
+
+def first_type(error: BaseException) -> str:
+    """The type name of *error*, or of the first leaf of an exception group: safe to log.
+
+    Log lines name an unexpected error by its type alone; its text may quote a record.
+    """
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return type(error).__name__

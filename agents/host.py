@@ -19,7 +19,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from agents.conversation import ConversationRuntime, Services
-from agents.exceptions import Conflict, NotFound
+from agents.exceptions import Conflict, NotFound, first_type
 from agents.models import (
     Chat,
     ChatKind,
@@ -158,6 +158,13 @@ class ConversationHost:
         self._live[runtime.conversation.id] = runtime
         try:
             await runtime.run(task_status=task_status)
+        except* Exception as group:
+            # runtime.run is the conversation's own fault boundary; this one only makes
+            # sure that nothing of one conversation ever reaches the node's group.
+            log.error(
+                "conversation failed unexpectedly",
+                extra={"conversation_id": runtime.conversation.id, "error": first_type(group)},
+            )
         finally:
             if self._live.get(runtime.conversation.id) is runtime:
                 del self._live[runtime.conversation.id]

@@ -44,7 +44,7 @@ from agents.brains import (
     Turn,
     UseTool,
 )
-from agents.exceptions import Conflict, NotFound, SwitchboardError, Unavailable
+from agents.exceptions import Conflict, NotFound, SwitchboardError, Unavailable, first_type
 from agents.models import MessageKind, MessageRole, Task, TaskState
 from agents.tools import ToolContext
 
@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 class _UserTurn:
     text: str
 
+
+TURN_FAILED = "Sorry — I couldn't do that just now. Please try again in a moment."
+"""What the person is told when a turn fails, whatever the reason (never the reason)."""
 
 TRANSCRIPT_LENGTH = 40
 """How many recent messages a brain is shown with each turn."""
@@ -139,24 +142,36 @@ class PrimaryAgent:
                 self._inbox_ready = anyio.Event()
             item = self._inbox.popleft()
             try:
-                if isinstance(item, _UserTurn):
-                    self._answering = True
-                    self._queued_turns -= 1
-                    await self._answer(item.text)
-                else:
-                    await self._on_task_news(item.task_id)
-            except SwitchboardError as exc:
-                log.warning(
-                    "turn failed",
-                    extra={"conversation_id": self.runtime.conversation.id, "error": exc.code},
-                )
-                await self._say_safely(
-                    "Sorry — I couldn't do that just now. Please try again in a moment.",
-                    MessageKind.NOTICE,
-                )
+                await self._take(item)
             finally:
                 self._answering = False
                 self.runtime.note_activity()
+
+    async def _take(self, item: _UserTurn | _TaskNews) -> None:
+        """Answer one inbox item; a failure fails this turn alone (the person is told)."""
+        conversation_id = self.runtime.conversation.id
+        try:
+            if isinstance(item, _UserTurn):
+                self._answering = True
+                self._queued_turns -= 1
+                await self._answer(item.text)
+            else:
+                await self._on_task_news(item.task_id)
+        except* SwitchboardError as group:
+            log.warning(
+                "turn failed",
+                extra={"conversation_id": conversation_id, "error": _first_code(group)},
+            )
+            await self._say_safely(TURN_FAILED, MessageKind.NOTICE)
+        except* Exception as group:
+            # A bug (a brain raising KeyError, a task group's ExceptionGroup): this turn
+            # fails and the conversation goes on. Only ids and the type reach the log,
+            # never the exception's text, which may quote a record.
+            log.error(
+                "turn failed unexpectedly",
+                extra={"conversation_id": conversation_id, "error": first_type(group)},
+            )
+            await self._say_safely(TURN_FAILED, MessageKind.NOTICE)
 
     # -- answering a turn ------------------------------------------------------------
 
@@ -378,3 +393,10 @@ class PrimaryAgent:
             log.error(
                 "could not store a notice", extra={"conversation_id": self.runtime.conversation.id}
             )
+
+
+def _first_code(group: BaseExceptionGroup[SwitchboardError]) -> str:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc.code if isinstance(exc, SwitchboardError) else "internal"

@@ -272,6 +272,7 @@ class Session:
                     tg.start_soon(self._guard, self._read, tg, conversation, chat)
                     tg.start_soon(self._guard, self._pump, tg, subscription, chat_id)
                     tg.start_soon(self._guard, self._write, tg)
+                    tg.start_soon(self._guard, self._watch_runtime, tg, runtime)
 
     async def _guard(self, fn: Any, tg: TaskGroup, *args: Any) -> None:
         """Run one of the socket's tasks; when it ends, for any reason, end the others."""
@@ -285,6 +286,15 @@ class Session:
             pass
         finally:
             tg.cancel_scope.cancel()
+
+    async def _watch_runtime(self, runtime: Any) -> NoReturn:
+        """Close with 1011 if the conversation stops under the socket (a fault in it).
+
+        The client resumes from its last ``seq`` and finds the conversation brought
+        back from the store; no socket is left talking to a runtime that is gone.
+        """
+        await runtime.wait_stopped()
+        raise _Close(CloseCode.INTERNAL_ERROR)
 
     async def _replay(self, chat_id: str, after: int, *, audit: bool) -> None:
         store = self.node.store

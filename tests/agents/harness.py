@@ -3,7 +3,7 @@
 The scripted brain speaks a tiny command language so that each test states exactly
 what the agents do: ``fan N tool`` delegates N tasks using *tool*; ``nest D`` starts
 a chain that tries to delegate D levels deep; ``status``, ``cancel ID``,
-``instruct ID TEXT`` act on tasks; anything else is echoed.
+``instruct ID TEXT`` act on tasks; ``crash`` raises (a brain's bug); anything else is echoed.
 """
 
 from __future__ import annotations
@@ -83,6 +83,11 @@ class ScriptedBrain:
             return Delegate(text="borrowing", assignments=(job,))
         if words[:1] == ["use"]:
             return UseTool(words[1], {"i": 7}, f"use {words[1]}", words[1])
+        if words[:1] == ["crash"]:
+            # A bug in the brain, quoting what it was given (which must never be logged).
+            if words[1:2] == ["group"]:
+                raise ExceptionGroup("brain bug", [KeyError(turn.text)])
+            raise KeyError(turn.text)
         if words[:1] == ["status"]:
             return CheckStatus(tuple(words[1:]))
         if words[:1] == ["cancel"]:
