@@ -32,6 +32,7 @@ from agents.brains import Assignment, Brain
 from agents.exceptions import (
     Conflict,
     DepthLimitExceeded,
+    Fenced,
     NotFound,
     RateLimited,
     SwitchboardError,
@@ -65,6 +66,7 @@ from agents.ports import (
     AuditSink,
     AuditType,
     Changes,
+    Fence,
     NewEvent,
     Publisher,
     Store,
@@ -99,6 +101,8 @@ class ConversationRuntime:
         agents: Sequence[AgentDefinition],
         services: Services,
         tasks: Sequence[Task] = (),
+        *,
+        fence: int | None = None,
     ) -> None:
         self.conversation = conversation
         self.services = services
@@ -113,8 +117,24 @@ class ConversationRuntime:
         self._tasks: dict[str, Task] = {t.id: t for t in tasks}
         self._runners: dict[str, TaskRunner] = {}
         self._batches: dict[str, list[str]] = {}
+        for task in self._tasks.values():
+            if task.batch_id is not None:
+                self._batches.setdefault(task.batch_id, []).append(task.id)
         self._interrupted_here: set[str] = set()
+        self._fence = None if fence is None else Fence(conversation.id, fence)
+        self.fenced = False
+        """Set once the store refused a commit: another node is the home now."""
         self._primary_agent = PrimaryAgent(self)
+        # Work that ended while no one was home to follow it up (a kill between the
+        # last task's end and its roll-up): the follow-up comes now, once per batch.
+        for task in self._tasks.values():
+            if (
+                task.depth == 1
+                and task.state.is_terminal
+                and task.state is not TaskState.INTERRUPTED
+                and not task.followed_up
+            ):
+                self._primary_agent.queue_news(task.id, {})
         self._tg: TaskGroup | None = None
         self._attached = 0
         self._idle_since: float | None = None
@@ -169,7 +189,7 @@ class ConversationRuntime:
             for t in self._tasks.values()
             if t.state is TaskState.INTERRUPTED and t.id in self._interrupted_here
         ]
-        if not interrupted and not fault:
+        if self.fenced or (not interrupted and not fault):
             return
         notice = fault_notice(len(interrupted)) if fault else interruption_notice(len(interrupted))
         try:
@@ -346,10 +366,27 @@ class ConversationRuntime:
 
     # -- storing and announcing ------------------------------------------------------
 
+    async def _store_commit(self, changes: Changes) -> list[StreamEvent]:
+        """Store *changes* under this home's fence; a refusal stops the conversation here.
+
+        Raises :class:`Fenced` (nothing stored) when another node has taken the
+        conversation over: its new home runs it, this copy must not go on.
+        """
+        try:
+            return await self.services.store.commit(replace(changes, fence=self._fence))
+        except Fenced:
+            if not self.fenced:
+                self.fenced = True
+                log.warning(
+                    "conversation taken over", extra={"conversation_id": self.conversation.id}
+                )
+                self.stop()
+            raise
+
     async def commit(self, changes: Changes) -> list[StreamEvent]:
         """Store *changes*, then publish their events, in ``seq`` order."""
         async with self._lock:
-            events = await self.services.store.commit(changes)
+            events = await self._store_commit(changes)
             await self._publish(events)
         return events
 
@@ -375,6 +412,27 @@ class ConversationRuntime:
         """Store and announce an agent's message in *chat_id*."""
         message = Message(MessageRole.AGENT, agent.author, kind, text, task_id=task_id)
         (event,) = await self.commit(Changes(events=[NewEvent(chat_id, message)]))
+        return event
+
+    async def post_followup(
+        self, text: str, task_ids: Sequence[str], *, task_id: str | None
+    ) -> StreamEvent:
+        """Store the primary agent's follow-up about *task_ids*, marking them followed up.
+
+        One commit: a kill can never leave the follow-up stored and the tasks unmarked
+        (announced twice) or the tasks marked and the follow-up lost.
+        """
+        message = Message(
+            MessageRole.AGENT, self.primary.author, MessageKind.FOLLOWUP, text, task_id=task_id
+        )
+        async with self._lock:
+            updated = [replace(self._tasks[i], followed_up=True) for i in task_ids]
+            (event,) = await self._store_commit(
+                Changes(tasks=updated, events=[NewEvent(self.conversation.chat_id, message)])
+            )
+            for task in updated:
+                self._tasks[task.id] = task
+            await self._publish([event])
         return event
 
     async def update_task(
@@ -408,7 +466,7 @@ class ConversationRuntime:
                 result=result if result is not None else current.result,
                 updated_at=utcnow(),
             )
-            events = await self.services.store.commit(
+            events = await self._store_commit(
                 Changes(tasks=[updated], events=[*self._task_events(updated), *messages])
             )
             self._tasks[task_id] = updated
@@ -418,9 +476,7 @@ class ConversationRuntime:
     async def _store_tasks(self, tasks: Sequence[Task], extra: Sequence[NewEvent] = ()) -> None:
         async with self._lock:
             events = [e for t in tasks for e in self._task_events(t)]
-            stored = await self.services.store.commit(
-                Changes(tasks=list(tasks), events=[*events, *extra])
-            )
+            stored = await self._store_commit(Changes(tasks=list(tasks), events=[*events, *extra]))
             for task in tasks:
                 self._tasks[task.id] = task
             await self._publish(stored)
@@ -567,7 +623,7 @@ class ConversationRuntime:
                 )
             )
         async with self._lock:
-            stored = await self.services.store.commit(
+            stored = await self._store_commit(
                 Changes(chats=chats, tasks=tasks, events=[*events, *firsts])
             )
             runners = []

@@ -7,6 +7,7 @@
     ├── DepthLimitExceeded  a depth-3 sub-agent tried to delegate
     ├── Conflict          new instructions for a task that is already terminal
     ├── Unavailable       a dependency (the store, the audit trail) refused; nothing read
+    │   └── Fenced        a commit from a node that is no longer the conversation's home
     ├── RateLimited       a bounded queue is full; the caller should retry later
     └── ToolError         a tool failed; fails that sub-agent's task, nothing else
 
@@ -41,6 +42,17 @@ class Conflict(SwitchboardError):
 
 class Unavailable(SwitchboardError):
     code = "unavailable"
+
+
+class Fenced(Unavailable):
+    """The store refused a commit: another node has taken the conversation over since.
+
+    Nothing of the commit was stored; the node that sees it must stop running the
+    conversation (its new home runs it now).
+    """
+
+    def __init__(self) -> None:
+        super().__init__("this node is no longer the conversation's home")
 
 
 class RateLimited(SwitchboardError):

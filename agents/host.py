@@ -11,7 +11,7 @@ or cancel of a task, and every look at a chat, goes through the one ownership ch
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 
@@ -19,7 +19,8 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from agents.conversation import ConversationRuntime, Services
-from agents.exceptions import Conflict, NotFound, first_type
+from agents.exceptions import Conflict, NotFound, SwitchboardError, Unavailable, first_type
+from agents.memory import MemoryLeases
 from agents.models import (
     Chat,
     ChatKind,
@@ -34,31 +35,87 @@ from agents.models import (
     utcnow,
 )
 from agents.ownership import may_access_chat, may_access_conversation, may_access_task
-from agents.ports import AuditEntry, AuditOutcome, AuditReason, AuditType, Changes, NewEvent
+from agents.ports import (
+    AuditEntry,
+    AuditOutcome,
+    AuditReason,
+    AuditType,
+    Changes,
+    Fence,
+    Leases,
+    NewEvent,
+)
 
 log = logging.getLogger(__name__)
 
 
 class ConversationHost:
-    """Runs this node's live conversations; start it with ``await tg.start(host.run)``."""
+    """Runs this node's live conversations; start it with ``await tg.start(host.run)``.
 
-    def __init__(self, services: Services) -> None:
+    A conversation runs here only while this node holds its lease (*leases*; the
+    in-process :class:`~agents.memory.MemoryLeases` by default, for a single node).
+    Taking a lease is taking the conversation over: its fencing number moves up in
+    the store, and whatever its former home left unsettled — tasks still running
+    there, work that ended without its follow-up — is settled here, once.
+    """
+
+    def __init__(self, services: Services, leases: Leases | None = None) -> None:
         self.services = services
         self.store = services.store
+        self.leases: Leases = leases or MemoryLeases(services.settings.node_id)
+        self._lease_period = getattr(self.leases, "ttl", 5.0)
         self._live: dict[str, ConversationRuntime] = {}
+        self._ended: dict[str, anyio.Event] = {}
         self._loading: dict[str, anyio.Lock] = {}
+        # Conversations this process brought back to follow up ended work: each once,
+        # so a follow-up that keeps failing is not retried (and announced) forever.
+        self._followed_up: set[str] = set()
         self._tg: TaskGroup | None = None
         self._stopped = anyio.Event()
+        self.interrupted = 0
+        """How many tasks this node found orphaned by a dead home and interrupted."""
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Hold the node task group until cancelled; then every conversation stops."""
+        """Hold the node task group until cancelled; then every conversation stops.
+
+        Meanwhile it renews this node's leases and, once a lease period, takes over the
+        conversations whose home has died with work unsettled (:meth:`recover`).
+        """
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
+                tg.start_soon(self._keep_leases)
                 task_status.started()
                 await anyio.sleep_forever()
         finally:
             self._stopped.set()
+
+    async def _keep_leases(self) -> None:
+        period = self._lease_period
+        failing = False
+        last_sweep = anyio.current_time()
+        while True:
+            await anyio.sleep(period / 3)
+            try:
+                lost = await self.leases.renew(list(self._live))
+                if anyio.current_time() - last_sweep >= period:
+                    last_sweep = anyio.current_time()
+                    await self.recover()
+            except SwitchboardError as exc:
+                # Redis away: the conversations homed here go on (the store's fence
+                # keeps them safe); the leases are taken again once it is back.
+                if not failing:
+                    log.warning("leases not renewed", extra={"error": exc.code})
+                failing = True
+                continue
+            if failing:
+                log.info("leases renewed again")
+                failing = False
+            for conversation_id in lost:
+                runtime = self._live.get(conversation_id)
+                if runtime is not None:
+                    log.warning("lease lost", extra={"conversation_id": conversation_id})
+                    runtime.stop()
 
     async def wait_stopped(self) -> None:
         """Wait until :meth:`run` has returned (every conversation has wound down)."""
@@ -140,22 +197,89 @@ class ConversationHost:
             runtime.detach()
 
     async def _runtime(self, conversation: Conversation) -> ConversationRuntime:
+        runtime = await self._take(conversation)
+        if runtime is None:
+            raise Unavailable("the conversation is homed on another node")
+        return runtime
+
+    async def _take(self, conversation: Conversation) -> ConversationRuntime | None:
+        """The conversation's live runtime here, taking it over if its lease is free.
+
+        ``None`` if another live node is its home. Raises ``Unavailable`` if the
+        leases or the store cannot be reached.
+        """
         lock = self._loading.setdefault(conversation.id, anyio.Lock())
         async with lock:
             runtime = self._live.get(conversation.id)
-            if runtime is not None and not runtime.stopping:
-                return runtime
-            agents = await self.store.list_agents(conversation.workspace_id)
-            tasks = await self.store.list_tasks(conversation.workspace_id, conversation.id)
-            runtime = ConversationRuntime(conversation, agents, self.services, tasks)
-            assert self._tg is not None, "the host is not running"
-            await self._tg.start(self._run_conversation, runtime)
+            if runtime is not None:
+                if not runtime.stopping:
+                    return runtime
+                # Its last commits (interrupted tasks) land first, under its own fence,
+                # and its lease is let go before it is taken again.
+                await self._ended[conversation.id].wait()
+            if not await self.leases.acquire(conversation.id):
+                return None
+            try:
+                fence = await self.store.take_home(conversation.id)
+                agents = await self.store.list_agents(conversation.workspace_id)
+                tasks = await self.store.list_tasks(conversation.workspace_id, conversation.id)
+                tasks = await self._settle_orphans(conversation, tasks, fence)
+                runtime = ConversationRuntime(
+                    conversation, agents, self.services, tasks, fence=fence
+                )
+                assert self._tg is not None, "the host is not running"
+                await self._tg.start(self._run_conversation, runtime)
+            except BaseException:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                    await self._release(conversation.id)
+                raise
             return runtime
+
+    async def _settle_orphans(
+        self, conversation: Conversation, tasks: list[Task], fence: int
+    ) -> list[Task]:
+        """Interrupt the tasks a former home left running, and tell the person once.
+
+        Only a new home calls this, under the fence it has just taken: the former
+        home is dead (its lease lapsed) or can no longer commit, so nothing runs them.
+        """
+        orphans = [t for t in tasks if not t.state.is_terminal]
+        if not orphans:
+            return tasks
+        now = utcnow()
+        updated = {
+            t.id: replace(t, state=TaskState.INTERRUPTED, result=None, updated_at=now)
+            for t in orphans
+        }
+        events: list[NewEvent] = []
+        for task in updated.values():
+            events.append(NewEvent(task.chat_id, TaskUpdate(task)))
+            events.append(NewEvent(conversation.chat_id, TaskUpdate(task)))
+        events.append(NewEvent(conversation.chat_id, interruption_notice(len(updated))))
+        stored = await self.store.commit(
+            Changes(
+                tasks=list(updated.values()),
+                events=events,
+                fence=Fence(conversation.id, fence),
+            )
+        )
+        self.interrupted += len(updated)
+        log.info(
+            "interrupted a former home's tasks",
+            extra={"conversation_id": conversation.id, "count": len(updated)},
+        )
+        try:
+            await self.services.publisher.publish(conversation.workspace_id, stored)
+        except Exception as exc:
+            log.warning("publish failed", extra={"error": type(exc).__name__})
+        return [updated.get(t.id, t) for t in tasks]
 
     async def _run_conversation(
         self, runtime: ConversationRuntime, *, task_status: TaskStatus[None]
     ) -> None:
-        self._live[runtime.conversation.id] = runtime
+        conversation_id = runtime.conversation.id
+        self._live[conversation_id] = runtime
+        self._ended[conversation_id] = ended = anyio.Event()
         try:
             await runtime.run(task_status=task_status)
         except* Exception as group:
@@ -163,12 +287,26 @@ class ConversationHost:
             # sure that nothing of one conversation ever reaches the node's group.
             log.error(
                 "conversation failed unexpectedly",
-                extra={"conversation_id": runtime.conversation.id, "error": first_type(group)},
+                extra={"conversation_id": conversation_id, "error": first_type(group)},
             )
         finally:
-            if self._live.get(runtime.conversation.id) is runtime:
-                del self._live[runtime.conversation.id]
-                self._loading.pop(runtime.conversation.id, None)
+            if self._live.get(conversation_id) is runtime:
+                del self._live[conversation_id]
+                del self._ended[conversation_id]
+                if not runtime.fenced:
+                    # Let go at once (a graceful stop, an idle conversation): another
+                    # node may take the conversation without waiting for it to lapse.
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                        await self._release(conversation_id)
+            ended.set()
+
+    async def _release(self, conversation_id: str) -> None:
+        try:
+            await self.leases.release(conversation_id)
+        except SwitchboardError as exc:
+            log.warning(
+                "lease not released", extra={"conversation_id": conversation_id, "error": exc.code}
+            )
 
     def live(self, conversation_id: str) -> ConversationRuntime | None:
         runtime = self._live.get(conversation_id)
@@ -293,39 +431,43 @@ class ConversationHost:
 
     # -- recovery --------------------------------------------------------------------
 
-    async def recover(self, node_ids: Sequence[str] | None = None) -> int:
-        """Mark tasks left unfinished by a dead node ``interrupted`` and tell their people.
+    async def recover(self) -> int:
+        """Take over every conversation whose home is gone and left work unsettled.
 
-        With *node_ids*, only those nodes' tasks; else every unfinished task (a single
-        node after a crash). Returns how many tasks were interrupted.
+        That is a conversation with a task still running in the store, or with ended
+        work whose follow-up was never stored, and whose lease is free: its tasks are
+        interrupted and the person told (:meth:`_settle_orphans`), the follow-up comes.
+        A conversation a live node holds is never touched. Returns how many tasks
+        were interrupted.
         """
-        unfinished = await self.store.unfinished_tasks()
-        if node_ids is not None:
-            unfinished = [t for t in unfinished if t.node_id in node_ids]
-        by_conversation: dict[str, list[Task]] = {}
-        for task in unfinished:
-            by_conversation.setdefault(task.conversation_id, []).append(task)
-        for conversation_id, tasks in by_conversation.items():
-            conversation = await self.store.get_conversation(tasks[0].workspace_id, conversation_id)
-            now = utcnow()
-            updated = [
-                replace(t, state=TaskState.INTERRUPTED, result=None, updated_at=now) for t in tasks
-            ]
-            events: list[NewEvent] = []
-            for task in updated:
-                events.append(NewEvent(task.chat_id, TaskUpdate(task)))
-                if conversation is not None:
-                    events.append(NewEvent(conversation.chat_id, TaskUpdate(task)))
-            if conversation is not None:
-                events.append(NewEvent(conversation.chat_id, interruption_notice(len(updated))))
-            stored = await self.store.commit(Changes(tasks=updated, events=events))
+        pending: dict[str, str] = {}
+        for task in await self.store.unfinished_tasks():
+            pending[task.conversation_id] = task.workspace_id
+        for task in await self.store.unannounced_tasks():
+            if task.conversation_id not in self._followed_up:
+                pending.setdefault(task.conversation_id, task.workspace_id)
+        candidates = [c for c in pending if c not in self._live]
+        if not candidates:
+            return 0
+        holders = await self.leases.holders(candidates)
+        before = self.interrupted
+        for conversation_id in candidates:
+            if holders.get(conversation_id) not in (None, self.leases.owner):
+                continue
+            conversation = await self.store.get_conversation(
+                pending[conversation_id], conversation_id
+            )
+            if conversation is None:
+                continue
+            self._followed_up.add(conversation_id)
             try:
-                await self.services.publisher.publish(tasks[0].workspace_id, stored)
-            except Exception as exc:
-                log.warning("publish failed", extra={"error": type(exc).__name__})
-        if unfinished:
-            log.info("interrupted unfinished tasks", extra={"count": len(unfinished)})
-        return len(unfinished)
+                await self._take(conversation)
+            except SwitchboardError as exc:
+                log.warning(
+                    "recovery deferred",
+                    extra={"conversation_id": conversation_id, "error": exc.code},
+                )
+        return self.interrupted - before
 
     # -- audit -----------------------------------------------------------------------
 

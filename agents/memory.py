@@ -16,7 +16,7 @@ import anyio
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from agents.exceptions import Unavailable
+from agents.exceptions import Fenced, NotFound, Unavailable
 from agents.models import (
     AgentDefinition,
     Chat,
@@ -24,6 +24,8 @@ from agents.models import (
     Patient,
     StreamEvent,
     Task,
+    TaskState,
+    new_id,
     utcnow,
 )
 from agents.ports import AuditEntry, Changes
@@ -43,6 +45,7 @@ class MemoryStore:
         self.tasks: dict[str, Task] = {}
         self.agents: dict[tuple[str, str], AgentDefinition] = {}
         self.patients: dict[tuple[str, str], Patient] = {}
+        self.fences: dict[str, int] = {}
         self.fail = False
         """Set to make every call raise :class:`Unavailable` (a store outage)."""
 
@@ -81,6 +84,9 @@ class MemoryStore:
 
     async def commit(self, changes: Changes) -> list[StreamEvent]:
         await self._enter()
+        fence = changes.fence
+        if fence is not None and self.fences.get(fence.conversation_id, 0) != fence.number:
+            raise Fenced()
         for chat in changes.chats:
             if chat.id in self.chats:
                 raise ValueError("duplicate chat id")
@@ -96,6 +102,13 @@ class MemoryStore:
             log.append(event)
             stored.append(event)
         return stored
+
+    async def take_home(self, conversation_id: str) -> int:
+        await self._enter()
+        if conversation_id not in self.conversations:
+            raise NotFound("conversation")
+        self.fences[conversation_id] = self.fences.get(conversation_id, 0) + 1
+        return self.fences[conversation_id]
 
     async def events_after(self, chat_id: str, after: int, limit: int) -> list[StreamEvent]:
         await self._enter()
@@ -128,6 +141,17 @@ class MemoryStore:
             t
             for t in self.tasks.values()
             if not t.state.is_terminal and (node_id is None or t.node_id == node_id)
+        ]
+
+    async def unannounced_tasks(self) -> list[Task]:
+        await self._enter()
+        return [
+            t
+            for t in self.tasks.values()
+            if t.depth == 1
+            and t.state.is_terminal
+            and t.state is not TaskState.INTERRUPTED
+            and not t.followed_up
         ]
 
     async def list_agents(self, workspace_id: str) -> list[AgentDefinition]:
@@ -229,3 +253,61 @@ class MemoryAudit:
         if self.fail:
             raise Unavailable("audit trail unavailable")
         self.entries.append(entry)
+
+
+class LeaseTable:
+    """The leases of every :class:`MemoryLeases` that shares it: one process's Redis."""
+
+    def __init__(self) -> None:
+        self.holders: dict[str, tuple[str, float]] = {}
+        """conversation id → (owner, expiry on the event loop's clock)."""
+
+
+class MemoryLeases:
+    """In-process :class:`~agents.ports.Leases`: the single node's, with no Redis.
+
+    Processes cannot share it, so on its own every lease is this node's; tests give
+    several hosts one :class:`LeaseTable` to play several nodes in one process.
+    """
+
+    def __init__(
+        self, node_id: str = "local", *, ttl: float = 5.0, table: LeaseTable | None = None
+    ) -> None:
+        self.owner = f"{node_id}/{new_id('run')}"
+        self.ttl = ttl
+        self.table = table or LeaseTable()
+
+    def _holder(self, conversation_id: str) -> str | None:
+        held = self.table.holders.get(conversation_id)
+        if held is None or held[1] <= anyio.current_time():
+            return None
+        return held[0]
+
+    async def acquire(self, conversation_id: str) -> bool:
+        await anyio.lowlevel.checkpoint()
+        if self._holder(conversation_id) not in (None, self.owner):
+            return False
+        self.table.holders[conversation_id] = (self.owner, anyio.current_time() + self.ttl)
+        return True
+
+    async def renew(self, conversation_ids: Sequence[str]) -> list[str]:
+        await anyio.lowlevel.checkpoint()
+        lost = []
+        for conversation_id in conversation_ids:
+            if self._holder(conversation_id) not in (None, self.owner):
+                lost.append(conversation_id)
+            else:
+                self.table.holders[conversation_id] = (
+                    self.owner,
+                    anyio.current_time() + self.ttl,
+                )
+        return lost
+
+    async def release(self, conversation_id: str) -> None:
+        await anyio.lowlevel.checkpoint()
+        if self._holder(conversation_id) == self.owner:
+            del self.table.holders[conversation_id]
+
+    async def holders(self, conversation_ids: Sequence[str]) -> dict[str, str | None]:
+        await anyio.lowlevel.checkpoint()
+        return {c: self._holder(c) for c in conversation_ids}

@@ -197,6 +197,9 @@ class Task:
     node_id: str | None = None
     subject: str = ""
     params: Mapping[str, Any] = field(default_factory=dict)
+    # Whether the primary agent's follow-up (or the batch's roll-up) about this ended
+    # task is stored: recovery gives one to every ended depth-1 task still without.
+    followed_up: bool = False
 
     def view(self) -> dict[str, Any]:
         """The wire ``TaskView`` (PROTOCOL.md); holds PHI, so every read is audited."""

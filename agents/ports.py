@@ -34,16 +34,27 @@ class NewEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class Fence:
+    """The fencing number under which a node writes to a conversation it is home to."""
+
+    conversation_id: str
+    number: int
+
+
+@dataclass(frozen=True, slots=True)
 class Changes:
     """What one :meth:`Store.commit` writes in a single transaction.
 
     Chats are created, tasks inserted or replaced, then events appended in order, each
-    with the next ``seq`` of its chat. Either all of it is stored or none of it.
+    with the next ``seq`` of its chat. Either all of it is stored or none of it. With a
+    ``fence``, it is stored only if that is still the conversation's fencing number,
+    checked in the same transaction (else :class:`~agents.exceptions.Fenced`).
     """
 
     chats: Sequence[Chat] = ()
     tasks: Sequence[Task] = ()
     events: Sequence[NewEvent] = ()
+    fence: Fence | None = None
 
 
 class Store(Protocol):
@@ -62,7 +73,18 @@ class Store(Protocol):
         ...
 
     async def commit(self, changes: Changes) -> list[StreamEvent]:
-        """Store *changes* atomically; return the appended events with their ``seq``."""
+        """Store *changes* atomically; return the appended events with their ``seq``.
+
+        Raises :class:`~agents.exceptions.Fenced` if ``changes.fence`` is stale.
+        """
+        ...
+
+    async def take_home(self, conversation_id: str) -> int:
+        """Move the conversation's fencing number up by one and return it.
+
+        Called by a node that has just taken the conversation's lease: from then on,
+        commits under any older number are refused. Raises ``NotFound`` if it is unknown.
+        """
         ...
 
     async def events_after(self, chat_id: str, after: int, limit: int) -> list[StreamEvent]:
@@ -79,6 +101,10 @@ class Store(Protocol):
 
     async def unfinished_tasks(self, node_id: str | None = None) -> list[Task]:
         """Tasks in a non-terminal state (of *node_id*, or of every node)."""
+        ...
+
+    async def unannounced_tasks(self) -> list[Task]:
+        """Depth-1 tasks that ended (not ``interrupted``) with no follow-up stored yet."""
         ...
 
     async def list_agents(self, workspace_id: str) -> list[AgentDefinition]: ...
@@ -101,6 +127,33 @@ class Publisher(Protocol):
 
     async def publish(self, workspace_id: str, events: Sequence[StreamEvent]) -> None:
         """Publish *events*, already committed, in order. Never raises for no listeners."""
+        ...
+
+
+class Leases(Protocol):
+    """Which node is a conversation's home: at most one at a time (DESIGN.md, Many nodes).
+
+    A lease lapses unless its holder renews it; ``owner`` names this process (its node
+    id and a per-start incarnation, so a restarted node is not taken for its former
+    self). Every method may raise :class:`~agents.exceptions.Unavailable`.
+    """
+
+    owner: str
+
+    async def acquire(self, conversation_id: str) -> bool:
+        """Take the conversation's lease if it is free (or already ours); else ``False``."""
+        ...
+
+    async def renew(self, conversation_ids: Sequence[str]) -> list[str]:
+        """Extend our leases; return the ids among them another process now holds."""
+        ...
+
+    async def release(self, conversation_id: str) -> None:
+        """Give the lease up at once, if it is still ours."""
+        ...
+
+    async def holders(self, conversation_ids: Sequence[str]) -> dict[str, str | None]:
+        """Who holds each lease (an ``owner``), or ``None`` where it is free."""
         ...
 
 

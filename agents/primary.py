@@ -375,7 +375,11 @@ class PrimaryAgent:
             )
             return
         text = brain.followup_text(outcomes, rollup=task.batch_id is not None)
-        await self._say(text, MessageKind.FOLLOWUP, task_id=None if task.batch_id else task_id)
+        about = None if task.batch_id else task_id
+        await runtime.post_followup(text, members, task_id=about)
+        self._transcript.append(
+            TranscriptLine(MessageRole.AGENT, MessageKind.FOLLOWUP, text, about)
+        )
 
     # -- saying ----------------------------------------------------------------------
 

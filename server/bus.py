@@ -75,6 +75,11 @@ class RedisBus(MemoryBus):
         self._redis = redis.from_url(url)
         self._node_id = node_id
 
+    @property
+    def client(self) -> Any:
+        """The Redis client, shared with :class:`~server.leases.RedisLeases`."""
+        return self._redis
+
     async def publish(self, workspace_id: str, events: Sequence[StreamEvent]) -> None:
         self.publish_nowait(events)
         await self._redis.publish(CHANNEL, encode_events(self._node_id, workspace_id, events))

@@ -20,8 +20,9 @@ from agents.brains.rule import RuleBrain
 from agents.conversation import Services
 from agents.demo.patients import demo_patients
 from agents.demo.workspace import build_demo_tools, demo_agents
+from agents.exceptions import SwitchboardError
 from agents.host import ConversationHost
-from agents.memory import MemoryBus
+from agents.memory import MemoryBus, MemoryLeases
 from agents.models import AgentDefinition, Patient
 from agents.ports import PatientDirectory
 from agents.tools import ToolBox
@@ -30,6 +31,7 @@ from server.audit_sink import TrailAuditSink
 from server.audit_store import SqlAuditBackend
 from server.audit_store import create_schema as create_audit_schema
 from server.bus import RedisBus
+from server.leases import RedisLeases
 from server.sessions import SessionRegistry
 from server.settings import Settings
 from server.storage.engine import create_engine_for
@@ -119,7 +121,12 @@ async def start_node(
         brains=workspaces.brains(store),
         settings=settings.runtime(),
     )
-    host = ConversationHost(services)
+    leases = (
+        MemoryLeases(settings.node_id, ttl=settings.lease_seconds)
+        if not isinstance(bus, RedisBus)
+        else RedisLeases(bus.client, settings.node_id, ttl=settings.lease_seconds)
+    )
+    host = ConversationHost(services, leases)
     node = Node(settings, store, bus, trail, audit, host)
     try:
         async with anyio.create_task_group() as tg:
@@ -128,7 +135,13 @@ async def start_node(
             if isinstance(bus, RedisBus):
                 await tg.start(bus.run)
             await tg.start(host.run)
-            interrupted = await host.recover()
+            # Only conversations whose home is gone (lease lapsed) are touched; those
+            # whose lease has yet to lapse are taken by the host's periodic sweep.
+            try:
+                interrupted = await host.recover()
+            except SwitchboardError as exc:
+                interrupted = 0
+                log.warning("recovery deferred", extra={"error": exc.code})
             if interrupted:
                 log.info("recovered after an unclean stop", extra={"interrupted": interrupted})
             node.started = True

@@ -60,6 +60,7 @@ class Settings:
     max_connections_per_principal: int = 20
     progress_interval: float = 0.5
     voice_pause_grace: float = 1.5
+    lease_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -97,6 +98,9 @@ class Settings:
             # After the caller stops speaking, how long their transcript may take to
             # arrive before held updates are spoken (some speech-to-text is slow).
             voice_pause_grace=env.seconds("SWITCHBOARD_VOICE_PAUSE_GRACE_SECONDS", 1.5),
+            # How long a conversation's home lease lasts unless renewed: how soon another
+            # node may take over from a node that died (DEPLOY.md).
+            lease_seconds=env.seconds("SWITCHBOARD_LEASE_SECONDS", 5.0),
         )
 
     def origin_allowed(self, origin: str) -> bool:

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select
+from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
@@ -159,11 +159,27 @@ def create_schema(engine: Engine) -> None:
             raise SchemaTooNew(
                 f"database schema version {current} is newer than this server's ({SCHEMA_VERSION})"
             )
+        if current is not None and current < 2:
+            _migrate_to_2(connection)
         # Later migrations go here: each moves `current` up by one and records it.
         if current is None or current < SCHEMA_VERSION:
             connection.execute(
                 insert(SCHEMA_VERSIONS).values(version=SCHEMA_VERSION, applied_at=utcnow())
             )
+
+
+def _migrate_to_2(connection: Connection) -> None:
+    """Schema 2: conversations carry their home's fencing number; tasks, their follow-up.
+
+    Tasks stored before schema 2 count as followed up: their follow-ups, if any, were
+    sent long ago, and recovery must not announce them again.
+    """
+    connection.execute(
+        text("ALTER TABLE conversations ADD COLUMN home_fence INTEGER NOT NULL DEFAULT 0")
+    )
+    connection.execute(
+        text("ALTER TABLE tasks ADD COLUMN followed_up BOOLEAN NOT NULL DEFAULT TRUE")
+    )
 
 
 def schema_version(engine: Engine) -> int:

@@ -143,6 +143,7 @@ def task_values(task: Task) -> dict[str, Any]:
         "node_id": task.node_id,
         "subject": task.subject,
         "params": _dumps(dict(task.params)),
+        "followed_up": task.followed_up,
     }
 
 
@@ -168,6 +169,7 @@ def task_from_row(row: TaskRow) -> Task:
         node_id=row.node_id,
         subject=row.subject,
         params=json.loads(row.params),
+        followed_up=row.followed_up,
     )
 
 

@@ -34,7 +34,7 @@ from sqlalchemy.pool import QueuePool
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from agents.exceptions import NotFound, SwitchboardError, Unavailable
+from agents.exceptions import Fenced, NotFound, SwitchboardError, Unavailable
 from agents.models import (
     TERMINAL_STATES,
     AgentDefinition,
@@ -46,7 +46,7 @@ from agents.models import (
     TaskState,
     utcnow,
 )
-from agents.ports import Changes
+from agents.ports import Changes, Fence
 from server.storage.engine import begin_write, create_schema
 from server.storage.group_commit import GroupCommitter
 from server.storage.rows import (
@@ -83,6 +83,7 @@ from server.storage.tables import (
 _T = TypeVar("_T")
 
 _UNFINISHED = sorted(state.value for state in TaskState if state not in TERMINAL_STATES)
+_ANNOUNCED_STATES = sorted(s.value for s in TERMINAL_STATES if s is not TaskState.INTERRUPTED)
 
 
 class SqlStore:
@@ -177,6 +178,18 @@ class SqlStore:
     async def _commit_direct(self, changes: Changes) -> list[StreamEvent]:
         return await self._run(self._commit_sync, changes)
 
+    async def take_home(self, conversation_id: str) -> int:
+        """Move the conversation's fencing number up by one and return it.
+
+        Raises ``NotFound`` for an unknown conversation. The row lock this takes on
+        PostgreSQL waits for commits still checking the old number, so none of those
+        can land after it.
+        """
+        found = await self._run(self._take_home_sync, conversation_id)
+        if found is None:
+            raise NotFound("conversation")
+        return found
+
     async def _commit_batch(
         self, batch: Sequence[Changes]
     ) -> list[list[StreamEvent] | SwitchboardError]:
@@ -227,6 +240,19 @@ class SqlStore:
         return [task_from_row(row) for row in await self._run(self._all, statement)]
 
     # -- agents and patients -----------------------------------------------------------
+
+    async def unannounced_tasks(self) -> list[Task]:
+        """Depth-1 tasks that ended (not ``interrupted``) with no follow-up stored yet."""
+        statement = (
+            select(TaskRow)
+            .where(
+                col(TaskRow.state).in_(_ANNOUNCED_STATES),
+                TaskRow.depth == 1,
+                col(TaskRow.followed_up).is_(False),
+            )
+            .order_by(col(TaskRow.created_at), col(TaskRow.id))
+        )
+        return [task_from_row(row) for row in await self._run(self._all, statement)]
 
     async def list_agents(self, workspace_id: str) -> list[AgentDefinition]:
         """The workspace's agents: the primary first, then by name."""
@@ -312,9 +338,10 @@ class SqlStore:
             tasks=[task for changes in batch for task in changes.tasks],
             events=[event for changes in batch for event in changes.events],
         )
+        fences = [changes.fence for changes in batch if changes.fence is not None]
         try:
-            return list(_split(self._commit_sync(merged), batch))
-        except (SQLAlchemyError, self._dbapi_error, NotFound):
+            return list(_split(self._commit_sync(merged, fences), batch))
+        except (SQLAlchemyError, self._dbapi_error, NotFound, Fenced):
             if len(batch) == 1:
                 raise
         # One of them is bad (a duplicate chat, an unknown chat): find it, keep the rest.
@@ -322,16 +349,32 @@ class SqlStore:
         for changes in batch:
             try:
                 results.append(self._commit_sync(changes))
-            except NotFound as exc:
+            except (NotFound, Fenced) as exc:
                 results.append(exc)
             except (SQLAlchemyError, self._dbapi_error):
                 results.append(Unavailable("store unavailable"))
         return results
 
-    def _commit_sync(self, changes: Changes) -> list[StreamEvent]:
+    def _take_home_sync(self, conversation_id: str) -> int | None:
+        with self._writing() as connection:
+            found = connection.execute(
+                update(CONVERSATIONS)
+                .where(CONVERSATIONS.c.id == conversation_id)
+                .values(home_fence=CONVERSATIONS.c.home_fence + 1)
+                .returning(CONVERSATIONS.c.home_fence)
+            ).scalar_one_or_none()
+        return None if found is None else int(found)
+
+    def _commit_sync(
+        self, changes: Changes, fences: Sequence[Fence] | None = None
+    ) -> list[StreamEvent]:
         counts = Counter(event.chat_id for event in changes.events)
         new_chats = {chat.id for chat in changes.chats}
+        if fences is None:
+            fences = [] if changes.fence is None else [changes.fence]
         with self._writing() as connection:
+            if fences:
+                _check_fences(connection, fences)
             if changes.chats:
                 connection.execute(generic_insert(CHATS), [chat_values(c) for c in changes.chats])
                 # A chat created here has no other writer yet: its head starts where
@@ -365,6 +408,27 @@ class SqlStore:
             if events:
                 connection.execute(generic_insert(EVENTS), [event_values(e) for e in events])
         return events
+
+
+def _check_fences(connection: Connection, fences: Sequence[Fence]) -> None:
+    """Raise :class:`Fenced` unless every fence is its conversation's current number.
+
+    In the commit's own transaction: on PostgreSQL the rows are read ``FOR SHARE``, so
+    a takeover's ``take_home`` (which updates them) waits for this commit, and a commit
+    that waited for a takeover reads the new number. SQLite has one writer anyway.
+    """
+    wanted: dict[str, int] = {}
+    for fence in fences:
+        if wanted.setdefault(fence.conversation_id, fence.number) != fence.number:
+            raise Fenced()  # two homes in one batch: one of them is stale
+    statement = select(CONVERSATIONS.c.id, CONVERSATIONS.c.home_fence).where(
+        CONVERSATIONS.c.id.in_(sorted(wanted))
+    )
+    if connection.dialect.name == "postgresql":
+        statement = statement.with_for_update(read=True)
+    found = {str(cid): int(number) for cid, number in connection.execute(statement).all()}
+    if any(found.get(cid) != number for cid, number in wanted.items()):
+        raise Fenced()
 
 
 def _split(events: list[StreamEvent], batch: Sequence[Changes]) -> list[list[StreamEvent]]:

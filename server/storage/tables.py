@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from sqlalchemy import DateTime, Dialect, Index, MetaData, Table, Text, TypeDecorator
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The schema this code writes; :func:`server.storage.engine.create_schema` records it."""
 
 
@@ -73,6 +73,9 @@ class ConversationRow(SQLModel, table=True):
     # conversation is written first.
     chat_id: str
     created_at: datetime = Field(sa_type=UtcDateTime)
+    # The fencing number of the conversation's current home (schema 2): moved up by
+    # each node that takes the conversation over, and checked by every commit of it.
+    home_fence: int = 0
 
 
 class ChatRow(SQLModel, table=True):
@@ -142,6 +145,7 @@ class TaskRow(SQLModel, table=True):
     node_id: str | None = None
     subject: str = ""
     params: str = Field(default="{}", sa_type=Text)
+    followed_up: bool = False
 
 
 class AgentRow(SQLModel, table=True):

@@ -99,3 +99,50 @@ async def test_kill_9_then_restart_interrupts_and_loses_nothing(server_factory: 
     check_stream(after, chat_id=conv["chat_id"])
     for chat_id, history in histories:
         check_stream(history, chat_id=chat_id)
+
+
+async def test_a_kill_between_the_last_task_and_its_roll_up_loses_no_roll_up(
+    server_factory: Any,
+) -> None:
+    import sqlite3
+
+    server = server_factory()
+    tok = token()
+    conv = await start_conversation(server, tok)
+    url = conversation_ws(server, conv["conversation_id"])
+    async with open_wire(url, tok, chat_id=conv["chat_id"]) as wire:
+        asked = await wire.say(OUTREACH)
+        rollup = await wire.message(since=asked, kind="followup", within=30)
+        ids = wire.task_ids()
+    server.kill()
+    # Put the database back where a kill -9 in the roll-up window leaves it: every task
+    # stored `completed`, the roll-up never stored.
+    database = server.database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(database) as db:
+        (last,) = db.execute(
+            "SELECT last_seq FROM chat_heads WHERE chat_id = ?", (conv["chat_id"],)
+        ).fetchone()
+        assert last == rollup["seq"], "the roll-up is the conversation's last event"
+        db.execute("DELETE FROM events WHERE chat_id = ? AND seq = ?", (conv["chat_id"], last))
+        db.execute(
+            "UPDATE chat_heads SET last_seq = ? WHERE chat_id = ?", (last - 1, conv["chat_id"])
+        )
+        changed = db.execute("UPDATE tasks SET followed_up = 0 WHERE depth = 1").rowcount
+        assert changed == len(ids) == 3
+    db.close()
+
+    server.start()
+    async with open_wire(url, tok, resume_after=rollup["seq"] - 1, chat_id=conv["chat_id"]) as back:
+        again = await back.message(kind="followup", within=15)
+        assert again["seq"] == rollup["seq"]
+        # Worded from the stored results (what the sub-agents kept in memory died with
+        # the process), it still tells of every call.
+        for name in ("Alice", "Bob", "Carol"):
+            assert name in again["text"], again["text"]
+        assert again.get("task_id") is None  # one roll-up of all three
+    # Told once: a second restart finds nothing left to announce.
+    server.stop()
+    server.start()
+    events = await fetch_events(server, tok, f"/v1/conversations/{conv['conversation_id']}/events")
+    assert [e for e in events if e["type"] == "message" and e["kind"] == "followup"] == [again]
+    assert not [e for e in events if e["type"] == "message" and e["kind"] == "notice"]

@@ -19,9 +19,9 @@ from pathlib import Path
 import anyio
 import psycopg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
-from agents.exceptions import NotFound, Unavailable
+from agents.exceptions import Fenced, NotFound, Unavailable
 from agents.models import (
     AgentDefinition,
     Author,
@@ -38,7 +38,7 @@ from agents.models import (
     TaskUpdate,
     new_id,
 )
-from agents.ports import Changes, NewEvent, PatientDirectory, Store
+from agents.ports import Changes, Fence, NewEvent, PatientDirectory, Store
 from server.storage import (
     SchemaTooNew,
     SqlStore,
@@ -48,7 +48,7 @@ from server.storage import (
     schema_version,
 )
 from server.storage.engine import begin_write
-from server.storage.tables import SCHEMA_VERSIONS
+from server.storage.tables import SCHEMA_VERSION, SCHEMA_VERSIONS
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -642,7 +642,7 @@ def test_schema_is_created_once_and_versioned(tmp_path: Path) -> None:
         assert schema_version(engine) == 0
         create_schema(engine)
         create_schema(engine)  # a restart: nothing to do
-        assert schema_version(engine) == 1
+        assert schema_version(engine) == SCHEMA_VERSION
         with engine.connect() as connection:
             rows = connection.execute(text("SELECT count(*) FROM schema_version")).scalar()
         assert rows == 1
@@ -680,7 +680,7 @@ def test_postgres_schema_creation_is_idempotent(postgres_reachable: bool) -> Non
         try:
             create_schema(engine)
             create_schema(engine)
-            assert schema_version(engine) == 1
+            assert schema_version(engine) == SCHEMA_VERSION
         finally:
             engine.dispose()
 
@@ -728,3 +728,114 @@ async def test_group_commit_coalesces_and_isolates_a_bad_commit(store: SqlStore)
     # Fewer transactions than commits: that is the point.
     assert statistics["commits"] == 402
     assert statistics["batches"] < statistics["commits"]
+
+
+# -- homes: fencing and follow-ups -----------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_commit_under_a_stale_fence_is_refused_whole(store: SqlStore) -> None:
+    conversation, chat = await started(store)
+    old = await store.take_home(conversation.id)
+    [first] = await store.commit(
+        Changes(events=[NewEvent(chat.id, say("a"))], fence=Fence(conversation.id, old))
+    )
+    new = await store.take_home(conversation.id)  # another node takes it over
+    assert new == old + 1
+    task, task_chat = task_of(conversation)
+    with pytest.raises(Fenced):
+        await store.commit(
+            Changes(
+                chats=[task_chat],
+                tasks=[task],
+                events=[NewEvent(chat.id, say("stale"))],
+                fence=Fence(conversation.id, old),
+            )
+        )
+    # Nothing of it was stored: no event, no task, no chat.
+    assert await store.last_seq(chat.id) == first.seq
+    assert await store.get_task(WS, task.id) is None
+    assert await store.get_chat(WS, task_chat.id) is None
+    [second] = await store.commit(
+        Changes(events=[NewEvent(chat.id, say("b"))], fence=Fence(conversation.id, new))
+    )
+    assert second.seq == first.seq + 1
+    with pytest.raises(NotFound):
+        await store.take_home(new_id("conv"))
+
+
+@pytest.mark.anyio
+async def test_a_stale_home_in_a_group_commit_fails_alone(store: SqlStore) -> None:
+    mine, my_chat = await started(store)
+    theirs, their_chat = await started(store)
+    fence = await store.take_home(mine.id)
+    stale = await store.take_home(theirs.id)
+    await store.take_home(theirs.id)
+    outcomes: list[object] = []
+
+    async def commit(chat_id: str, fence_: Fence) -> None:
+        try:
+            await store.commit(Changes(events=[NewEvent(chat_id, say("x"))], fence=fence_))
+            outcomes.append("stored")
+        except Fenced:
+            outcomes.append("fenced")
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(store.run)
+        async with anyio.create_task_group() as writers:
+            for _ in range(10):
+                writers.start_soon(commit, my_chat.id, Fence(mine.id, fence))
+            writers.start_soon(commit, their_chat.id, Fence(theirs.id, stale))
+        tg.cancel_scope.cancel()
+    assert sorted(outcomes) == ["fenced"] + ["stored"] * 10
+    assert await store.last_seq(my_chat.id) == 10
+    assert await store.last_seq(their_chat.id) == 0
+
+
+@pytest.mark.anyio
+async def test_ended_depth_one_tasks_without_a_follow_up_are_found(store: SqlStore) -> None:
+    conversation, _ = await started(store)
+    found = []
+    for state, depth, followed_up in [
+        (TaskState.COMPLETED, 1, False),  # the roll-up window: found
+        (TaskState.FAILED, 1, False),  # found
+        (TaskState.COMPLETED, 1, True),  # announced
+        (TaskState.INTERRUPTED, 1, False),  # told by the interruption notice
+        (TaskState.WORKING, 1, False),  # still running
+        (TaskState.COMPLETED, 2, False),  # its parent task reads it
+    ]:
+        task, chat = task_of(conversation, state=state)
+        task = replace(task, depth=depth, parent_id=None, followed_up=followed_up)
+        await store.commit(Changes(chats=[chat], tasks=[task]))
+        if depth == 1 and state in (TaskState.COMPLETED, TaskState.FAILED) and not followed_up:
+            found.append(task.id)
+    assert sorted(t.id for t in await store.unannounced_tasks()) == sorted(found)
+    stored = await store.get_task(WS, found[0])
+    assert stored is not None
+    assert stored.followed_up is False
+
+
+def _downgrade_to_1(engine: Engine) -> None:
+    """Turn a fresh schema back into the first released one (schema 1)."""
+    with begin_write(engine) as connection:
+        connection.execute(text("ALTER TABLE conversations DROP COLUMN home_fence"))
+        connection.execute(text("ALTER TABLE tasks DROP COLUMN followed_up"))
+        connection.execute(SCHEMA_VERSIONS.delete())
+        connection.execute(SCHEMA_VERSIONS.insert().values(version=1, applied_at=T0))
+
+
+@pytest.mark.anyio
+async def test_schema_1_migrates_and_its_tasks_count_as_followed_up(store: SqlStore) -> None:
+    conversation, _ = await started(store)
+    task, task_chat = task_of(conversation, state=TaskState.COMPLETED)
+    task = replace(task, depth=1, parent_id=None)
+    await store.commit(Changes(chats=[task_chat], tasks=[task]))
+    await anyio.to_thread.run_sync(_downgrade_to_1, store.engine)
+    assert await anyio.to_thread.run_sync(schema_version, store.engine) == 1
+    await store.create_schema()
+    assert await anyio.to_thread.run_sync(schema_version, store.engine) == SCHEMA_VERSION
+    migrated = await store.get_task(WS, task.id)
+    assert migrated is not None
+    assert migrated.followed_up is True  # sent long ago: never announced again
+    assert await store.unannounced_tasks() == []
+    assert await store.take_home(conversation.id) == 1
