@@ -9,7 +9,7 @@ tasks clean up and store ``interrupted`` before the store is closed.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -23,7 +23,7 @@ from agents.demo.workspace import build_demo_tools, demo_agents
 from agents.exceptions import SwitchboardError
 from agents.host import ConversationHost
 from agents.memory import MemoryBus, MemoryLeases
-from agents.models import AgentDefinition, Patient
+from agents.models import AgentDefinition, Patient, StreamEvent
 from agents.ports import PatientDirectory
 from agents.tools import ToolBox
 from audit import AuditTrail
@@ -111,7 +111,7 @@ async def start_node(
     bus = (
         MemoryBus()
         if settings.redis_url is None
-        else RedisBus(settings.redis_url, settings.node_id)
+        else RedisBus(settings.redis_url, settings.node_id, catch_up=_newest_of(store))
     )
     services = Services(
         store=store,
@@ -159,6 +159,20 @@ async def start_node(
     finally:
         with anyio.CancelScope(shield=True):
             await store.close()
+
+
+def _newest_of(store: SqlStore) -> Callable[[Sequence[str]], Awaitable[list[StreamEvent]]]:
+    """The bus's catch-up after Redis was away: each watched chat's newest stored event."""
+
+    async def newest(chat_ids: Sequence[str]) -> list[StreamEvent]:
+        found: list[StreamEvent] = []
+        for chat_id in chat_ids:
+            last = await store.last_seq(chat_id)
+            if last:
+                found.extend(await store.events_after(chat_id, last - 1, 1))
+        return found
+
+    return newest
 
 
 async def _cancel_after_host(tg: anyio.abc.TaskGroup, host: ConversationHost) -> None:

@@ -266,13 +266,17 @@ class Session:
             )
             if target is None:
                 raise _Close(CloseCode.NOT_FOUND)
-            async with self.node.host.attach(target) as runtime:
-                self.runtime = runtime
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._guard, self._read, tg, conversation, chat)
-                    tg.start_soon(self._guard, self._pump, tg, subscription, chat_id)
-                    tg.start_soon(self._guard, self._write, tg)
-                    tg.start_soon(self._guard, self._watch_runtime, tg, runtime)
+            try:
+                async with self.node.host.attach(target) as runtime:
+                    self.runtime = runtime
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(self._guard, self._read, tg, conversation, chat)
+                        tg.start_soon(self._guard, self._pump, tg, subscription, chat_id)
+                        tg.start_soon(self._guard, self._write, tg)
+                        tg.start_soon(self._guard, self._watch_runtime, tg, runtime)
+            except Unavailable:
+                # The store or the leases cannot be reached: the client resumes later.
+                raise _Close(CloseCode.INTERNAL_ERROR) from None
 
     async def _guard(self, fn: Any, tg: TaskGroup, *args: Any) -> None:
         """Run one of the socket's tasks; when it ends, for any reason, end the others."""
