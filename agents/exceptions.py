@@ -7,7 +7,8 @@
     ├── DepthLimitExceeded  a depth-3 sub-agent tried to delegate
     ├── Conflict          new instructions for a task that is already terminal
     ├── Unavailable       a dependency (the store, the audit trail) refused; nothing read
-    │   └── Fenced        a commit from a node that is no longer the conversation's home
+    │   ├── Fenced        a commit from a node that is no longer the conversation's home
+    │   └── NotHome       a relayed command reached a node that is not (or no longer) home
     ├── RateLimited       a bounded queue is full; the caller should retry later
     └── ToolError         a tool failed; fails that sub-agent's task, nothing else
 
@@ -53,6 +54,13 @@ class Fenced(Unavailable):
 
     def __init__(self) -> None:
         super().__init__("this node is no longer the conversation's home")
+
+
+class NotHome(Unavailable):
+    """A relayed command reached a node that does not run the conversation (any more)."""
+
+    def __init__(self) -> None:
+        super().__init__("this node is not the conversation's home")
 
 
 class RateLimited(SwitchboardError):

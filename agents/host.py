@@ -14,12 +14,21 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from typing import NoReturn
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from agents.commands import Answer, CancelTask, Command, InstructTask, InterruptTurn, SayText
 from agents.conversation import ConversationRuntime, Services
-from agents.exceptions import Conflict, NotFound, SwitchboardError, Unavailable, first_type
+from agents.exceptions import (
+    Conflict,
+    NotFound,
+    NotHome,
+    SwitchboardError,
+    Unavailable,
+    first_type,
+)
 from agents.memory import MemoryLeases
 from agents.models import (
     Chat,
@@ -44,6 +53,7 @@ from agents.ports import (
     Fence,
     Leases,
     NewEvent,
+    Relay,
 )
 
 log = logging.getLogger(__name__)
@@ -59,8 +69,11 @@ class ConversationHost:
     there, work that ended without its follow-up — is settled here, once.
     """
 
-    def __init__(self, services: Services, leases: Leases | None = None) -> None:
+    def __init__(
+        self, services: Services, leases: Leases | None = None, relay: Relay | None = None
+    ) -> None:
         self.services = services
+        self.relay = relay
         self.store = services.store
         self.leases: Leases = leases or MemoryLeases(services.settings.node_id)
         self._lease_period = getattr(self.leases, "ttl", 5.0)
@@ -314,21 +327,41 @@ class ConversationHost:
 
     # -- tasks -----------------------------------------------------------------------
 
-    async def find_task(self, principal: Principal, task_id: str, *, channel: str) -> Task:
-        """The task if *principal* owns it (no audit); else :class:`NotFound` (audited)."""
+    async def find_task(
+        self,
+        principal: Principal,
+        task_id: str,
+        *,
+        channel: str,
+        conversation_id: str | None = None,
+    ) -> Task:
+        """The task if *principal* owns it (no audit); else :class:`NotFound` (audited).
+
+        This is the one ownership check of every path to a task. With
+        *conversation_id* (a conversation's socket), a task of another conversation
+        is not found either. The store is read, never a runtime's copy: it is what
+        every node sees, and a runtime only ever changes a task once it is stored.
+        """
         task = await self.store.get_task(principal.workspace_id, task_id)
-        if task is not None:
-            runtime = self.live(task.conversation_id)
-            if runtime is not None:
-                task = runtime.find_task(principal, task_id) or task
         if task is None or not may_access_task(principal, task):
             await self._deny(principal, channel, task_id=task_id, exists=task is not None)
             raise NotFound("task")
+        if conversation_id is not None and task.conversation_id != conversation_id:
+            raise NotFound("task")
         return task
 
-    async def read_task(self, principal: Principal, task_id: str, *, channel: str) -> Task:
+    async def read_task(
+        self,
+        principal: Principal,
+        task_id: str,
+        *,
+        channel: str,
+        conversation_id: str | None = None,
+    ) -> Task:
         """Read one task's contents: owner only, audited before it is returned."""
-        task = await self.find_task(principal, task_id, channel=channel)
+        task = await self.find_task(
+            principal, task_id, channel=channel, conversation_id=conversation_id
+        )
         await self._viewed(
             principal,
             channel,
@@ -369,24 +402,155 @@ class ConversationHost:
         return tasks
 
     async def instruct(
-        self, principal: Principal, task_id: str, text: str, *, channel: str
+        self,
+        principal: Principal,
+        task_id: str,
+        text: str,
+        *,
+        channel: str,
+        conversation_id: str | None = None,
     ) -> StreamEvent:
-        """Send new instructions to a running task (owner only)."""
-        task = await self.find_task(principal, task_id, channel=channel)
-        runtime = self.live(task.conversation_id)
-        if runtime is None:
+        """Send new instructions to a running task (owner only), wherever it runs.
+
+        Raises ``NotFound``, ``Conflict`` (the task has ended), ``RateLimited``, or
+        ``Unavailable`` when its home cannot be reached.
+        """
+        task = await self.find_task(
+            principal, task_id, channel=channel, conversation_id=conversation_id
+        )
+        if task.state.is_terminal:
             raise Conflict("the task has already ended")
-        return await runtime.instruct(principal, task_id, text, channel=channel)
+        answer = await self._at_home(
+            task.workspace_id, task.conversation_id, principal, InstructTask(task_id, text, channel)
+        )
+        assert isinstance(answer, StreamEvent)
+        return answer
 
     async def cancel(
-        self, principal: Principal, task_id: str, reason: str | None, *, channel: str
+        self,
+        principal: Principal,
+        task_id: str,
+        reason: str | None,
+        *,
+        channel: str,
+        conversation_id: str | None = None,
     ) -> Task:
         """Cancel a task (owner only); idempotent. Returns it ``cancelling`` or terminal."""
-        task = await self.find_task(principal, task_id, channel=channel)
-        runtime = self.live(task.conversation_id)
-        if runtime is None:
+        task = await self.find_task(
+            principal, task_id, channel=channel, conversation_id=conversation_id
+        )
+        if task.state.is_terminal:
             return task
-        return await runtime.cancel(principal, task_id, reason, channel=channel)
+        answer = await self._at_home(
+            task.workspace_id, task.conversation_id, principal, CancelTask(task_id, reason, channel)
+        )
+        assert isinstance(answer, Task)
+        return answer
+
+    async def say(self, principal: Principal, conversation: Conversation, text: str) -> StreamEvent:
+        """The person's turn, stored and queued by the conversation's home (wherever).
+
+        The caller has found the conversation (:meth:`find_conversation`). Raises
+        ``RateLimited`` when too many turns wait, ``Unavailable`` if the home is away.
+        """
+        answer = await self._at_home(
+            conversation.workspace_id, conversation.id, principal, SayText(text)
+        )
+        assert isinstance(answer, StreamEvent)
+        return answer
+
+    async def interrupt_turn(self, principal: Principal, conversation: Conversation) -> bool:
+        """Barge-in on the reply being produced, wherever; whether there was one."""
+        answer = await self._at_home(
+            conversation.workspace_id, conversation.id, principal, InterruptTurn()
+        )
+        return bool(answer)
+
+    # -- the one door: every command reaches the runtime here ------------------------
+
+    async def _at_home(
+        self, workspace_id: str, conversation_id: str, principal: Principal, command: Command
+    ) -> Answer:
+        """Run *command* on the conversation's home: here (taking it over if its lease
+        is free) or, through the relay, on the node that holds it."""
+        conversation: Conversation | None = None
+        for _ in range(3):
+            runtime = self.live(conversation_id)
+            if runtime is None:
+                if conversation is None:
+                    conversation = await self.store.get_conversation(workspace_id, conversation_id)
+                    if conversation is None:
+                        raise NotFound("conversation")
+                holder = (await self.leases.holders([conversation_id])).get(conversation_id)
+                if holder is None or holder == self.leases.owner:
+                    runtime = await self._take(conversation)
+                    if runtime is None:
+                        continue  # another node took it meanwhile: relay to it
+                elif self.relay is None:
+                    raise Unavailable("the conversation is homed on another node")
+                else:
+                    try:
+                        return await self.relay.forward(holder, conversation, principal, command)
+                    except NotHome:
+                        continue  # it has just let go: take it, or follow its new home
+            return await self.run_command(runtime, principal, command)
+        raise Unavailable("the conversation's home could not be reached")
+
+    async def run_relayed(
+        self, workspace_id: str, conversation_id: str, principal: Principal, command: Command
+    ) -> Answer:
+        """Run a command another node relayed here, as this conversation's home.
+
+        Raises :class:`NotHome` if it does not run here (any more): the sender looks
+        for its home again. The sender's host has checked who may ask.
+        """
+        runtime = self.live(conversation_id)
+        if runtime is None or runtime.conversation.workspace_id != workspace_id:
+            raise NotHome()
+        return await self.run_command(runtime, principal, command)
+
+    async def run_command(
+        self, runtime: ConversationRuntime, principal: Principal, command: Command
+    ) -> Answer:
+        if isinstance(command, SayText):
+            return await runtime.say(principal, command.text)
+        if isinstance(command, InstructTask):
+            return await runtime.instruct(
+                principal, command.task_id, command.text, channel=command.channel
+            )
+        if isinstance(command, CancelTask):
+            return await runtime.cancel(
+                principal, command.task_id, command.reason, channel=command.channel
+            )
+        assert isinstance(command, InterruptTurn)
+        return runtime.interrupt_turn()
+
+    async def keep_home(self, conversation: Conversation) -> NoReturn:
+        """While a socket is open on *conversation*: keep it live if it is homed here,
+        and take it over as soon as its home's lease lapses (a dead home).
+
+        Runs until cancelled (the socket closes).
+        """
+        period = self._lease_period
+        while True:
+            runtime = self.live(conversation.id)
+            if runtime is None:
+                try:
+                    holders = await self.leases.holders([conversation.id])
+                    if holders.get(conversation.id) in (None, self.leases.owner):
+                        runtime = await self._take(conversation)
+                except SwitchboardError:
+                    runtime = None  # the leases or the store are away: try again soon
+            if runtime is None:
+                await anyio.sleep(period / 4)
+                continue
+            runtime.attach()
+            try:
+                await runtime.wait_stopped()
+            finally:
+                runtime.detach()
+            # Stopped under an open socket (a fault, a lost lease): look again, calmly.
+            await anyio.sleep(min(0.5, period / 4))
 
     # -- chats -----------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from agents.commands import Answer, Command
 from agents.models import (
     AgentDefinition,
     Chat,
@@ -155,6 +156,19 @@ class Leases(Protocol):
     async def holders(self, conversation_ids: Sequence[str]) -> dict[str, str | None]:
         """Who holds each lease (an ``owner``), or ``None`` where it is free."""
         ...
+
+
+class Relay(Protocol):
+    """Carries a command to the node that is a conversation's home, and its answer back.
+
+    Raises what the home raised (``NotFound``, ``Conflict``, ``RateLimited``...),
+    :class:`~agents.exceptions.NotHome` if that node no longer runs the conversation,
+    and :class:`~agents.exceptions.Unavailable` if it cannot be reached in time.
+    """
+
+    async def forward(
+        self, home: str, conversation: Conversation, principal: Principal, command: Command
+    ) -> Answer: ...
 
 
 class AuditType(enum.StrEnum):

@@ -100,7 +100,7 @@ class Session:
         self._send, self._receive = anyio.create_memory_object_stream[StreamEvent | dict[str, Any]](
             self.settings.outbound_queue_size
         )
-        self.runtime: Any = None
+        self.conversation_id: str | None = None
 
     @property
     def voice(self) -> bool:
@@ -266,17 +266,15 @@ class Session:
             )
             if target is None:
                 raise _Close(CloseCode.NOT_FOUND)
-            try:
-                async with self.node.host.attach(target) as runtime:
-                    self.runtime = runtime
-                    async with anyio.create_task_group() as tg:
-                        tg.start_soon(self._guard, self._read, tg, conversation, chat)
-                        tg.start_soon(self._guard, self._pump, tg, subscription, chat_id)
-                        tg.start_soon(self._guard, self._write, tg)
-                        tg.start_soon(self._guard, self._watch_runtime, tg, runtime)
-            except Unavailable:
-                # The store or the leases cannot be reached: the client resumes later.
-                raise _Close(CloseCode.INTERNAL_ERROR) from None
+            self.conversation_id = target.id
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._guard, self._read, tg, conversation, chat)
+                tg.start_soon(self._guard, self._pump, tg, subscription, chat_id)
+                tg.start_soon(self._guard, self._write, tg)
+                # Wherever the conversation's home is, this socket works the same: its
+                # commands go through the host, which relays them if need be; and if
+                # the home dies, this node takes the conversation over at once.
+                tg.start_soon(self._guard, self.node.host.keep_home, tg, target)
 
     async def _guard(self, fn: Any, tg: TaskGroup, *args: Any) -> None:
         """Run one of the socket's tasks; when it ends, for any reason, end the others."""
@@ -290,15 +288,6 @@ class Session:
             pass
         finally:
             tg.cancel_scope.cancel()
-
-    async def _watch_runtime(self, runtime: Any) -> NoReturn:
-        """Close with 1011 if the conversation stops under the socket (a fault in it).
-
-        The client resumes from its last ``seq`` and finds the conversation brought
-        back from the store; no socket is left talking to a runtime that is gone.
-        """
-        await runtime.wait_stopped()
-        raise _Close(CloseCode.INTERNAL_ERROR)
 
     async def _replay(self, chat_id: str, after: int, *, audit: bool) -> None:
         store = self.node.store
@@ -359,7 +348,7 @@ class Session:
         if isinstance(frame, protocol.Say):
             self.turns.said()
             try:
-                event = await self.runtime.say(self.principal, frame.text)
+                event = await host.say(self.principal, conversation, frame.text)
             except SwitchboardError:
                 self.turns.say_failed()
                 raise
@@ -372,37 +361,39 @@ class Session:
             )
             self._queue(protocol.result_tasks(frame.id, [t.view() for t in tasks]))
         elif isinstance(frame, protocol.TaskStatus):
-            task = await self._own_task(frame.task_id, conversation, channel + "task.status")
-            task = await host.read_task(self.principal, task.id, channel=channel + "task.status")
+            task = await host.read_task(
+                self.principal,
+                frame.task_id,
+                channel=channel + "task.status",
+                conversation_id=conversation.id,
+            )
             self._queue(protocol.result_task(frame.id, task.view()))
         elif isinstance(frame, protocol.TaskInstruct):
-            await self._own_task(frame.task_id, conversation, channel + "task.instruct")
             event = await host.instruct(
-                self.principal, frame.task_id, frame.text, channel=channel + "task.instruct"
+                self.principal,
+                frame.task_id,
+                frame.text,
+                channel=channel + "task.instruct",
+                conversation_id=conversation.id,
             )
             self._queue(protocol.ack(frame.id, event.seq))
         elif isinstance(frame, protocol.TaskCancel):
             if frame.task_id is None:
                 self._queue(protocol.error(ErrorCode.BAD_FRAME, id=frame.id))
                 return
-            await self._own_task(frame.task_id, conversation, channel + "task.cancel")
             task = await host.cancel(
-                self.principal, frame.task_id, frame.reason, channel=channel + "task.cancel"
+                self.principal,
+                frame.task_id,
+                frame.reason,
+                channel=channel + "task.cancel",
+                conversation_id=conversation.id,
             )
             self._queue(protocol.result_task(frame.id, task.view()))
         elif isinstance(frame, protocol.Speech):
-            self._on_speech(frame)
+            await self._on_speech(frame, conversation)
         else:
             # A second hello: the socket is already greeted.
             self._queue(protocol.error(ErrorCode.BAD_FRAME))
-
-    async def _own_task(self, task_id: str, conversation: Conversation, channel: str) -> Any:
-        """The task, if it is this conversation's and the caller's; else not_found."""
-        assert self.principal is not None
-        task = await self.node.host.find_task(self.principal, task_id, channel=channel)
-        if task.conversation_id != conversation.id:
-            raise NotFound("task")
-        return task
 
     async def _on_chat_frame(self, frame: protocol.ClientFrame, chat: Chat) -> None:
         assert self.principal is not None
@@ -453,11 +444,16 @@ class Session:
         await self.node.host.find_task(self.principal, task_id, channel=channel)
         raise NotFound("task")
 
-    def _on_speech(self, frame: protocol.Speech) -> None:
+    async def _on_speech(self, frame: protocol.Speech, conversation: Conversation) -> None:
+        assert self.principal is not None
         if frame.state is protocol.SpeechState.STARTED:
             # Barge-in: the reply still being produced is abandoned (it will never come);
             # background tasks go on.
-            self.turns.speech_started(barged_in=self.runtime.interrupt_turn())
+            try:
+                barged_in = await self.node.host.interrupt_turn(self.principal, conversation)
+            except SwitchboardError:
+                barged_in = False  # the home is away: nothing of it is being said here
+            self.turns.speech_started(barged_in=barged_in)
         else:
             self.turns.speech_stopped(anyio.current_time())
         self._queue(_WAKE)
@@ -533,7 +529,7 @@ class Session:
                     channel=channel,
                     task_id=task_id,
                     chat_id=conversation_chat,
-                    conversation_id=self.runtime.conversation.id if self.runtime else None,
+                    conversation_id=self.conversation_id,
                     on_behalf_of=(self.principal.act_for,) if self.principal.act_for else (),
                 )
             )
