@@ -115,6 +115,14 @@ class RedisBus(MemoryBus):
         self._outbox_send, self._outbox_receive = anyio.create_memory_object_stream[str](
             OUTBOX_SIZE
         )
+        self._channels: dict[str, Callable[[bytes | str], None]] = {}
+
+    def add_channel(self, channel: str, handler: Callable[[bytes | str], None]) -> None:
+        """Also hand every message of *channel* to *handler* (before :meth:`run`).
+
+        The handler runs in the receiving loop: it must not block (it queues).
+        """
+        self._channels[channel] = handler
 
     @property
     def client(self) -> Any:
@@ -167,7 +175,7 @@ class RedisBus(MemoryBus):
                         try:
                             try:
                                 with anyio.fail_after(self._timeout):
-                                    await pubsub.subscribe(CHANNEL)
+                                    await pubsub.subscribe(CHANNEL, *self._channels)
                             finally:
                                 # Started after the first attempt, whatever its outcome:
                                 # a node starts (not ready) while Redis is away.
@@ -207,6 +215,13 @@ class RedisBus(MemoryBus):
         while True:
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
             if message is None:
+                continue
+            channel = message.get("channel")
+            if isinstance(channel, bytes):
+                channel = channel.decode()
+            handler = self._channels.get(str(channel))
+            if handler is not None:
+                handler(message["data"])
                 continue
             try:
                 node, events = decode_events(message["data"])

@@ -21,7 +21,6 @@ import anyio
 from redis.exceptions import RedisError
 
 from agents.exceptions import Unavailable
-from agents.models import new_id
 
 PREFIX = "switchboard:lease:"
 
@@ -72,8 +71,8 @@ RENEW_BATCH = 500
 class RedisLeases:
     """:class:`~agents.ports.Leases` on Redis, through the bus's client."""
 
-    def __init__(self, client: Any, node_id: str, *, ttl: float, timeout: float = 1.0) -> None:
-        self.owner = f"{node_id}/{new_id('run')}"
+    def __init__(self, client: Any, owner: str, *, ttl: float, timeout: float = 1.0) -> None:
+        self.owner = owner
         self.ttl = ttl
         self._ttl_ms = max(1, int(ttl * 1000))
         self._timeout = timeout

@@ -23,8 +23,8 @@ from agents.demo.workspace import build_demo_tools, demo_agents
 from agents.exceptions import SwitchboardError
 from agents.host import ConversationHost
 from agents.memory import MemoryBus, MemoryLeases
-from agents.models import AgentDefinition, Patient, StreamEvent
-from agents.ports import PatientDirectory
+from agents.models import AgentDefinition, Patient, StreamEvent, new_id
+from agents.ports import Leases, PatientDirectory
 from agents.tools import ToolBox
 from audit import AuditTrail
 from server.audit_sink import TrailAuditSink
@@ -32,6 +32,7 @@ from server.audit_store import SqlAuditBackend
 from server.audit_store import create_schema as create_audit_schema
 from server.bus import RedisBus
 from server.leases import RedisLeases
+from server.relay import RedisRelay
 from server.sessions import SessionRegistry
 from server.settings import Settings
 from server.storage.engine import create_engine_for
@@ -52,6 +53,7 @@ class Node:
     host: ConversationHost
     sessions: SessionRegistry = field(default_factory=SessionRegistry)
     started: bool = False
+    relay: RedisRelay | None = None
 
     def statistics(self) -> dict[str, int]:
         return {
@@ -121,17 +123,27 @@ async def start_node(
         brains=workspaces.brains(store),
         settings=settings.runtime(),
     )
-    leases = (
-        MemoryLeases(settings.node_id, ttl=settings.lease_seconds)
-        if not isinstance(bus, RedisBus)
-        else RedisLeases(bus.client, settings.node_id, ttl=settings.lease_seconds)
-    )
-    host = ConversationHost(services, leases)
-    node = Node(settings, store, bus, trail, audit, host)
+    leases: Leases
+    relay: RedisRelay | None = None
+    if isinstance(bus, RedisBus):
+        # One name for this process in its leases and on its relay channel: a node
+        # restarted with the same id is not taken for its former self.
+        owner = f"{settings.node_id}/{new_id('run')}"
+        leases = RedisLeases(bus.client, owner, ttl=settings.lease_seconds)
+        relay = RedisRelay(bus, owner)
+    else:
+        leases = MemoryLeases(settings.node_id, ttl=settings.lease_seconds)
+    host = ConversationHost(services, leases, relay)
+    node = Node(settings, store, bus, trail, audit, host, relay=relay)
+    if relay is not None:
+        relay.handler = host.run_relayed
+        relay.on_claim = node.sessions.claimed_elsewhere
     try:
         async with anyio.create_task_group() as tg:
             # The store's one writer outlives the host, whose stopping tasks still commit.
             await tg.start(store.run)
+            if relay is not None:
+                await tg.start(relay.run)
             if isinstance(bus, RedisBus):
                 await tg.start(bus.run)
             await tg.start(host.run)

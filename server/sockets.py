@@ -101,6 +101,7 @@ class Session:
             self.settings.outbound_queue_size
         )
         self.conversation_id: str | None = None
+        self.claim_number = 0
 
     @property
     def voice(self) -> bool:
@@ -226,6 +227,10 @@ class Session:
                 previous = registry.claim(conversation.id, self)
                 if previous is not None:
                     previous.close_soon(CloseCode.REPLACED)
+                if self.node.relay is not None:
+                    # Sockets of this conversation on other nodes are replaced too.
+                    self.claim_number = await self.node.relay.claim(conversation.id)
+                    registry.claimed_here(conversation.id, self)
             with self._scope:
                 await self._run(hello, chat_id, conversation, chat)
         except _Close as close:

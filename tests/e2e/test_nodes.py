@@ -89,3 +89,101 @@ async def test_kill_9_of_a_home_another_node_settles_its_work_once(cluster: Any)
         await back.message(kind="notice")
         hours = await back.say("What are your opening hours?")
         await back.message(since=hours, role="agent", kind="reply")
+
+
+def homes_of(database_url: str, task_ids: list[str]) -> set[str]:
+    """The node ids that started these tasks (the conversation's home then)."""
+    import psycopg
+
+    plain = database_url.replace("+psycopg", "")
+    with psycopg.connect(plain) as conn:
+        rows = conn.execute("SELECT node_id FROM tasks WHERE id = ANY(%s)", (task_ids,)).fetchall()
+    return {str(row[0]) for row in rows}
+
+
+async def test_a_socket_on_any_node_works_like_one_on_the_home(
+    cluster: Any, postgres_database: str
+) -> None:
+    a, b, c = cluster(3, SWITCHBOARD_TOOL_LATENCY_SCALE="1")
+    tok = token()
+    conv = await start_conversation(c, tok)
+    url_a = conversation_ws(a, conv["conversation_id"])
+    url_b = conversation_ws(b, conv["conversation_id"])
+    async with open_wire(url_a, tok, chat_id=conv["chat_id"]) as first:
+        hours = await first.say("What are your opening hours?")
+        await first.message(since=hours, role="agent", kind="reply")
+        # A second connection on another node replaces the first (4409)...
+        async with open_wire(
+            url_b, tok, resume_after=first.last_seq, chat_id=conv["chat_id"]
+        ) as wire:
+            assert await first.closed() == 4409
+            # ...and works exactly like one on the home, which is still a.
+            asked = await wire.say(OUTREACH)
+            await wire.message(since=asked, role="agent", kind="reply")
+            ids = wire.task_ids()
+            assert len(ids) == 3
+            assert homes_of(postgres_database, ids) == {"node-0"}
+            await wire.wait(
+                lambda w: all(v["state"] == "working" for i in ids for v in w.views(i)[-1:])
+            )
+            status = await wire.request({"type": "task.status", "task_id": ids[0]})
+            assert status["type"] == "result"
+            assert status["task"]["state"] == "working"
+            told = await wire.request(
+                {"type": "task.instruct", "task_id": ids[1], "text": "Mention the new hours"}
+            )
+            assert told["type"] == "ack", told
+            cancel = await wire.request({"type": "task.cancel", "task_id": ids[0]})
+            assert cancel["task"]["state"] == "cancelling", cancel
+            await wire.task_state(ids[0], "cancelled")
+            again = await wire.request({"type": "task.cancel", "task_id": ids[0]})
+            assert again["task"]["state"] == "cancelled"
+            late = await wire.request({"type": "task.instruct", "task_id": ids[0], "text": "x"})
+            assert late["type"] == "error"
+            assert late["code"] == "conflict"
+            await wire.message(kind="followup", within=30)
+            for task_id in ids[1:]:
+                ended = [v["state"] for v in wire.views(task_id) if v["state"] in TERMINAL]
+                assert ended == ["completed"]
+            final = await wire.request({"type": "task.status", "task_id": ids[1]})
+            assert final["task"]["state"] == "completed"
+            assert wire.messages(kind="notice") == []
+
+
+async def test_kill_9_of_the_home_with_a_socket_elsewhere_takes_over_at_once(
+    cluster: Any,
+) -> None:
+    import time
+
+    a, b = cluster(2, SWITCHBOARD_TOOL_LATENCY_SCALE="1")
+    tok = token()
+    conv = await start_conversation(a, tok)
+    async with open_wire(conversation_ws(a, conv["conversation_id"]), tok) as home:
+        asked = await home.say(OUTREACH)
+        await home.message(since=asked, role="agent", kind="reply")
+        ids = home.task_ids()
+        async with open_wire(
+            conversation_ws(b, conv["conversation_id"]), tok, resume_after=home.last_seq
+        ) as wire:
+            assert await home.closed() == 4409
+            await wire.wait(
+                lambda w: all(v["state"] == "working" for i in ids for v in w.views(i)[-1:])
+            )
+            killed = time.monotonic()
+            a.kill()
+            notice = await wire.message(kind="notice", within=10)
+            noticed = time.monotonic() - killed
+            assert "interrupted 3 background tasks" in notice["text"]
+            for task_id in ids:
+                await wire.task_state(task_id, "interrupted")
+            hours = await wire.say("What are your opening hours?")
+            await wire.message(since=hours, role="agent", kind="reply")
+            answered = time.monotonic() - killed
+            # The lease is 1 s here: the notice within a lease period and a little.
+            assert noticed < 3.0, noticed
+            print(f"\nfailover: notice after {noticed:.2f} s, answered after {answered:.2f} s")
+            await anyio.sleep(1.0)
+            assert len(wire.messages(kind="notice")) == 1
+            for task_id in ids:
+                ended = [v["state"] for v in wire.views(task_id) if v["state"] in TERMINAL]
+                assert ended == ["interrupted"]
