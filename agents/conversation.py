@@ -70,6 +70,8 @@ from agents.ports import (
     NewEvent,
     Publisher,
     Store,
+    WorkspaceKit,
+    WorkspaceSource,
 )
 from agents.primary import PrimaryAgent
 from agents.settings import RuntimeSettings
@@ -90,6 +92,8 @@ class Services:
     toolbox: ToolBox
     brains: Mapping[str, Brain]
     settings: RuntimeSettings
+    workspaces: WorkspaceSource | None = None
+    """Each workspace's current agents, tools and brains; without it, the ones above."""
 
 
 class ConversationRuntime:
@@ -108,6 +112,8 @@ class ConversationRuntime:
         self.services = services
         self.settings = services.settings
         self.toolbox = services.toolbox
+        self._brains = services.brains
+        self._kit_revision: int | None = None
         self._agents = {a.id: a for a in agents if a.workspace_id == conversation.workspace_id}
         if conversation.agent_id not in self._agents:
             raise NotFound("agent")
@@ -517,8 +523,34 @@ class ConversationRuntime:
             self.conversation.workspace_id, self.primary.id, Role.AGENT, self.primary.name
         )
 
+    def use_kit(self, kit: WorkspaceKit) -> None:
+        """Run from now on with *kit*'s agents, tools and brains (a workspace re-applied).
+
+        Work already running keeps the tool it is calling; the next step, turn or
+        delegation sees the new definitions. A primary agent that the workspace no
+        longer has keeps its last definition, so the conversation can go on.
+        """
+        if kit.workspace_id != self.conversation.workspace_id:
+            raise ValueError("a kit of another workspace")
+        agents = {a.id: a for a in kit.agents}
+        self.primary = agents.setdefault(self.conversation.agent_id, self.primary)
+        self._agents = agents
+        self.team = tuple(agents.values())
+        self.toolbox = kit.toolbox
+        self._brains = kit.brains
+        self._kit_revision = kit.revision
+
+    async def refresh_workspace(self) -> None:
+        """Take the workspace's current kit if it changed since the last one taken."""
+        source = self.services.workspaces
+        if source is None:
+            return
+        kit = await source.kit(self.conversation.workspace_id)
+        if kit is not None and kit.revision != self._kit_revision:
+            self.use_kit(kit)
+
     def brain_for(self, agent: AgentDefinition) -> Brain:
-        brain = self.services.brains.get(agent.brain)
+        brain = self._brains.get(agent.brain)
         if brain is None:
             raise SwitchboardError(f"agent {agent.id} has no brain")
         return brain

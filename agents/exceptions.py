@@ -10,7 +10,8 @@
     │   ├── Fenced        a commit from a node that is no longer the conversation's home
     │   └── NotHome       a relayed command reached a node that is not (or no longer) home
     ├── RateLimited       a bounded queue is full; the caller should retry later
-    └── ToolError         a tool failed; fails that sub-agent's task, nothing else
+    ├── ToolError         a tool failed; fails that sub-agent's task, nothing else
+    └── WorkspaceFileError  a workspace file is invalid; names its line and key
 
 Messages never hold record contents: callers may show them to anyone.
 """
@@ -71,6 +72,24 @@ class ToolError(SwitchboardError):
     """A tool could not do its work; the message is safe to store in the task result."""
 
     code = "internal"
+
+
+class WorkspaceFileError(SwitchboardError):
+    """A workspace file cannot be applied: ``line`` and ``key`` say where, ``problem`` why.
+
+    The message quotes no value of the file (a patient's name, a URL's query), only
+    where it is and what is expected there.
+    """
+
+    code = "bad_workspace"
+
+    def __init__(self, source: str, line: int | None, key: str | None, problem: str) -> None:
+        where = source if line is None else f"{source}:{line}"
+        super().__init__(f"{where}: {key}: {problem}" if key else f"{where}: {problem}")
+        self.source = source
+        self.line = line
+        self.key = key
+        self.problem = problem
 
 
 def first_type(error: BaseException) -> str:

@@ -234,12 +234,20 @@ class ConversationHost:
                 return None
             try:
                 fence = await self.store.take_home(conversation.id)
-                agents = await self.store.list_agents(conversation.workspace_id)
+                source = self.services.workspaces
+                kit = None if source is None else await source.kit(conversation.workspace_id)
+                agents = (
+                    kit.agents
+                    if kit is not None
+                    else await self.store.list_agents(conversation.workspace_id)
+                )
                 tasks = await self.store.list_tasks(conversation.workspace_id, conversation.id)
                 tasks = await self._settle_orphans(conversation, tasks, fence)
                 runtime = ConversationRuntime(
                     conversation, agents, self.services, tasks, fence=fence
                 )
+                if kit is not None:
+                    runtime.use_kit(kit)
                 assert self._tg is not None, "the host is not running"
                 await self._tg.start(self._run_conversation, runtime)
             except BaseException:

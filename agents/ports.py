@@ -9,9 +9,9 @@ refuses; none returns partial results.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from agents.commands import Answer, Command
 from agents.models import (
@@ -24,6 +24,10 @@ from agents.models import (
     StreamEvent,
     Task,
 )
+from agents.tools import ToolBox
+
+if TYPE_CHECKING:
+    from agents.brains import Brain
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,3 +224,30 @@ class AuditSink(Protocol):
     cannot, and then the read it guards must not happen (fail closed)."""
 
     async def record(self, entry: AuditEntry) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceKit:
+    """What a workspace's conversations run with now: its agents, tools and brains.
+
+    ``revision`` grows whenever the workspace is applied with changes; a conversation
+    takes a newer kit at its next turn.
+    """
+
+    workspace_id: str
+    revision: int
+    agents: tuple[AgentDefinition, ...]
+    toolbox: ToolBox
+    brains: Mapping[str, Brain]
+
+
+class WorkspaceSource(Protocol):
+    """Where a node finds each workspace's current kit (``server.workspaces``)."""
+
+    async def kit(self, workspace_id: str) -> WorkspaceKit | None:
+        """The workspace's kit, or ``None`` for a workspace applied from no file.
+
+        Cheap when nothing changed: implementations cache, and check the stored
+        revision at most every so often. Raises ``Unavailable`` if the store refuses.
+        """
+        ...

@@ -191,6 +191,8 @@ class PrimaryAgent:
 
     async def _answer(self, text: str) -> None:
         runtime = self.runtime
+        # A workspace applied again since the last turn: its agents and tools apply now.
+        await runtime.refresh_workspace()
         brain = runtime.brain_for(runtime.primary)
         inline: tuple[UseTool, str] | None = None
         with anyio.CancelScope() as scope:

@@ -6,15 +6,18 @@
     switchboard token --workspace W --sub S --role R [--name N] [--act-for P] [--ttl S]
     switchboard audit verify
     switchboard audit export [--since ISO8601] [--output FILE]
+    switchboard workspace apply FILE
+    switchboard workspace show ID [--json]
 
 Settings come from the environment (:class:`~server.settings.Settings`). Exit codes:
-0 success, 1 the audit chain is broken, 2 bad usage or settings, or the database could
-not be read.
+0 success, 1 the audit chain is broken, 2 bad usage or settings, a workspace file
+that cannot be applied, or a database that could not be read.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import socket
@@ -26,8 +29,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+import anyio
 import uvicorn
+from sqlalchemy.exc import SQLAlchemyError
 
+from agents.exceptions import Unavailable, WorkspaceFileError
+from agents.workspace_file import load_workspace_file, spec_from_json
 from audit import AuditError, AuditRecord, InvalidAuditField, export_jsonl, verify_chain
 from server import voice_bridge
 from server.audit_store import SqlAuditBackend
@@ -35,7 +42,9 @@ from server.auth import issue_token
 from server.exceptions import SettingsError
 from server.logs import AccessLogMiddleware, configure_logging
 from server.settings import Settings
-from server.storage.engine import create_engine_for
+from server.storage.engine import create_engine_for, create_schema
+from server.storage.workspaces import WorkspaceStore
+from server.workspaces.apply import apply_spec
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -105,6 +114,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--output", type=Path, help="file to write (default: stdout)")
     export.set_defaults(run=_audit_export)
+
+    workspace = commands.add_parser("workspace", help="workspaces from files (docs/WORKSPACES.md)")
+    workspace_commands = workspace.add_subparsers(
+        dest="workspace_command", required=True, metavar="ACTION"
+    )
+    apply = workspace_commands.add_parser(
+        "apply", help="create or update a workspace from its TOML file (idempotent)"
+    )
+    apply.add_argument("file", type=Path, help="the workspace file")
+    apply.set_defaults(run=_workspace_apply)
+    show = workspace_commands.add_parser("show", help="print a stored workspace")
+    show.add_argument("id", help="the workspace id")
+    show.add_argument("--json", action="store_true", help="the stored spec as JSON")
+    show.set_defaults(run=_workspace_show)
 
     bridge = commands.add_parser("bridge", help="the reference voice bridge (docs/VOICE.md)")
     voice_bridge.add_arguments(bridge)
@@ -279,6 +302,84 @@ def _export_to_file(backend: SqlAuditBackend, path: Path, since: datetime | None
         Path(temporary).unlink(missing_ok=True)
         raise
     return written
+
+
+# -- workspace -----------------------------------------------------------------------
+
+
+def _workspace_apply(args: argparse.Namespace) -> int:
+    # Read and validated before the database is opened: a bad file touches nothing.
+    try:
+        spec = load_workspace_file(args.file)
+    except WorkspaceFileError as exc:
+        print(f"switchboard workspace apply: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    engine = create_engine_for(Settings.from_env().database_url)
+    try:
+        create_schema(engine)
+        applied = anyio.run(apply_spec, WorkspaceStore(engine), spec)
+    except (Unavailable, SQLAlchemyError) as exc:
+        print(
+            f"switchboard workspace apply: the database refused ({type(exc).__name__})",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    finally:
+        engine.dispose()
+    what = (
+        f"{len(spec.agents)} agents, {len(spec.tools)} tools, "
+        f"{len(spec.mcp_servers)} MCP servers, "
+        + (f"{len(spec.patients)} patients" if spec.directory == "inline" else "patients kept")
+    )
+    if applied.changed:
+        print(f"workspace {spec.id} applied: revision {applied.revision} ({what})")
+    else:
+        print(f"workspace {spec.id} unchanged at revision {applied.revision} ({what})")
+    return EXIT_OK
+
+
+def _workspace_show(args: argparse.Namespace) -> int:
+    engine = create_engine_for(Settings.from_env().database_url)
+    try:
+        create_schema(engine)
+        stored = anyio.run(WorkspaceStore(engine).get, args.id)
+    except (Unavailable, SQLAlchemyError) as exc:
+        print(
+            f"switchboard workspace show: the database refused ({type(exc).__name__})",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    finally:
+        engine.dispose()
+    if stored is None:
+        print(f"switchboard workspace show: no workspace {args.id!r}", file=sys.stderr)
+        return EXIT_USAGE
+    spec = spec_from_json(stored.spec)
+    # Patients are PHI: shown by count, never by content.
+    shown = {**stored.spec, "patients": len(spec.patients)}
+    if args.json:
+        print(json.dumps({"revision": stored.revision, "spec": shown}, indent=2))
+        return EXIT_OK
+    print(f"workspace {spec.id} ({spec.name}), revision {stored.revision}")
+    print(f"  digest {stored.digest}")
+    print("agents:")
+    for agent in spec.agents:
+        mark = " (primary)" if agent.primary else ""
+        print(f"  {agent.id}{mark}: {agent.name} — {agent.description}")
+        print(f"    brain {agent.brain}; tools {', '.join(agent.tools) or 'none'}")
+    print("tools:")
+    for tool in spec.tools:
+        where = tool.endpoint.method + " " + tool.endpoint.url if tool.endpoint else "builtin"
+        latency = "its own" if tool.expected_latency is None else f"{tool.expected_latency:g} s"
+        print(f"  {tool.name} ({tool.kind}, expected {latency}): {where}")
+    for server in spec.mcp_servers:
+        where = server.url or " ".join(server.command)
+        print(f"  {server.name}.* (MCP): {where}")
+    for brain in spec.brains:
+        print(f"brain {brain.name}: {brain.kind} {brain.model} at {brain.base_url}")
+    directory = f"inline, {len(spec.patients)} patients" if spec.directory == "inline" else "store"
+    print(f"patients: {directory}")
+    return EXIT_OK
 
 
 def _timestamp(text: str) -> datetime:

@@ -18,14 +18,15 @@ import anyio
 from agents.brains import Brain
 from agents.brains.rule import RuleBrain
 from agents.conversation import Services
-from agents.demo.patients import demo_patients
-from agents.demo.workspace import build_demo_tools, demo_agents
+from agents.demo.file import demo_spec
+from agents.demo.workspace import build_demo_tools
 from agents.exceptions import SwitchboardError
 from agents.host import ConversationHost
 from agents.memory import MemoryBus, MemoryLeases
 from agents.models import AgentDefinition, Patient, StreamEvent, new_id
 from agents.ports import Leases, PatientDirectory
 from agents.tools import ToolBox
+from agents.workspace_file import WorkspaceSpec
 from audit import AuditTrail
 from server.audit_sink import TrailAuditSink
 from server.audit_store import SqlAuditBackend
@@ -37,6 +38,9 @@ from server.sessions import SessionRegistry
 from server.settings import Settings
 from server.storage.engine import create_engine_for
 from server.storage.sql_store import SqlStore
+from server.storage.workspaces import WorkspaceStore
+from server.workspaces.apply import apply_spec
+from server.workspaces.catalog import WorkspaceCatalog
 
 log = logging.getLogger(__name__)
 
@@ -67,23 +71,27 @@ class Node:
 
 @dataclass(frozen=True)
 class Workspaces:
-    """What a node serves: the agents and patients it seeds, its tools and its brains.
+    """What a node serves: its builtin tools and brains, and what it applies in demo mode.
 
-    The tools and brains are built once the store exists, since they read it (the
-    records tool, the rule brain). :func:`demo_workspaces` is the default.
+    ``tools`` are the builtin tools a workspace file may name (``kind = "builtin"``)
+    and ``brains`` the brains every workspace has; both are built once the store
+    exists, since they read it (the records tool, the rule brain). In demo mode the
+    node applies ``files`` (workspace files, as ``switchboard workspace apply`` would)
+    and seeds ``agents`` and ``patients`` (workspaces made in code, such as the
+    bench's). :func:`demo_workspaces` is the default.
     """
 
-    agents: Sequence[AgentDefinition]
-    patients: Sequence[Patient]
     tools: Callable[[PatientDirectory, Settings], ToolBox]
     brains: Callable[[PatientDirectory], Mapping[str, Brain]]
+    files: Sequence[WorkspaceSpec] = ()
+    agents: Sequence[AgentDefinition] = ()
+    patients: Sequence[Patient] = ()
 
 
 def demo_workspaces() -> Workspaces:
-    """The demo workspace: the front desk, its team, the demo patients and tools."""
+    """The demo workspace (its file), with the builtin simulators and the rule brain."""
     return Workspaces(
-        agents=demo_agents(),
-        patients=demo_patients(),
+        files=(demo_spec(),),
         tools=lambda directory, settings: build_demo_tools(
             directory, latency_scale=settings.tool_latency_scale
         ),
@@ -97,15 +105,20 @@ async def start_node(
 ) -> AsyncIterator[Node]:
     """Open the node: schema, workspaces, recovery; close it gracefully on exit.
 
-    The agents and patients of *workspaces* (the demo's by default) are seeded in demo
-    mode; a production node serves the agents already in its store.
+    The workspaces of *workspaces* (the demo's by default) are applied in demo mode; a
+    production node serves the workspaces applied to its store with ``switchboard
+    workspace apply``, and picks up a workspace applied again at each conversation's
+    next turn.
     """
     workspaces = workspaces or demo_workspaces()
     engine = create_engine_for(settings.database_url)
     store = SqlStore(engine)
     await store.create_schema()
     await anyio.to_thread.run_sync(create_audit_schema, engine)
+    workspace_store = WorkspaceStore(engine)
     if settings.demo_mode:
+        for spec in workspaces.files:
+            await apply_spec(workspace_store, spec)
         await store.save_agents(workspaces.agents)
         await store.save_patients(workspaces.patients)
     trail = AuditTrail(SqlAuditBackend(engine), node_id=settings.node_id)
@@ -115,13 +128,17 @@ async def start_node(
         if settings.redis_url is None
         else RedisBus(settings.redis_url, settings.node_id, catch_up=_newest_of(store))
     )
+    builtins = workspaces.tools(store, settings)
+    brains = workspaces.brains(store)
+    catalog = WorkspaceCatalog(workspace_store, builtins=builtins, brains=brains)
     services = Services(
         store=store,
         publisher=bus,
         audit=audit,
-        toolbox=workspaces.tools(store, settings),
-        brains=workspaces.brains(store),
+        toolbox=builtins,
+        brains=brains,
         settings=settings.runtime(),
+        workspaces=catalog,
     )
     leases: Leases
     relay: RedisRelay | None = None
@@ -146,6 +163,8 @@ async def start_node(
                 await tg.start(relay.run)
             if isinstance(bus, RedisBus):
                 await tg.start(bus.run)
+            # The HTTP pool and the MCP sessions outlive the host's last clean-up.
+            await tg.start(catalog.run)
             await tg.start(host.run)
             # Only conversations whose home is gone (lease lapsed) are touched; those
             # whose lease has yet to lapse are taken by the host's periodic sweep.

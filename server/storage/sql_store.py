@@ -327,7 +327,7 @@ class SqlStore:
 
     def _upsert_sync(self, table: Table, rows: list[dict[str, Any]]) -> None:
         with self._writing() as connection:
-            _upsert(connection, table, rows)
+            upsert(connection, table, rows)
 
     def _commit_batch_sync(
         self, batch: Sequence[Changes]
@@ -387,7 +387,7 @@ class SqlStore:
                 # The last version of a task wins; sorted ids make concurrent upserts of
                 # the same tasks lock their rows in one order (no deadlock on PostgreSQL).
                 latest = {task.id: task for task in changes.tasks}
-                _upsert(connection, TASKS, [task_values(latest[k]) for k in sorted(latest)])
+                upsert(connection, TASKS, [task_values(latest[k]) for k in sorted(latest)])
             existing = {c: n for c, n in counts.items() if c not in new_chats}
             last_seqs = {c: counts[c] for c in counts if c in new_chats}
             if self._sqlite:
@@ -495,7 +495,7 @@ def _advance_head(connection: Connection, chat_id: str, count: int) -> int:
     return int(last)
 
 
-def _upsert(connection: Connection, table: Table, rows: Iterable[dict[str, Any]]) -> None:
+def upsert(connection: Connection, table: Table, rows: Iterable[dict[str, Any]]) -> None:
     """Insert *rows* into *table*, replacing any row with the same primary key."""
     connection.execute(_upsert_statement(connection.dialect.name, table), list(rows))
 

@@ -179,6 +179,23 @@ class PatientRow(SQLModel, table=True):
     insurer: str = ""
 
 
+class WorkspaceRow(SQLModel, table=True):
+    """A workspace as last applied from its file: the whole spec, as JSON.
+
+    ``revision`` grows by one with every apply that changed something; nodes compare
+    it to what they run with to pick up changed agents and tools at the next turn.
+    """
+
+    __tablename__ = "workspaces"
+
+    id: str = Field(primary_key=True)
+    name: str
+    revision: int
+    digest: str
+    spec: str = Field(sa_type=Text)
+    applied_at: datetime = Field(sa_type=UtcDateTime)
+
+
 def _table(name: str) -> Table:
     return SQLModel.metadata.tables[name]
 
@@ -191,6 +208,7 @@ EVENTS = _table("events")
 TASKS = _table("tasks")
 AGENTS = _table("agents")
 PATIENTS = _table("patients")
+WORKSPACES = _table("workspaces")
 
 # Parents before children, the order create_all needs. Only these are created: other
 # packages' tables on SQLModel's shared metadata are theirs to create.
@@ -203,6 +221,7 @@ TABLES: tuple[Table, ...] = (
     TASKS,
     AGENTS,
     PATIENTS,
+    WORKSPACES,
 )
 
 METADATA: MetaData = SQLModel.metadata
