@@ -28,7 +28,7 @@ from datetime import timedelta
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from agents.brains import Assignment, Brain
+from agents.brains import Assignment, Brain, ToolInfo
 from agents.exceptions import (
     Conflict,
     DepthLimitExceeded,
@@ -114,6 +114,7 @@ class ConversationRuntime:
         self.toolbox = services.toolbox
         self._brains = services.brains
         self._kit_revision: int | None = None
+        self._tool_infos: tuple[ToolBox, tuple[ToolInfo, ...]] | None = None
         self._agents = {a.id: a for a in agents if a.workspace_id == conversation.workspace_id}
         if conversation.agent_id not in self._agents:
             raise NotFound("agent")
@@ -539,6 +540,19 @@ class ConversationRuntime:
         self.toolbox = kit.toolbox
         self._brains = kit.brains
         self._kit_revision = kit.revision
+
+    def tool_infos(self) -> tuple[ToolInfo, ...]:
+        """The tools the team uses, as a brain may see them (cached per kit)."""
+        cached = self._tool_infos
+        if cached is None or cached[0] is not self.toolbox:
+            used = {name for agent in self.team for name in agent.tools}
+            infos = tuple(
+                ToolInfo(t.name, t.description, t.parameters, t.expected_latency)
+                for t in self.toolbox
+                if t.name in used
+            )
+            cached = self._tool_infos = (self.toolbox, infos)
+        return cached[1]
 
     async def refresh_workspace(self) -> None:
         """Take the workspace's current kit if it changed since the last one taken."""

@@ -207,6 +207,7 @@ class PrimaryAgent:
                         self._summaries(),
                         conversation_id=runtime.conversation.id,
                         transcript=tuple(self._transcript),
+                        tools=runtime.tool_infos(),
                     )
                 )
                 if isinstance(action, UseTool) and not self._is_slow(action.tool):

@@ -145,6 +145,16 @@ class TranscriptLine:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolInfo:
+    """What a brain may know of a tool: enough to choose it and fill its arguments."""
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
+    expected_latency: float
+
+
+@dataclass(frozen=True, slots=True)
 class Turn:
     """A user turn, with what the agent needs to decide on it."""
 
@@ -156,6 +166,8 @@ class Turn:
     conversation_id: str = ""
     transcript: tuple[TranscriptLine, ...] = ()
     """The conversation's recent messages, oldest first, ending with this turn's."""
+    tools: tuple[ToolInfo, ...] = ()
+    """The workspace's tools that the agent or its team may use."""
 
 
 @dataclass(frozen=True, slots=True)

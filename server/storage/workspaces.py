@@ -76,6 +76,10 @@ class WorkspaceStore:
         """The stored workspace, or ``None`` if none was applied with that id."""
         return await self._run(self._get_sync, workspace_id)
 
+    async def revision(self, workspace_id: str) -> int | None:
+        """The workspace's current revision (one indexed read), or ``None``."""
+        return await self._run(self._revision_sync, workspace_id)
+
     async def revisions(self) -> dict[str, int]:
         """Every applied workspace's id and current revision (one small query)."""
         return await self._run(self._revisions_sync)
@@ -141,6 +145,13 @@ class WorkspaceStore:
         if row is None:
             return None
         return StoredWorkspace(row.id, row.name, row.revision, row.digest, json.loads(row.spec))
+
+    def _revision_sync(self, workspace_id: str) -> int | None:
+        with self._engine.connect() as connection:
+            revision = connection.execute(
+                select(WORKSPACES.c.revision).where(WORKSPACES.c.id == workspace_id)
+            ).scalar()
+        return None if revision is None else int(revision)
 
     def _revisions_sync(self) -> dict[str, int]:
         with self._engine.connect() as connection:

@@ -2,9 +2,9 @@
 
 :class:`WorkspaceCatalog` is the :class:`~agents.ports.WorkspaceSource` the runtime
 asks at every turn. It builds a workspace's kit from the spec last applied
-(``switchboard workspace apply``), caches it, and looks at the stored revision at most
-once every :data:`CHECK_INTERVAL_S`: a workspace applied again — from this node or
-another, while conversations run — is picked up at their next turn.
+(``switchboard workspace apply``) and caches it; each turn reads only the stored
+revision (one indexed row), so a workspace applied again — from this node or another,
+while conversations run — is picked up at their next turn, and rebuilt only then.
 
 It owns what the kits share: one pooled :class:`httpx.AsyncClient` for every HTTP
 tool, and one :class:`~server.workspaces.mcp_tools.McpConnection` per MCP server,
@@ -32,8 +32,11 @@ from server.workspaces.mcp_tools import McpConnection
 
 log = logging.getLogger(__name__)
 
-CHECK_INTERVAL_S = 1.0
-"""How stale a cached kit may be before the stored revision is looked at again."""
+NO_FILE_RECHECK_S = 5.0
+"""How long "no file was applied for this workspace" is believed before asking again."""
+CHECK_INTERVAL_S = 0.0
+"""How stale a cached kit may be before the stored revision is read again: every turn
+reads it, so that "applied" means "in effect from the next turn"."""
 MCP_READY_S = 10.0
 """How long building a kit waits for an MCP server's first tool listing."""
 HTTP_POOL = httpx.Limits(max_connections=100, max_keepalive_connections=20)
@@ -74,6 +77,7 @@ class WorkspaceCatalog:
         self._brains = dict(brains)
         self._brain_factory = brain_factory
         self._cache: dict[str, _Cached] = {}
+        self._unfiled: dict[str, float] = {}
         self._locks: dict[str, anyio.Lock] = {}
         self._http: httpx.AsyncClient | None = None
         self._tg: TaskGroup | None = None
@@ -108,21 +112,25 @@ class WorkspaceCatalog:
         cached = self._cache.get(workspace_id)
         if cached is not None and not self._stale(cached):
             return cached.kit
+        unfiled = self._unfiled.get(workspace_id)
+        if unfiled is not None and anyio.current_time() - unfiled < NO_FILE_RECHECK_S:
+            return None  # a workspace seeded in code (the bench's): nothing to read per turn
         lock = self._locks.setdefault(workspace_id, anyio.Lock())
         async with lock:
             cached = self._cache.get(workspace_id)
             if cached is not None and not self._stale(cached):
                 return cached.kit
+            if cached is not None and cached.mcp_connects == self._connects(cached):
+                revision = await self._store.revision(workspace_id)
+                if revision == cached.revision:
+                    cached.checked_at = anyio.current_time()
+                    return cached.kit
             stored = await self._store.get(workspace_id)
             if stored is None:
+                self._cache.pop(workspace_id, None)
+                self._unfiled[workspace_id] = anyio.current_time()
                 return None
-            if (
-                cached is not None
-                and cached.revision == stored.revision
-                and cached.mcp_connects == self._connects(cached)
-            ):
-                cached.checked_at = anyio.current_time()
-                return cached.kit
+            self._unfiled.pop(workspace_id, None)
             fresh = await self._build(spec_from_json(stored.spec), stored.revision, cached)
             self._cache[workspace_id] = fresh
             return fresh.kit

@@ -18,6 +18,7 @@ from agents.brains.rule.matching import PatientIndex, active, fields, match_task
 from agents.brains.rule.new_work import explain, outreach, prior_auth, records
 from agents.brains.rule.sentences import join
 from agents.brains.rule.small_talk import small_talk
+from agents.brains.rule.team import delegate_to_team
 from agents.brains.rule.text import Text, strip_lead
 from agents.brains.rule.vocabulary import (
     CANCEL_PHRASES,
@@ -30,6 +31,9 @@ from agents.brains.rule.vocabulary import (
     STATUS_STRONG,
     STATUS_WEAK,
 )
+from agents.demo.payer import PRIOR_AUTH
+from agents.demo.records import RECORDS_LOOKUP
+from agents.demo.telephony import PHONE_CALL
 from agents.ports import PatientDirectory
 
 Intent = Callable[[Text, Turn, PatientIndex], Action | None]
@@ -43,11 +47,16 @@ async def decide(turn: Turn, directory: PatientDirectory) -> Action:
         return Reply("I'm here — what can I do for you?")
     patients = await directory.list_patients(turn.agent.workspace_id)
     index = PatientIndex(tuple(sorted(patients, key=lambda p: p.name)))
+    tools = {name for agent in turn.team for name in agent.tools} | set(turn.agent.tools)
     for intent in _INTENTS:
+        needs = _NEEDS.get(intent)
+        if needs is not None and needs not in tools:
+            continue  # a kind of work this workspace has no tool for
         action = intent(text, turn, index)
         if action is not None:
             return action
-    return small_talk(text, turn)
+    # Not one of the demo's kinds of work: read it against the workspace's own agents.
+    return delegate_to_team(text, turn, index) or small_talk(text, turn)
 
 
 def _instruct(text: Text, turn: Turn, index: PatientIndex) -> Action | None:
@@ -164,3 +173,11 @@ _INTENTS: tuple[Intent, ...] = (
     records,
 )
 """The intents, in the order that settles collisions between them."""
+
+_NEEDS: dict[Intent, str] = {
+    explain: PRIOR_AUTH,
+    prior_auth: PRIOR_AUTH,
+    outreach: PHONE_CALL,
+    records: RECORDS_LOOKUP,
+}
+"""The builtin tool each kind of new work needs; without it, the intent is not asked."""
