@@ -186,7 +186,8 @@ async def test_a_workspace_file_serves_conversations_with_its_own_http_and_mcp_t
         assert done["state"] == "completed", done
         assert "missing the insurance page" in done["result"]
 
-    calls = httpx.get(f"{eligibility_api}/calls").json()
+    async with httpx.AsyncClient() as client:
+        calls = (await client.get(f"{eligibility_api}/calls")).json()
     mine = [c for c in calls if c["task"] == benefits["id"]]
     assert len(mine) == 1
     # The arguments came from the words and the directory, the header from the
@@ -195,7 +196,8 @@ async def test_a_workspace_file_serves_conversations_with_its_own_http_and_mcp_t
     assert mine[0]["authorization"] == f"Bearer {ELIGIBILITY_TOKEN}"
     logs = server.logs()
     assert ELIGIBILITY_TOKEN not in logs
-    assert "Maria" not in logs and "Tom Baker" not in logs
+    assert "Maria" not in logs
+    assert "Tom Baker" not in logs
 
     # Applied again while the node runs: the conversation's next turn has the change.
     renamed = write_workspace(path, eligibility_api, benefits_name="Coverage desk")
