@@ -34,6 +34,9 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 BUILTIN_BRAINS = ("rule", "llm")
 """Brains every node has: the rule brain, and the LLM brain configured by environment."""
 
+BUILTIN_TOOLS = ("phone.call", "payer.prior_auth", "records.lookup")
+"""Tools every node has: the telephony and payer simulators, and the records tool."""
+
 PATIENT_FIELDS = ("medications", "allergies", "conditions")
 
 
@@ -539,6 +542,10 @@ class _Reader:
             )
         if kind == "builtin":
             self.known(table, path, (*common, "options"))
+            if table.get("name") not in BUILTIN_TOOLS:
+                raise self.fail(
+                    (*path, "name"), f"a builtin tool is one of {', '.join(BUILTIN_TOOLS)}"
+                )
             options = dict(self.table(table.get("options", {}), (*path, "options")))
             return ToolSpec(
                 name=self.ident(table, path, "name", TOOL_NAME),

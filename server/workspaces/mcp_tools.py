@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from contextlib import AsyncExitStack
 from typing import Any
 
 import anyio
@@ -63,7 +64,8 @@ class McpConnection:
         backoff = BACKOFF_FIRST_S
         while True:
             try:
-                async with self._connect() as client:
+                async with AsyncExitStack() as stack:
+                    client = await stack.enter_async_context(await self._connect(stack))
                     listing = await client.list_tools()
                     self._tools = {
                         tool.name: self._tool(tool.name, tool.description, tool.input_schema)
@@ -92,13 +94,13 @@ class McpConnection:
             await anyio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
-    def _connect(self) -> Client:
+    async def _connect(self, stack: AsyncExitStack) -> Client:
         spec = self.spec
         if spec.url is not None:
             headers = {h: os.environ.get(v, "") for h, v in spec.headers_from_env.items()}
-            transport = streamable_http_client(
-                spec.url, http_client=create_mcp_http_client(headers=headers)
-            )
+            # The SDK leaves a client it was given open: it closes after the session.
+            http = await stack.enter_async_context(create_mcp_http_client(headers=headers))
+            transport = streamable_http_client(spec.url, http_client=http)
             return Client(transport, read_timeout_seconds=spec.timeout)
         env = {name: os.environ.get(variable, "") for name, variable in spec.env_from.items()}
         params = StdioServerParameters(

@@ -12,7 +12,6 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,8 @@ import pytest
 
 from server.auth import issue_token
 
-from ..tool_servers import ELIGIBILITY_TOKEN
-from .conftest import ROOT, conversation_ws, free_port, headers, open_wire
+from ..tool_servers import ELIGIBILITY_TOKEN, running
+from .conftest import ROOT, conversation_ws, headers, open_wire
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -93,25 +92,8 @@ date_of_birth = "1961-09-30"
 @pytest.fixture(scope="module")
 def eligibility_api() -> Iterator[str]:
     """The workspace's own HTTP endpoint, in its own process."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.tool_servers", "http", "--port", str(port)], cwd=ROOT
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                httpx.get(f"{url}/calls", timeout=1)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.05)
+    with running("http") as url:
         yield url
-    finally:
-        process.kill()
-        process.wait()
 
 
 def write_workspace(path: Path, api: str, *, benefits_name: str = "Benefits checker") -> Path:
