@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from agents.demo.file import DEMO_FILE, demo_spec
@@ -175,3 +177,12 @@ def test_mcp_servers_need_a_command_or_a_url_and_tool_names_stay_apart() -> None
         '"coverage.check", "docs.*"', '"docs.check"'
     )
     assert refusal(clash).problem == "is also the prefix of a tool's name"
+
+
+def test_the_documented_example_is_a_valid_workspace_file() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "WORKSPACES.md").read_text()
+    example = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    spec = parse_workspace(example, source="WORKSPACES.md")
+    assert spec.id == "northwind"
+    assert [a.id for a in spec.agents] == ["reception", "benefits-checker", "document-clerk"]
+    assert spec.mcp_servers[0].env_from == {"DOCS_TOKEN": "NORTHWIND_DOCS_TOKEN"}

@@ -48,15 +48,25 @@ async def decide(turn: Turn, directory: PatientDirectory) -> Action:
     patients = await directory.list_patients(turn.agent.workspace_id)
     index = PatientIndex(tuple(sorted(patients, key=lambda p: p.name)))
     tools = {name for agent in turn.team for name in agent.tools} | set(turn.agent.tools)
+    # A kind of work this workspace has no builtin tool for is asked last: its own
+    # agents may do it ("call Bob" with a telephony tool of its own), and only if none
+    # fits does the builtin intent answer (that none of the agents can).
+    lacking: list[Intent] = []
     for intent in _INTENTS:
         needs = _NEEDS.get(intent)
         if needs is not None and needs not in tools:
-            continue  # a kind of work this workspace has no tool for
+            lacking.append(intent)
+            continue
         action = intent(text, turn, index)
         if action is not None:
             return action
     # Not one of the demo's kinds of work: read it against the workspace's own agents.
-    return delegate_to_team(text, turn, index) or small_talk(text, turn)
+    action = delegate_to_team(text, turn, index)
+    for intent in lacking:
+        if action is not None:
+            break
+        action = intent(text, turn, index)
+    return action or small_talk(text, turn)
 
 
 def _instruct(text: Text, turn: Turn, index: PatientIndex) -> Action | None:
