@@ -60,6 +60,11 @@ UNMATCHED_ROUTE = "unmatched"
 
 _HANDLER_MARK = "_switchboard_json_handler"
 _THIRD_PARTY_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
+# Client libraries whose own lines could carry a tool's URL or what an MCP server sent
+# (the SDK formats some with f-strings, which no filter can take apart): the node logs
+# those events itself, by tool or server name.
+_QUIET_LOGGERS = {"httpx": logging.WARNING, "httpcore": logging.WARNING, "httpx2": logging.WARNING}
+_QUIET_LOGGERS |= {"mcp": logging.CRITICAL + 1}
 
 access_log = logging.getLogger("switchboard.access")
 
@@ -152,6 +157,8 @@ def configure_logging(
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    for name, quiet in _QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(quiet)
     return handler
 
 
