@@ -191,14 +191,15 @@ class PrimaryAgent:
 
     async def _answer(self, text: str) -> None:
         runtime = self.runtime
-        # A workspace applied again since the last turn: its agents and tools apply now.
-        await runtime.refresh_workspace()
-        brain = runtime.brain_for(runtime.primary)
         inline: tuple[UseTool, str] | None = None
+        self._transcript.append(TranscriptLine(MessageRole.USER, MessageKind.REPLY, text))
         with anyio.CancelScope() as scope:
             self._turn_scope = scope
             try:
-                self._transcript.append(TranscriptLine(MessageRole.USER, MessageKind.REPLY, text))
+                # A workspace applied again since the last turn applies from this one.
+                # Inside the turn's scope: a barge-in meanwhile abandons the turn too.
+                await runtime.refresh_workspace()
+                brain = runtime.brain_for(runtime.primary)
                 action: Action = await brain.respond(
                     Turn(
                         text,
