@@ -62,9 +62,10 @@ class WorkspaceStore:
         agents: Sequence[AgentDefinition],
         patients: Sequence[Patient] | None,
     ) -> Applied:
-        """Store a workspace; *patients* ``None`` keeps the stored directory as it is.
+        """Store a workspace: its spec, its agents, and *patients* (by id; ``None``: none).
 
-        Agents of the workspace that *agents* no longer names are removed. Raises
+        Agents of the workspace that *agents* no longer names are removed; patients are
+        only ever created or replaced, never removed. Raises
         :class:`~agents.exceptions.Unavailable` if the database refuses (then nothing
         was written).
         """
@@ -131,10 +132,10 @@ class WorkspaceStore:
                 )
             )
             upsert(connection, AGENTS, [agent_values(a) for a in agents])
-            if patients is not None:
-                connection.execute(delete(PATIENTS).where(PATIENTS.c.workspace_id == workspace_id))
-                if patients:
-                    upsert(connection, PATIENTS, [patient_values(p) for p in patients])
+            if patients:
+                # Created or replaced by id; a record the file no longer lists is left
+                # alone: a directory is never emptied by an edit to a file.
+                upsert(connection, PATIENTS, [patient_values(p) for p in patients])
             return Applied(revision, changed=True)
 
     def _get_sync(self, workspace_id: str) -> StoredWorkspace | None:

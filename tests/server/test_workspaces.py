@@ -257,13 +257,19 @@ async def test_applying_is_idempotent_atomic_and_replaces_agents_and_patients(
         second = await apply_spec(store, smaller)
         assert second.revision == first.revision + 1
         assert len(await sql.list_agents("wsapply")) == 2
-        assert len(await sql.list_patients("wsapply")) == 3
+        # Patients are created or replaced, never removed by an edit to the file.
+        assert len(await sql.list_patients("wsapply")) == 8
+        moved = replace(spec.patients[0], phone="+1 555-0199")
+        await apply_spec(store, replace(smaller, patients=(moved,)))
+        alice = await sql.get_patient("wsapply", moved.id)
+        assert alice is not None
+        assert alice.phone == "+1 555-0199"
         kept = replace(smaller, directory="store", patients=())
         await apply_spec(store, kept)
-        assert len(await sql.list_patients("wsapply")) == 3  # "store": left as it was
+        assert len(await sql.list_patients("wsapply")) == 8  # "store": left as it was
         stored = await store.get("wsapply")
         assert stored is not None
-        assert stored.revision == first.revision + 2
+        assert stored.revision == first.revision + 3
         assert await store.revision("wsapply") == stored.revision
     finally:
         engine.dispose()
