@@ -15,6 +15,13 @@
 // widget applies each seq once, in order; on reconnect it says `resume_after` = the
 // last seq applied, so the server replays exactly what was missed. A gap inside one
 // connection is filled over HTTP before anything after it is shown.
+//
+// In the conversation, a task's progress updates its card, and at most one line per
+// task in the message list (updated in place); agent messages render a safe Markdown
+// subset (markdown.js) built from DOM nodes, never from HTML.
+
+import { render as renderMarkdown } from "./markdown.js";
+import { cardsSummary, descendants, elapsedLabel, elapsedMs, elapsedWords, folded } from "./cards.js";
 
 const TERMINAL_STATES = new Set(["completed", "failed", "cancelled", "interrupted"]);
 const STATE_RANK = {
@@ -216,7 +223,8 @@ export class StreamConnection {
       this._checkReplayed();
       return;
     }
-    if (typeof frame.seq === "number") {
+    // An ack carries the seq it stored too: it answers a request, it is no stream event.
+    if (typeof frame.seq === "number" && frame.type !== "ack") {
       this._ingest(frame);
       return;
     }
@@ -376,6 +384,7 @@ const STYLES = `
   --sb-ok: #047857;
   --sb-bad: #b91c1c;
   --sb-warn: #92400e;
+  --sb-danger-text: #ffffff;
   display: block;
   height: 560px;
   min-height: 360px;
@@ -394,6 +403,7 @@ const STYLES = `
     --sb-ok: #34d399;
     --sb-bad: #f87171;
     --sb-warn: #fbbf24;
+    --sb-danger-text: #111827;
   }
 }
 :host([hidden]) { display: none; }
@@ -418,7 +428,8 @@ header {
 .status[data-state="reconnecting"]::before { background: var(--sb-warn); }
 .status[data-state="closed"]::before { background: var(--sb-bad); }
 .status[data-state="closed"] { color: var(--sb-bad); }
-.log { flex: 1; overflow-y: auto; padding: 12px; overscroll-behavior: contain; }
+/* The messages keep a usable height whatever the cards need: the cards scroll instead. */
+.log { flex: 1 1 0; min-height: 160px; overflow-y: auto; padding: 12px; overscroll-behavior: contain; }
 .empty { color: var(--sb-muted); text-align: center; margin: 24px 8px; }
 .messages { list-style: none; margin: 0; padding: 0; display: flex; flex-direction: column; gap: 8px; }
 .msg {
@@ -445,9 +456,21 @@ header {
   padding: 0 6px; border-radius: 999px; background: var(--sb-accent); color: var(--sb-accent-text);
   font-style: normal;
 }
-.text { margin: 0; white-space: pre-wrap; }
+.text { margin: 0; }
+.text.plain { white-space: pre-wrap; }
+.text p { margin: 0; }
+.text p + p, .text p + ul, .text p + ol, .text ul + p, .text ol + p { margin-top: 0.5em; }
+.text ul, .text ol { margin: 0.25em 0 0; padding-left: 1.3em; }
+.text ul { list-style: disc; }
+.text ol { list-style: decimal; }
+.text li + li { margin-top: 0.15em; }
+.text code { font: 0.9em ui-monospace, SFMono-Regular, Menlo, monospace; background: var(--sb-bg); padding: 0 3px; border-radius: 4px; }
+.msg[data-kind="progress"] .text p { display: inline; }
 .delivery { font-size: 0.75rem; margin-top: 4px; display: flex; gap: 8px; align-items: center; }
-.tasks { border-top: 1px solid var(--sb-border); max-height: 38%; overflow-y: auto; padding: 8px 12px; }
+.tasks {
+  flex: 0 0 auto; max-height: min(40%, calc(100% - 290px)); overflow-y: auto; padding: 8px 12px;
+  border-top: 1px solid var(--sb-border); background: var(--sb-surface);
+}
 .tasks[hidden] { display: none; }
 .tasks summary {
   cursor: pointer; margin: 0 0 6px; font-size: 0.8rem; font-weight: 700; text-transform: uppercase;
@@ -457,9 +480,26 @@ header {
 .task-list, .subtasks { list-style: none; margin: 0; padding: 0; display: flex; flex-direction: column; gap: 6px; }
 .subtasks { margin-top: 6px; padding-left: 14px; border-left: 2px solid var(--sb-border); }
 .subtasks:empty { display: none; }
-.chip { border: 1px solid var(--sb-border); border-radius: 10px; padding: 6px 10px; background: var(--sb-bg); }
-.chip-head { display: flex; align-items: center; gap: 8px; flex-wrap: wrap; }
-.chip-title { font-weight: 600; flex: 0 1 auto; min-width: 6em; }
+.chip { border: 1px solid var(--sb-border); border-radius: 10px; padding: 8px 10px; background: var(--sb-bg); }
+.chip:focus { outline: none; }
+.chip:focus-visible { outline: 3px solid var(--sb-focus); }
+.chip-head { display: flex; align-items: baseline; gap: 8px; }
+.chip-title { font-weight: 600; flex: 1 1 auto; min-width: 0; overflow-wrap: anywhere; }
+.chip-who { margin: 2px 0 0; display: flex; flex-wrap: wrap; gap: 4px 10px; font-size: 0.8rem; color: var(--sb-muted); }
+.chip-elapsed { font-variant-numeric: tabular-nums; }
+.chip-elapsed:empty { display: none; }
+.chip[data-folded="true"] > .chip-who, .chip[data-folded="true"] > .chip-detail { display: none; }
+.chip[data-folded="true"] { padding: 4px 10px; display: flex; flex-wrap: wrap; align-items: center; gap: 4px 12px; }
+.chip[data-folded="true"] > .chip-head { flex: 1 1 12em; }
+.chip[data-folded="true"] > .chip-actions { margin-top: 0; }
+.chip[data-folded="true"] > .subtasks { flex-basis: 100%; }
+.chip-confirm {
+  margin-top: 6px; padding: 8px; border-radius: 8px; border: 1px solid var(--sb-bad);
+  display: flex; flex-wrap: wrap; gap: 8px; align-items: center;
+}
+.chip-confirm[hidden] { display: none; }
+.chip-confirm-text { margin: 0; flex: 1 1 100%; font-size: 0.875rem; }
+button.danger { background: var(--sb-bad); border-color: var(--sb-bad); color: var(--sb-danger-text); font-weight: 600; }
 .chip-state {
   font-size: 0.75rem; font-weight: 700; padding: 1px 8px; border-radius: 999px;
   border: 1px solid currentColor; color: var(--sb-muted); white-space: nowrap;
@@ -476,7 +516,9 @@ header {
   display: -webkit-box; -webkit-box-orient: vertical; -webkit-line-clamp: 2; line-clamp: 2; overflow: hidden;
 }
 .chip-detail:empty { display: none; }
-.chip-actions { display: flex; gap: 12px; align-items: center; font-size: 0.875rem; margin-left: auto; }
+.chip-actions { display: flex; gap: 12px; align-items: center; justify-content: flex-end; font-size: 0.875rem; margin-top: 4px; }
+.chip-actions:empty { display: none; }
+.chip-open { padding: 6px 2px; }
 a { color: var(--sb-accent); }
 .msg[data-role="user"] a { color: inherit; }
 button {
@@ -504,7 +546,10 @@ textarea:focus-visible { outline-offset: 0; }
 @media (max-width: 480px) {
   .sb { border-radius: 0; border-left: none; border-right: none; }
   .msg { max-width: 94%; }
-  .tasks { max-height: 32%; }
+  .tasks { padding: 6px 8px; }
+  .log { padding: 8px; }
+  header { padding: 8px 10px; }
+  .composer { padding: 8px; }
 }
 `;
 
@@ -553,7 +598,10 @@ function serverBase(attribute) {
 
 let instances = 0;
 
-export class SwitchboardChat extends HTMLElement {
+// Node's test runner imports this module for StreamConnection: no DOM there.
+const BaseElement = globalThis.HTMLElement ?? class {};
+
+export class SwitchboardChat extends BaseElement {
   static observedAttributes = ["token", "conversation-id", "chat-id", "server"];
 
   constructor() {
@@ -562,6 +610,8 @@ export class SwitchboardChat extends HTMLElement {
     this._sub = null;
     this._connection = null;
     this._tasks = new Map(); // task id → {view, node}
+    this._progressLines = new Map(); // task id → its one progress line in the conversation
+    this._ticker = null; // updates the running cards' elapsed time
     this._outbox = []; // messages typed here, until the stream shows them stored
     this._chatTaskId = null; // chat mode: the task this chat belongs to
     this._creating = false;
@@ -642,6 +692,8 @@ export class SwitchboardChat extends HTMLElement {
   }
 
   disconnectedCallback() {
+    clearInterval(this._ticker);
+    this._ticker = null;
     this._connection?.stop();
     this._connection = null;
   }
@@ -840,6 +892,9 @@ export class SwitchboardChat extends HTMLElement {
     this._tasksBox.hidden = true;
     this._empty.hidden = false;
     this._tasks.clear();
+    this._progressLines.clear();
+    clearInterval(this._ticker);
+    this._ticker = null;
     this._outbox = [];
     this._chatTaskId = null;
     this._seq = 0;
@@ -893,7 +948,7 @@ export class SwitchboardChat extends HTMLElement {
   _syncControls() {
     const open = Boolean(this._connection?.open);
     for (const { view, node } of this._tasks.values()) {
-      const button = node.querySelector(":scope > .chip-head .chip-cancel");
+      const button = node.querySelector(":scope > .chip-actions > .chip-cancel");
       if (button && button.dataset.busy !== "true") button.disabled = !open || view.state === "cancelling";
     }
   }
@@ -918,6 +973,7 @@ export class SwitchboardChat extends HTMLElement {
   }
 
   _onMessage(event) {
+    if (this._updateProgressLine(event)) return;
     const stick = this._nearEnd();
     const mine = event.role === "user" && event.author?.id && event.author.id === this._sub;
     const item = mine ? this._outboxMatch(event) : null;
@@ -927,8 +983,27 @@ export class SwitchboardChat extends HTMLElement {
       item.node.replaceWith(node);
     }
     this._place(node, event.seq);
+    if (event.kind === "progress" && event.task_id && !this.chatId) {
+      this._progressLines.set(event.task_id, node);
+    }
     this._empty.hidden = true;
     if (stick || mine) this._scrollToEnd();
+  }
+
+  /**
+   * A task's progress in the conversation: one line per task, updated in place (its
+   * card shows the same, and more). True when *event* only updated an existing line.
+   */
+  _updateProgressLine(event) {
+    if (this.chatId || event.kind !== "progress" || !event.task_id) return false;
+    const line = this._progressLines.get(event.task_id);
+    if (!line?.isConnected) return false;
+    line.dataset.lastSeq = String(event.seq);
+    line.querySelector(".text").replaceChildren(renderMarkdown(event.text ?? "", document));
+    const time = line.querySelector("time");
+    time.dateTime = event.ts;
+    time.textContent = timeLabel(event.ts);
+    return true;
   }
 
   _messageNode(event) {
@@ -952,8 +1027,14 @@ export class SwitchboardChat extends HTMLElement {
         badge ? el("span", { class: "badge", text: badge }) : null,
         el("time", { dateTime: event.ts, text: timeLabel(event.ts) }),
       ),
-      el("p", { class: "text", text: event.text ?? "" }),
+      this._textNode(event),
     );
+  }
+
+  _textNode(event) {
+    // What a person typed is shown as typed; agents' messages may carry simple structure.
+    if (event.role === "user") return el("p", { class: "text plain", text: event.text ?? "" });
+    return el("div", { class: "text" }, renderMarkdown(event.text ?? "", document));
   }
 
   /** Insert *node* in seq order: before the first later message or any pending one. */
@@ -1002,7 +1083,7 @@ export class SwitchboardChat extends HTMLElement {
       text: "Cancel",
       "aria-label": `Cancel: ${title}`,
     });
-    cancel.addEventListener("click", () => this._cancel(view.id, cancel));
+    cancel.addEventListener("click", () => this._askCancel(view.id, cancel));
     const own = this.chatId && view.chat_id === this.chatId;
     const link = own
       ? null
@@ -1014,6 +1095,30 @@ export class SwitchboardChat extends HTMLElement {
           text: "Open chat",
           "aria-label": `Open the chat of ${title} in a new tab`,
         });
+    const confirm = el(
+      "div",
+      { class: "chip-confirm", role: "group", hidden: true },
+      el("p", { class: "chip-confirm-text" }),
+      el("button", { type: "button", class: "chip-confirm-yes danger" }),
+      el("button", { type: "button", class: "chip-confirm-no", text: "Keep running" }),
+    );
+    const yes = confirm.querySelector(".chip-confirm-yes");
+    const no = confirm.querySelector(".chip-confirm-no");
+    yes.addEventListener("click", () => {
+      confirm.hidden = true;
+      this._cancel(view.id, cancel);
+      cancel.focus();
+    });
+    no.addEventListener("click", () => {
+      confirm.hidden = true;
+      cancel.focus();
+    });
+    confirm.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") {
+        event.stopPropagation();
+        no.click();
+      }
+    });
     return el(
       "li",
       { class: "chip", "data-task-id": view.id, "data-depth": String(view.depth ?? 1) },
@@ -1021,26 +1126,43 @@ export class SwitchboardChat extends HTMLElement {
         "div",
         { class: "chip-head" },
         el("span", { class: "chip-title", text: title }),
-        el("span", { class: "chip-agent visually-hidden", text: view.agent?.name ? `by ${view.agent.name}` : "" }),
         el("span", { class: "chip-state" }),
-        el("span", { class: "chip-actions" }, link, cancel),
+      ),
+      el(
+        "p",
+        { class: "chip-who" },
+        el("span", { class: "chip-agent", text: view.agent?.name ?? "" }),
+        el("span", { class: "chip-elapsed" }),
       ),
       el("p", { class: "chip-detail" }),
-      el("ul", { class: "subtasks", "aria-label": "Started by this task" }),
+      el("div", { class: "chip-actions" }, link, cancel),
+      confirm,
+      el("ul", { class: "subtasks", "aria-label": `Started by ${title}` }),
     );
   }
 
   _renderChip({ view, node }) {
+    const ended = isTerminal(view.state);
     node.dataset.state = view.state;
     node.querySelector(":scope > .chip-head > .chip-title").textContent = view.title || "Background task";
     node.querySelector(":scope > .chip-head > .chip-state").textContent = stateLabel(view.state);
-    const detail = isTerminal(view.state) ? view.result : view.progress;
+    const agent = node.querySelector(":scope > .chip-who > .chip-agent");
+    agent.textContent = view.agent?.name ?? "";
+    const detail = ended ? view.result : view.progress;
     node.querySelector(":scope > .chip-detail").textContent = detail ?? "";
-    const cancel = node.querySelector(":scope > .chip-head .chip-cancel");
+    this._renderElapsed(view, node);
+    const cancel = node.querySelector(":scope > .chip-actions > .chip-cancel");
     if (!cancel) {
       // ended: no cancel button any more
-    } else if (isTerminal(view.state)) {
+    } else if (ended) {
+      // A removed button takes the focus with it: keep it on this card instead.
+      const hadFocus = this.shadowRoot.activeElement === cancel;
       cancel.remove();
+      if (hadFocus) {
+        node.tabIndex = -1;
+        (node.querySelector(":scope > .chip-actions > .chip-open") ?? node).focus();
+      }
+      node.querySelector(":scope > .chip-confirm").hidden = true;
     } else {
       cancel.textContent = view.state === "cancelling" ? "Cancelling…" : "Cancel";
       cancel.disabled = view.state === "cancelling" || !this._connection?.open;
@@ -1049,12 +1171,66 @@ export class SwitchboardChat extends HTMLElement {
     this._countTasks();
   }
 
-  _countTasks() {
+  _renderElapsed(view, node) {
+    const ms = elapsedMs(view, isTerminal(view.state));
+    const label = node.querySelector(":scope > .chip-who > .chip-elapsed");
+    const text = elapsedLabel(ms);
+    if (label.textContent !== text) {
+      label.textContent = text;
+      label.title = isTerminal(view.state) ? `Took ${elapsedWords(ms)}` : `Running for ${elapsedWords(ms)}`;
+    }
+  }
+
+  _tick() {
     let running = 0;
-    for (const { view } of this._tasks.values()) if (!isTerminal(view.state)) running += 1;
-    const total = this._tasks.size;
-    this._tasksSummary.textContent = `Background work · ${running ? `${running} running` : "all done"} (${total})`;
+    for (const { view, node } of this._tasks.values()) {
+      if (isTerminal(view.state)) continue;
+      running += 1;
+      this._renderElapsed(view, node);
+    }
+    if (!running) {
+      clearInterval(this._ticker);
+      this._ticker = null;
+    }
+  }
+
+  _countTasks() {
+    const views = [...this._tasks.values()].map((entry) => entry.view);
+    const total = views.length;
+    let running = 0;
+    for (const { view, node } of this._tasks.values()) {
+      const ended = isTerminal(view.state);
+      if (!ended) running += 1;
+      // Many cards: the ended ones fold to one line, the running ones stay whole.
+      if (folded(total, ended)) node.dataset.folded = "true";
+      else delete node.dataset.folded;
+    }
+    this._tasksSummary.textContent = `Background work · ${cardsSummary(views, isTerminal)}`;
     this._tasksBox.dataset.running = String(running);
+    this._tasksBox.dataset.many = String(total > 3);
+    if (running && this._ticker === null) this._ticker = setInterval(() => this._tick(), 1000);
+  }
+
+  /** Cancel at once, or, for a task with work of its own below it, after a confirmation. */
+  _askCancel(taskId, button) {
+    const below = descendants(
+      [...this._tasks.values()].map((entry) => entry.view),
+      taskId,
+    ).filter((id) => !isTerminal(this._tasks.get(id)?.view.state));
+    const node = this._tasks.get(taskId)?.node;
+    if (!below.length || !node) {
+      this._cancel(taskId, button);
+      return;
+    }
+    const title = this._tasks.get(taskId).view.title || "this task";
+    const confirm = node.querySelector(":scope > .chip-confirm");
+    const noun = below.length === 1 ? "sub-task" : "sub-tasks";
+    confirm.querySelector(".chip-confirm-text").textContent =
+      `Cancel “${title}” and the ${below.length} ${noun} it started? This cannot be undone.`;
+    confirm.setAttribute("aria-label", `Confirm: cancel ${title}`);
+    confirm.querySelector(".chip-confirm-yes").textContent = `Cancel all ${below.length + 1}`;
+    confirm.hidden = false;
+    confirm.querySelector(".chip-confirm-yes").focus();
   }
 
   async _cancel(taskId, button) {
@@ -1203,6 +1379,6 @@ export class SwitchboardChat extends HTMLElement {
   }
 }
 
-if (!customElements.get("switchboard-chat")) {
+if (globalThis.customElements && !customElements.get("switchboard-chat")) {
   customElements.define("switchboard-chat", SwitchboardChat);
 }

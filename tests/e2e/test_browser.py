@@ -9,6 +9,7 @@ Screenshots of the widget and of the Chats view are written to ``docs/screenshot
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -534,3 +535,110 @@ async def test_demo_tokens_only_in_demo_mode(server_factory: Any) -> None:
     async with httpx.AsyncClient(base_url=production.http) as client:
         assert (await client.post("/demo/token", json={})).status_code == 404
         assert (await client.get("/chats")).status_code == 200
+
+
+# -- the three stories, on a desktop and on a phone ----------------------------------------
+#
+# Each is held to what makes the page usable: the message area keeps a usable height
+# however many cards there are, nothing overflows sideways, the cards never slide under
+# the message box, the conversation keeps at most one progress line per task, and a
+# research result shows its structure. The screenshots in docs/screenshots come from here.
+
+RESEARCH = "Look up and cross-reference the records for Dana, Evan, Farah, Gus and Hana"
+VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
+USABLE_LOG_PX = 160
+
+
+async def check_layout(page: Page, width: int) -> None:
+    """The message area stays usable and every card is above the message box."""
+    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    root = widget(page)
+    log = await root.locator(".log").bounding_box()
+    composer = await root.locator("form.composer").bounding_box()
+    assert log is not None
+    assert composer is not None
+    assert log["height"] >= USABLE_LOG_PX, log
+    assert log["x"] >= 0
+    assert log["x"] + log["width"] <= width + 0.5
+    tasks = root.locator("details.tasks")
+    if await tasks.is_visible():
+        box = await tasks.bounding_box()
+        assert box is not None
+        # The cards' box ends where the message box begins: never behind it.
+        assert box["y"] + box["height"] <= composer["y"] + 0.5, (box, composer)
+        assert box["y"] >= log["y"] + log["height"] - 0.5, (box, log)
+
+
+async def at_most_one_progress_line_per_task(page: Page) -> None:
+    ids = await messages(page, kind="progress").evaluate_all(
+        "nodes => nodes.map(n => n.dataset.taskId ?? '')"
+    )
+    assert len(ids) == len(set(ids)), ids
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+@pytest.mark.timeout(120)
+async def test_outreach_story(browser: Browser, server_factory: Any, viewport: str) -> None:
+    server = server_factory(SWITCHBOARD_TOOL_LATENCY_SCALE=RUNNING_SCALE)
+    browsing = browsing_for(browser, server)
+    size = VIEWPORTS[viewport]
+    page = await open_demo(await browsing.person(viewport=size, has_touch=viewport == "phone"))
+    await say(page, OUTREACH)
+    await expect(chips(page)).to_have_count(3)
+    await expect(chips(page).locator(".chip-agent").first).not_to_be_empty()
+    await expect(chips(page).locator(".chip-elapsed").first).to_have_text(re.compile(r"^\d+ s$"))
+    await check_layout(page, size["width"])
+    await expect(chips(page).and_(page.locator('[data-state="completed"]'))).to_have_count(3)
+    await expect(messages(page, kind="followup")).to_have_count(1)
+    await at_most_one_progress_line_per_task(page)
+    await check_layout(page, size["width"])
+    await screenshot(page, f"outreach-{viewport}.png")
+    browsing.assert_clean()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+@pytest.mark.timeout(120)
+async def test_prior_auth_story(browser: Browser, server_factory: Any, viewport: str) -> None:
+    server = server_factory(SWITCHBOARD_TOOL_LATENCY_SCALE=RUNNING_SCALE)
+    browsing = browsing_for(browser, server)
+    size = VIEWPORTS[viewport]
+    page = await open_demo(await browsing.person(viewport=size, has_touch=viewport == "phone"))
+    await say(page, PRIOR_AUTH)
+    card = chips(page)
+    await expect(card).to_have_attribute("data-state", "working")
+    await expect(card.locator(".chip-detail")).not_to_be_empty()
+    await say(page, "What's happening with the Ozempic request?")
+    await check_layout(page, size["width"])
+    await expect(card).to_have_attribute("data-state", "completed")
+    await expect(messages(page, kind="followup")).to_contain_text(["approved"])
+    await at_most_one_progress_line_per_task(page)
+    await screenshot(page, f"prior-auth-{viewport}.png")
+    browsing.assert_clean()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+@pytest.mark.timeout(120)
+async def test_research_story(browser: Browser, server_factory: Any, viewport: str) -> None:
+    server = server_factory(SWITCHBOARD_TOOL_LATENCY_SCALE=RUNNING_SCALE)
+    browsing = browsing_for(browser, server)
+    size = VIEWPORTS[viewport]
+    page = await open_demo(await browsing.person(viewport=size, has_touch=viewport == "phone"))
+    await say(page, RESEARCH)
+    await expect(chips(page)).to_have_count(5)
+    # Five cards: the message area still has room, the cards scroll in their own box.
+    await check_layout(page, size["width"])
+    await expect(chips(page).and_(page.locator('[data-state="completed"]'))).to_have_count(5)
+    # Many cards: the ended ones fold to a line each.
+    await expect(chips(page).and_(page.locator('[data-folded="true"]'))).to_have_count(5)
+    followup = messages(page, kind="followup")
+    await expect(followup).to_have_count(1)
+    # The cross-referenced summary is structured: a list, not a block of text.
+    await expect(followup.locator(".text ul > li").first).to_be_visible()
+    assert await followup.locator(".text ul > li").count() >= 3
+    await at_most_one_progress_line_per_task(page)
+    await check_layout(page, size["width"])
+    await screenshot(page, f"research-{viewport}.png")
+    browsing.assert_clean()

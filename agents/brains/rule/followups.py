@@ -165,4 +165,7 @@ def _records_rollup(items: Sequence[FinishedWork]) -> str:
             parts.append(f"I couldn't read {item.subject}'s record: {reason(item.result)}")
         elif item.state is not TaskState.COMPLETED:
             parts.append(f"The lookup for {item.subject} was {item.state.value}.")
-    return " ".join(p for p in parts if p)
+    # One finding a line, as a list under the opening sentence: the browser renders it
+    # as one (a Markdown list), and a voice reads it as the sentences it is.
+    head, *rest = [p for p in parts if p]
+    return "\n".join([head, *(f"- {p}" for p in rest)])
