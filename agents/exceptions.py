@@ -8,7 +8,8 @@
     ├── Conflict          new instructions for a task that is already terminal
     ├── Unavailable       a dependency (the store, the audit trail) refused; nothing read
     │   ├── Fenced        a commit from a node that is no longer the conversation's home
-    │   └── NotHome       a relayed command reached a node that is not (or no longer) home
+    │   ├── NotHome       a relayed command reached a node that is not (or no longer) home
+    │   └── HomedElsewhere  the store names another live node as the conversation's home
     ├── RateLimited       a bounded queue is full; the caller should retry later
     ├── ToolError         a tool failed; fails that sub-agent's task, nothing else
     └── WorkspaceFileError  a workspace file is invalid; names its line and key
@@ -62,6 +63,18 @@ class NotHome(Unavailable):
 
     def __init__(self) -> None:
         super().__init__("this node is not the conversation's home")
+
+
+class HomedElsewhere(Unavailable):
+    """The store names another live node (``owner``) as the conversation's home.
+
+    A Redis that restarted empty shows every lease free; the store still knows who
+    runs each conversation, and that node, alive, keeps it.
+    """
+
+    def __init__(self, owner: str) -> None:
+        super().__init__("the conversation is homed on another node")
+        self.owner = owner
 
 
 class RateLimited(SwitchboardError):

@@ -23,6 +23,7 @@ from agents.commands import Answer, CancelTask, Command, InstructTask, Interrupt
 from agents.conversation import ConversationRuntime, Services
 from agents.exceptions import (
     Conflict,
+    HomedElsewhere,
     NotFound,
     NotHome,
     SwitchboardError,
@@ -84,6 +85,8 @@ class ConversationHost:
         # so a follow-up that keeps failing is not retried (and announced) forever.
         self._followed_up: set[str] = set()
         self._tg: TaskGroup | None = None
+        # Cancelled only to play a node that stops renewing (a pause, a partition).
+        self._keeper = anyio.CancelScope()
         self._stopped = anyio.Event()
         self.interrupted = 0
         """How many tasks this node found orphaned by a dead home and interrupted."""
@@ -95,21 +98,38 @@ class ConversationHost:
         conversations whose home has died with work unsettled (:meth:`recover`).
         """
         try:
+            try:
+                await self.store.heartbeat(self.leases.owner)
+            except SwitchboardError as exc:
+                log.warning("heartbeat failed", extra={"error": exc.code})
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 tg.start_soon(self._keep_leases)
                 task_status.started()
                 await anyio.sleep_forever()
         finally:
+            # Every conversation has stopped and let go: this process is no one's home.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                try:
+                    await self.store.forget_node(self.leases.owner)
+                except SwitchboardError as exc:
+                    log.warning("node not forgotten", extra={"error": exc.code})
             self._stopped.set()
 
     async def _keep_leases(self) -> None:
+        with self._keeper:
+            await self._renew_forever()
+
+    async def _renew_forever(self) -> None:
         period = self._lease_period
         failing = False
         last_sweep = anyio.current_time()
         while True:
             await anyio.sleep(period / 3)
             try:
+                # The store's heartbeat is what keeps this node the home of its
+                # conversations when Redis forgets every lease (a restart).
+                await self.store.heartbeat(self.leases.owner)
                 lost = await self.leases.renew(list(self._live))
                 if anyio.current_time() - last_sweep >= period:
                     last_sweep = anyio.current_time()
@@ -125,10 +145,10 @@ class ConversationHost:
                 log.info("leases renewed again")
                 failing = False
             for conversation_id in lost:
-                runtime = self._live.get(conversation_id)
-                if runtime is not None:
-                    log.warning("lease lost", extra={"conversation_id": conversation_id})
-                    runtime.stop()
+                # Another node holds the lease. If the store still names us home, it
+                # backs off and we take the lease again at the next renewal; if it took
+                # the conversation over, our next commit is fenced and our copy stops.
+                log.info("lease held elsewhere", extra={"conversation_id": conversation_id})
 
     async def wait_stopped(self) -> None:
         """Wait until :meth:`run` has returned (every conversation has wound down)."""
@@ -233,7 +253,9 @@ class ConversationHost:
             if not await self.leases.acquire(conversation.id):
                 return None
             try:
-                fence = await self.store.take_home(conversation.id)
+                fence = await self.store.take_home(
+                    conversation.id, self.leases.owner, alive_within=2 * self._lease_period
+                )
                 source = self.services.workspaces
                 kit = None if source is None else await source.kit(conversation.workspace_id)
                 agents = (
@@ -318,6 +340,10 @@ class ConversationHost:
                     # Let go at once (a graceful stop, an idle conversation): another
                     # node may take the conversation without waiting for it to lapse.
                     with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                        try:
+                            await self.store.release_home(conversation_id, self.leases.owner)
+                        except SwitchboardError as exc:
+                            log.warning("home not released", extra={"error": exc.code})
                         await self._release(conversation_id)
             ended.set()
 
@@ -484,24 +510,28 @@ class ConversationHost:
         conversation: Conversation | None = None
         for _ in range(3):
             runtime = self.live(conversation_id)
-            if runtime is None:
+            if runtime is not None:
+                return await self.run_command(runtime, principal, command)
+            if conversation is None:
+                conversation = await self.store.get_conversation(workspace_id, conversation_id)
                 if conversation is None:
-                    conversation = await self.store.get_conversation(workspace_id, conversation_id)
-                    if conversation is None:
-                        raise NotFound("conversation")
-                holder = (await self.leases.holders([conversation_id])).get(conversation_id)
-                if holder is None or holder == self.leases.owner:
+                    raise NotFound("conversation")
+            holder = (await self.leases.holders([conversation_id])).get(conversation_id)
+            if holder in (None, self.leases.owner):
+                try:
                     runtime = await self._take(conversation)
-                    if runtime is None:
-                        continue  # another node took it meanwhile: relay to it
-                elif self.relay is None:
-                    raise Unavailable("the conversation is homed on another node")
+                except HomedElsewhere as elsewhere:
+                    holder = elsewhere.owner  # Redis forgot its lease; the store did not
                 else:
-                    try:
-                        return await self.relay.forward(holder, conversation, principal, command)
-                    except NotHome:
-                        continue  # it has just let go: take it, or follow its new home
-            return await self.run_command(runtime, principal, command)
+                    if runtime is not None:
+                        return await self.run_command(runtime, principal, command)
+                    continue  # another node took the lease meanwhile: look again
+            if self.relay is None or holder is None:
+                raise Unavailable("the conversation is homed on another node")
+            try:
+                return await self.relay.forward(holder, conversation, principal, command)
+            except NotHome:
+                continue  # it has just let go: take it, or follow its new home
         raise Unavailable("the conversation's home could not be reached")
 
     async def run_relayed(

@@ -7,6 +7,7 @@ bounded subscriber buffers), so that tests written against them hold against
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ import anyio
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from agents.exceptions import Fenced, NotFound, Unavailable
+from agents.exceptions import Fenced, HomedElsewhere, NotFound, Unavailable
 from agents.models import (
     AgentDefinition,
     Chat,
@@ -28,7 +29,7 @@ from agents.models import (
     new_id,
     utcnow,
 )
-from agents.ports import AuditEntry, Changes
+from agents.ports import AuditEntry, Changes, home_is_alive
 
 
 class MemoryStore:
@@ -46,6 +47,9 @@ class MemoryStore:
         self.agents: dict[tuple[str, str], AgentDefinition] = {}
         self.patients: dict[tuple[str, str], Patient] = {}
         self.fences: dict[str, int] = {}
+        self.homes: dict[str, str] = {}
+        self.heartbeats: dict[str, float] = {}
+        """owner → when it last said it was alive (``time.time()``)."""
         self.fail = False
         """Set to make every call raise :class:`Unavailable` (a store outage)."""
 
@@ -103,12 +107,37 @@ class MemoryStore:
             stored.append(event)
         return stored
 
-    async def take_home(self, conversation_id: str) -> int:
+    async def take_home(
+        self, conversation_id: str, owner: str = "", *, alive_within: float | None = None
+    ) -> int:
         await self._enter()
         if conversation_id not in self.conversations:
             raise NotFound("conversation")
+        home = self.homes.get(conversation_id)
+        if (
+            alive_within is not None
+            and home not in (None, owner)
+            and home_is_alive(home, owner, self.heartbeats.get(home), alive_within)
+        ):
+            raise HomedElsewhere(home)
+        self.homes[conversation_id] = owner
         self.fences[conversation_id] = self.fences.get(conversation_id, 0) + 1
         return self.fences[conversation_id]
+
+    async def release_home(self, conversation_id: str, owner: str) -> None:
+        await self._enter()
+        if self.homes.get(conversation_id) == owner:
+            del self.homes[conversation_id]
+
+    async def heartbeat(self, owner: str) -> None:
+        await self._enter()
+        self.heartbeats[owner] = time.time()
+
+    async def forget_node(self, owner: str) -> None:
+        await self._enter()
+        self.heartbeats.pop(owner, None)
+        for conversation_id in [c for c, o in self.homes.items() if o == owner]:
+            del self.homes[conversation_id]
 
     async def events_after(self, chat_id: str, after: int, limit: int) -> list[StreamEvent]:
         await self._enter()

@@ -9,6 +9,7 @@ refuses; none returns partial results.
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -84,12 +85,29 @@ class Store(Protocol):
         """
         ...
 
-    async def take_home(self, conversation_id: str) -> int:
-        """Move the conversation's fencing number up by one and return it.
+    async def take_home(
+        self, conversation_id: str, owner: str = "", *, alive_within: float | None = None
+    ) -> int:
+        """Make *owner* the conversation's home: move its fencing number up and return it.
 
         Called by a node that has just taken the conversation's lease: from then on,
-        commits under any older number are refused. Raises ``NotFound`` if it is unknown.
+        commits under any older number are refused. With *alive_within*, refused with
+        :class:`~agents.exceptions.HomedElsewhere` while the recorded home is another
+        node that has sent a heartbeat within that many seconds (and is not a former
+        incarnation of *owner*'s node). Raises ``NotFound`` if it is unknown.
         """
+        ...
+
+    async def release_home(self, conversation_id: str, owner: str) -> None:
+        """*owner* no longer runs the conversation (if it was its recorded home)."""
+        ...
+
+    async def heartbeat(self, owner: str) -> None:
+        """*owner* (``node_id/incarnation``) is alive now."""
+        ...
+
+    async def forget_node(self, owner: str) -> None:
+        """*owner* stops: it is no one's home any more (a graceful stop)."""
         ...
 
     async def events_after(self, chat_id: str, after: int, limit: int) -> list[StreamEvent]:
@@ -160,6 +178,17 @@ class Leases(Protocol):
     async def holders(self, conversation_ids: Sequence[str]) -> dict[str, str | None]:
         """Who holds each lease (an ``owner``), or ``None`` where it is free."""
         ...
+
+
+def home_is_alive(home: str, taker: str, seen: float | None, alive_within: float) -> bool:
+    """Whether recorded *home* still counts as alive for *taker* (both ``node/incarnation``).
+
+    A home of the taker's own node id but another incarnation is its former self, so
+    dead: node ids are unique per node, and a node restarts as a new incarnation.
+    """
+    if home.split("/", 1)[0] == taker.split("/", 1)[0]:
+        return False
+    return seen is not None and time.time() - seen < alive_within
 
 
 class Relay(Protocol):

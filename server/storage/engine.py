@@ -161,6 +161,8 @@ def create_schema(engine: Engine) -> None:
             )
         if current is not None and current < 2:
             _migrate_to_2(connection)
+        if current is not None and current < 3:
+            connection.execute(text("ALTER TABLE conversations ADD COLUMN home_owner TEXT"))
         # Later migrations go here: each moves `current` up by one and records it.
         if current is None or current < SCHEMA_VERSION:
             connection.execute(
@@ -170,6 +172,9 @@ def create_schema(engine: Engine) -> None:
 
 def _migrate_to_2(connection: Connection) -> None:
     """Schema 2: conversations carry their home's fencing number; tasks, their follow-up.
+
+    (Schema 3 adds the ``nodes`` heartbeats, created with the missing tables, and the
+    conversations' ``home_owner``.)
 
     Tasks stored before schema 2 count as followed up: their follow-ups, if any, were
     sent long ago, and recovery must not announce them again.

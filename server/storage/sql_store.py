@@ -34,7 +34,7 @@ from sqlalchemy.pool import QueuePool
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from agents.exceptions import Fenced, NotFound, SwitchboardError, Unavailable
+from agents.exceptions import Fenced, HomedElsewhere, NotFound, SwitchboardError, Unavailable
 from agents.models import (
     TERMINAL_STATES,
     AgentDefinition,
@@ -46,7 +46,7 @@ from agents.models import (
     TaskState,
     utcnow,
 )
-from agents.ports import Changes, Fence
+from agents.ports import Changes, Fence, home_is_alive
 from server.storage.engine import begin_write, create_schema
 from server.storage.group_commit import GroupCommitter
 from server.storage.rows import (
@@ -69,6 +69,7 @@ from server.storage.tables import (
     CHATS,
     CONVERSATIONS,
     EVENTS,
+    NODES,
     PATIENTS,
     TASKS,
     AgentRow,
@@ -178,17 +179,45 @@ class SqlStore:
     async def _commit_direct(self, changes: Changes) -> list[StreamEvent]:
         return await self._run(self._commit_sync, changes)
 
-    async def take_home(self, conversation_id: str) -> int:
-        """Move the conversation's fencing number up by one and return it.
+    async def take_home(
+        self, conversation_id: str, owner: str = "", *, alive_within: float | None = None
+    ) -> int:
+        """Make *owner* the conversation's home: move its fencing number up and return it.
 
-        Raises ``NotFound`` for an unknown conversation. The row lock this takes on
-        PostgreSQL waits for commits still checking the old number, so none of those
-        can land after it.
+        Raises ``NotFound`` for an unknown conversation, and ``HomedElsewhere`` while
+        another live node is its recorded home (see :class:`~agents.ports.Store`). The
+        row lock this takes on PostgreSQL waits for commits still checking the old
+        number, so none of those can land after it.
         """
-        found = await self._run(self._take_home_sync, conversation_id)
+        found = await self._run(self._take_home_sync, conversation_id, owner, alive_within)
+        if isinstance(found, str):
+            raise HomedElsewhere(found)
         if found is None:
             raise NotFound("conversation")
         return found
+
+    async def release_home(self, conversation_id: str, owner: str) -> None:
+        """*owner* no longer runs the conversation (if it was its recorded home)."""
+        await self._run(
+            self._execute_sync,
+            update(CONVERSATIONS)
+            .where(CONVERSATIONS.c.id == conversation_id, CONVERSATIONS.c.home_owner == owner)
+            .values(home_owner=None),
+        )
+
+    async def heartbeat(self, owner: str) -> None:
+        """*owner* is alive now (one row per running process)."""
+        await self._run(self._upsert_sync, NODES, [{"owner": owner, "seen_at": utcnow()}])
+
+    async def forget_node(self, owner: str) -> None:
+        """*owner* stops: its heartbeat goes, and it is no one's recorded home."""
+        await self._run(
+            self._execute_sync,
+            update(CONVERSATIONS)
+            .where(CONVERSATIONS.c.home_owner == owner)
+            .values(home_owner=None),
+            NODES.delete().where(NODES.c.owner == owner),
+        )
 
     async def _commit_batch(
         self, batch: Sequence[Changes]
@@ -355,15 +384,39 @@ class SqlStore:
                 results.append(Unavailable("store unavailable"))
         return results
 
-    def _take_home_sync(self, conversation_id: str) -> int | None:
+    def _execute_sync(self, *statements: Any) -> None:
         with self._writing() as connection:
+            for statement in statements:
+                connection.execute(statement)
+
+    def _take_home_sync(
+        self, conversation_id: str, owner: str, alive_within: float | None
+    ) -> int | str | None:
+        """The new fence; or the live home's owner; or ``None`` for no such conversation."""
+        with self._writing() as connection:
+            statement = select(CONVERSATIONS.c.home_owner).where(
+                CONVERSATIONS.c.id == conversation_id
+            )
+            if connection.dialect.name == "postgresql":
+                statement = statement.with_for_update()
+            row = connection.execute(statement).first()
+            if row is None:
+                return None
+            home = row[0]
+            if alive_within is not None and home not in (None, owner):
+                seen = connection.execute(
+                    select(NODES.c.seen_at).where(NODES.c.owner == home)
+                ).scalar_one_or_none()
+                seen_at = None if seen is None else seen.timestamp()
+                if home_is_alive(str(home), owner, seen_at, alive_within):
+                    return str(home)
             found = connection.execute(
                 update(CONVERSATIONS)
                 .where(CONVERSATIONS.c.id == conversation_id)
-                .values(home_fence=CONVERSATIONS.c.home_fence + 1)
+                .values(home_fence=CONVERSATIONS.c.home_fence + 1, home_owner=owner)
                 .returning(CONVERSATIONS.c.home_fence)
-            ).scalar_one_or_none()
-        return None if found is None else int(found)
+            ).scalar_one()
+        return int(found)
 
     def _commit_sync(
         self, changes: Changes, fences: Sequence[Fence] | None = None

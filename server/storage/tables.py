@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from sqlalchemy import DateTime, Dialect, Index, MetaData, Table, Text, TypeDecorator
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The schema this code writes; :func:`server.storage.engine.create_schema` records it."""
 
 
@@ -76,6 +76,17 @@ class ConversationRow(SQLModel, table=True):
     # The fencing number of the conversation's current home (schema 2): moved up by
     # each node that takes the conversation over, and checked by every commit of it.
     home_fence: int = 0
+    # Which process (``node_id/incarnation``) took it last (schema 3); NULL once it let go.
+    home_owner: str | None = None
+
+
+class NodeRow(SQLModel, table=True):
+    """A running process's heartbeat: who is alive, as the store sees it (schema 3)."""
+
+    __tablename__ = "nodes"
+
+    owner: str = Field(primary_key=True)
+    seen_at: datetime = Field(sa_type=UtcDateTime)
 
 
 class ChatRow(SQLModel, table=True):
@@ -209,6 +220,7 @@ TASKS = _table("tasks")
 AGENTS = _table("agents")
 PATIENTS = _table("patients")
 WORKSPACES = _table("workspaces")
+NODES = _table("nodes")
 
 # Parents before children, the order create_all needs. Only these are created: other
 # packages' tables on SQLModel's shared metadata are theirs to create.
@@ -222,6 +234,7 @@ TABLES: tuple[Table, ...] = (
     AGENTS,
     PATIENTS,
     WORKSPACES,
+    NODES,
 )
 
 METADATA: MetaData = SQLModel.metadata

@@ -91,8 +91,9 @@ async def test_a_new_home_interrupts_the_old_homes_tasks_once_and_fences_it() ->
         async with a.attach(conversation) as old:
             await old.say(PERSON, "fan 2 gate")
             await wait_for(lambda: len(c.gate.started) == 2)
-            # a stops renewing (a pause, a partition): its lease lapses.
-            c.table.holders.clear()
+            # a stops renewing (a pause, a partition): its lease and heartbeat lapse.
+            a._keeper.cancel()
+            await anyio.sleep(0.7)
             async with c.node("b") as b, b.attach(conversation) as new:
                 assert b.interrupted == 2
                 assert {t.state for t in c.store.tasks.values()} == {TaskState.INTERRUPTED}
@@ -142,3 +143,26 @@ async def test_ended_work_without_its_roll_up_gets_it_on_recovery() -> None:
         assert await b.recover() == 0
         await anyio.sleep(0.2)
         assert len(c.messages(conversation.chat_id, "followup")) == 1
+
+
+async def test_leases_forgotten_by_redis_move_no_conversation() -> None:
+    c = Cluster()
+    await c.store.save_agents(lab_agents())
+    async with c.node("a") as a:
+        conversation = await a.create_conversation(PERSON)
+        async with a.attach(conversation) as runtime:
+            await runtime.say(PERSON, "fan 2 gate")
+            await wait_for(lambda: len(c.gate.started) == 2)
+            c.table.holders.clear()  # Redis restarted without its keys
+            async with c.node("b") as b:
+                assert await b.recover() == 0
+                with pytest.raises(Unavailable):
+                    async with b.attach(conversation):
+                        pass
+                await anyio.sleep(0.5)
+                assert {t.state for t in c.store.tasks.values()} == {TaskState.WORKING}
+                c.gate.released.set()
+                await wait_for(lambda: bool(c.messages(conversation.chat_id, "followup")))
+            assert not runtime.fenced
+    assert {t.state for t in c.store.tasks.values()} == {TaskState.COMPLETED}
+    assert c.messages(conversation.chat_id, "notice") == []

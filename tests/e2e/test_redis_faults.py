@@ -83,3 +83,62 @@ async def test_a_home_serves_on_while_redis_is_away_and_recovers_after(
         assert node.process is not None
         assert node.process.poll() is None, "a node exited"
     assert_clean_logs(a, b)
+
+
+async def test_a_redis_restart_moves_no_conversation_and_interrupts_nothing(
+    cluster: Any, redis_process: RedisProcess
+) -> None:
+    # Redis forgets every lease when it restarts: the homes must keep their
+    # conversations, and a node with a socket on one must not take it over.
+    a, b = cluster(2, SWITCHBOARD_TOOL_LATENCY_SCALE="2")
+    tok = token()
+    conv = await start_conversation(a, tok)
+    async with open_wire(conversation_ws(a, conv["conversation_id"]), tok) as home:
+        asked = await home.say("Reach every patient who hasn't completed onboarding")
+        await home.message(since=asked, role="agent", kind="reply")
+        ids = home.task_ids()
+        async with open_wire(
+            conversation_ws(b, conv["conversation_id"]), tok, resume_after=home.last_seq
+        ) as wire:
+            assert await home.closed() == 4409
+            await wire.wait(
+                lambda w: all(v["state"] == "working" for i in ids for v in w.views(i)[-1:])
+            )
+            redis_process.kill()
+            await anyio.sleep(0.5)
+            redis_process.start()
+            await wait_ready(b, 200)
+            # The relayed socket works again, and the work runs on to its end on a.
+            hours = await wire.say("What are your opening hours?")
+            await wire.message(since=hours, role="agent", kind="reply")
+            await wire.message(kind="followup", within=40)
+            for task_id in ids:
+                ended = [v["state"] for v in wire.views(task_id) if v["state"] != "working"]
+                assert ended[-1:] == ["completed"], ended
+            assert wire.messages(kind="notice") == []
+    assert_clean_logs(a, b)
+
+
+async def test_a_relayed_socket_is_told_unavailable_while_redis_is_away(
+    cluster: Any, redis_process: RedisProcess
+) -> None:
+    a, b = cluster(2)
+    tok = token()
+    conv = await start_conversation(a, tok)
+    async with open_wire(conversation_ws(a, conv["conversation_id"]), tok) as home:
+        await timed_say(home, "What are your opening hours?")
+        async with open_wire(
+            conversation_ws(b, conv["conversation_id"]), tok, resume_after=home.last_seq
+        ) as wire:
+            assert await home.closed() == 4409
+            await timed_say(wire, "What are your opening hours?")
+            redis_process.pause()
+            started = time.monotonic()
+            answer = await wire.request({"type": "say", "text": "Are you open today?"})
+            assert answer["type"] == "error", answer
+            assert answer["code"] == "unavailable"
+            assert time.monotonic() - started < 4.0
+            redis_process.resume()
+            await wait_ready(b, 200)
+            await timed_say(wire, "What are your opening hours?")
+    assert_clean_logs(a, b)

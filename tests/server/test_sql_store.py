@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, text
 
-from agents.exceptions import Fenced, NotFound, Unavailable
+from agents.exceptions import Fenced, HomedElsewhere, NotFound, Unavailable
 from agents.models import (
     AgentDefinition,
     Author,
@@ -819,6 +819,8 @@ def _downgrade_to_1(engine: Engine) -> None:
     """Turn a fresh schema back into the first released one (schema 1)."""
     with begin_write(engine) as connection:
         connection.execute(text("ALTER TABLE conversations DROP COLUMN home_fence"))
+        connection.execute(text("ALTER TABLE conversations DROP COLUMN home_owner"))
+        connection.execute(text("DROP TABLE nodes"))
         connection.execute(text("ALTER TABLE tasks DROP COLUMN followed_up"))
         connection.execute(SCHEMA_VERSIONS.delete())
         connection.execute(SCHEMA_VERSIONS.insert().values(version=1, applied_at=T0))
@@ -839,3 +841,25 @@ async def test_schema_1_migrates_and_its_tasks_count_as_followed_up(store: SqlSt
     assert migrated.followed_up is True  # sent long ago: never announced again
     assert await store.unannounced_tasks() == []
     assert await store.take_home(conversation.id) == 1
+
+
+@pytest.mark.anyio
+async def test_a_live_recorded_home_keeps_its_conversation(store: SqlStore) -> None:
+    conversation, _ = await started(store)
+    await store.heartbeat("node-a/run1")
+    assert await store.take_home(conversation.id, "node-a/run1", alive_within=10) == 1
+    # Another node may not take it while node-a's heartbeat is fresh...
+    with pytest.raises(HomedElsewhere) as refused:
+        await store.take_home(conversation.id, "node-b/run1", alive_within=10)
+    assert refused.value.owner == "node-a/run1"
+    # ...but node-a restarted (a new incarnation of the same node) may,
+    assert await store.take_home(conversation.id, "node-a/run2", alive_within=10) == 2
+    # and once that one has let go, anyone may.
+    await store.heartbeat("node-a/run2")
+    await store.release_home(conversation.id, "node-a/run2")
+    assert await store.take_home(conversation.id, "node-b/run1", alive_within=10) == 3
+    await store.forget_node("node-b/run1")
+    assert await store.take_home(conversation.id, "node-c/run1", alive_within=10) == 4
+    # A heartbeat older than alive_within counts as dead.
+    await anyio.sleep(0.05)
+    assert await store.take_home(conversation.id, "node-d/run1", alive_within=0.01) == 5
