@@ -90,6 +90,8 @@ class ConversationHost:
         self._stopped = anyio.Event()
         self.interrupted = 0
         """How many tasks this node found orphaned by a dead home and interrupted."""
+        self.takeovers = 0
+        """How many conversations this node took over with such tasks."""
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Hold the node task group until cancelled; then every conversation stops.
@@ -163,6 +165,8 @@ class ConversationHost:
         return {
             "live_conversations": len(self._live),
             "live_tasks": sum(rt.live_tasks for rt in self._live.values()),
+            "takeovers": self.takeovers,
+            "interrupted_on_takeover": self.interrupted,
         }
 
     # -- conversations ---------------------------------------------------------------
@@ -307,6 +311,7 @@ class ConversationHost:
             )
         )
         self.interrupted += len(updated)
+        self.takeovers += 1
         log.info(
             "interrupted a former home's tasks",
             extra={"conversation_id": conversation.id, "count": len(updated)},

@@ -53,6 +53,49 @@ _FIGURES: tuple[tuple[str, str, str, str], ...] = (
         "Audit records this node failed to write (the guarded read was refused).",
         "audit_failed",
     ),
+    (
+        "switchboard_leases_held",
+        "gauge",
+        "Conversation leases this node holds (it is their home).",
+        "live_conversations",
+    ),
+    (
+        "switchboard_takeovers_total",
+        "counter",
+        "Conversations this node took over from a home that was gone, with work unsettled.",
+        "takeovers",
+    ),
+    (
+        "switchboard_takeover_interrupted_tasks_total",
+        "counter",
+        "Tasks a dead home left running that this node marked interrupted.",
+        "interrupted_on_takeover",
+    ),
+    (
+        "switchboard_relayed_total",
+        "counter",
+        "Commands this node relayed to another node, their conversation's home.",
+        "relayed",
+    ),
+    (
+        "switchboard_relay_served_total",
+        "counter",
+        "Commands other nodes relayed to this node and it ran.",
+        "relay_served",
+    ),
+    ("switchboard_redis_connected", "gauge", "Whether the bus is connected to Redis.", "connected"),
+    (
+        "switchboard_redis_reconnects_total",
+        "counter",
+        "Times the bus reconnected to Redis after losing it.",
+        "reconnects",
+    ),
+    (
+        "switchboard_redis_dropped_total",
+        "counter",
+        "Live deliveries to other nodes dropped while Redis was away (stored all the same).",
+        "dropped",
+    ),
 )
 
 

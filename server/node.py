@@ -63,6 +63,8 @@ class Node:
         return {
             **self.host.statistics(),
             **self.sessions.statistics(),
+            **(self.bus.statistics() if isinstance(self.bus, RedisBus) else {}),
+            **(self.relay.statistics() if self.relay is not None else {}),
             "events_published": self.bus.published,
             "audit_written": self.audit.written,
             "audit_failed": self.audit.failed,

@@ -148,6 +148,21 @@ async def test_a_socket_on_any_node_works_like_one_on_the_home(
             final = await wire.request({"type": "task.status", "task_id": ids[1]})
             assert final["task"]["state"] == "completed"
             assert wire.messages(kind="notice") == []
+    # Each node counts what it relayed and what it served.
+    assert (await metric(b, "switchboard_relayed_total")) >= 3  # say, instruct, cancel
+    assert (await metric(a, "switchboard_relay_served_total")) >= 3
+    assert (await metric(a, "switchboard_redis_connected")) == 1
+
+
+async def metric(node: Any, name: str) -> float:
+    import httpx
+
+    async with httpx.AsyncClient(base_url=node.http, timeout=10) as client:
+        text = (await client.get("/metrics")).text
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} is not in /metrics")
 
 
 async def test_kill_9_of_the_home_with_a_socket_elsewhere_takes_over_at_once(
@@ -187,3 +202,60 @@ async def test_kill_9_of_the_home_with_a_socket_elsewhere_takes_over_at_once(
             for task_id in ids:
                 ended = [v["state"] for v in wire.views(task_id) if v["state"] in TERMINAL]
                 assert ended == ["interrupted"]
+
+
+async def test_a_rolling_restart_interrupts_only_what_ran_on_the_stopped_node(
+    cluster: Any,
+) -> None:
+    import time
+
+    nodes = cluster(3, SWITCHBOARD_TOOL_LATENCY_SCALE="2")
+    tok = token()
+    convs = [await start_conversation(node, tok) for node in nodes]
+    async with (
+        open_wire(conversation_ws(nodes[0], convs[0]["conversation_id"]), tok) as w0,
+        open_wire(conversation_ws(nodes[1], convs[1]["conversation_id"]), tok) as w1,
+        open_wire(conversation_ws(nodes[2], convs[2]["conversation_id"]), tok, check=False) as w2,
+    ):
+        wires = [w0, w1, w2]
+        for wire in wires:
+            asked = await wire.say(OUTREACH)
+            await wire.message(since=asked, role="agent", kind="reply")
+        ids = [wire.task_ids() for wire in wires]
+        for wire, mine in zip(wires, ids, strict=True):
+            await wire.wait(
+                lambda w, mine=mine: all(
+                    v["state"] == "working" for i in mine for v in w.views(i)[-1:]
+                )
+            )
+        # A deploy stops node 2 (SIGTERM): its own work ends interrupted, after clean-up.
+        stopping = time.monotonic()
+        nodes[2].stop()
+        assert await w2.closed() == 1001
+        # Its conversation moves at once (its lease was released): any node takes it.
+        async with open_wire(
+            conversation_ws(nodes[0], convs[2]["conversation_id"]), tok, resume_after=w2.last_seq
+        ) as moved:
+            notice = await moved.message(kind="notice")
+            assert "interrupted 3 background tasks" in notice["text"]
+            hours = await moved.say("What are your opening hours?")
+            await moved.message(since=hours, role="agent", kind="reply")
+            assert time.monotonic() - stopping < 15
+        nodes[2].start()
+        # The work on nodes 0 and 1 never noticed.
+        for wire, mine in ((w0, ids[0]), (w1, ids[1])):
+            await wire.message(kind="followup", within=40)
+            for task_id in mine:
+                ended = [v["state"] for v in wire.views(task_id) if v["state"] in TERMINAL]
+                assert ended == ["completed"], ended
+            assert wire.messages(kind="notice") == []
+    # Then the other two restart in turn; every conversation is still served.
+    for node in nodes[:2]:
+        node.stop()
+        node.start()
+    for node, conv in zip(nodes, convs, strict=True):
+        async with open_wire(conversation_ws(node, conv["conversation_id"]), tok) as again:
+            hours = await again.say("What are your opening hours?")
+            await again.message(since=hours, role="agent", kind="reply")
+            notices = again.messages(kind="notice")
+            assert len(notices) == (1 if conv is convs[2] else 0)
