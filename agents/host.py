@@ -11,10 +11,10 @@ or cancel of a task, and every look at a chat, goes through the one ownership ch
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -59,6 +59,8 @@ from agents.ports import (
 
 log = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
+
 
 class ConversationHost:
     """Runs this node's live conversations; start it with ``await tg.start(host.run)``.
@@ -77,7 +79,7 @@ class ConversationHost:
         self.relay = relay
         self.store = services.store
         self.leases: Leases = leases or MemoryLeases(services.settings.node_id)
-        self._lease_period = getattr(self.leases, "ttl", 5.0)
+        self._lease_period = self.leases.ttl
         self._live: dict[str, ConversationRuntime] = {}
         self._ended: dict[str, anyio.Event] = {}
         self._loading: dict[str, anyio.Lock] = {}
@@ -124,33 +126,38 @@ class ConversationHost:
 
     async def _renew_forever(self) -> None:
         period = self._lease_period
-        failing = False
+        failing: set[str] = set()
         last_sweep = anyio.current_time()
         while True:
             await anyio.sleep(period / 3)
-            try:
-                # The store's heartbeat is what keeps this node the home of its
-                # conversations when Redis forgets every lease (a restart).
-                await self.store.heartbeat(self.leases.owner)
-                lost = await self.leases.renew(list(self._live))
-                if anyio.current_time() - last_sweep >= period:
-                    last_sweep = anyio.current_time()
-                    await self.recover()
-            except SwitchboardError as exc:
-                # Redis away: the conversations homed here go on (the store's fence
-                # keeps them safe); the leases are taken again once it is back.
-                if not failing:
-                    log.warning("leases not renewed", extra={"error": exc.code})
-                failing = True
-                continue
-            if failing:
-                log.info("leases renewed again")
-                failing = False
-            for conversation_id in lost:
+            # Each step on its own: a store that is away must not stop the leases'
+            # renewal, nor a Redis that is away the heartbeat.
+            await self._step("heartbeat", failing, self.store.heartbeat(self.leases.owner))
+            lost = await self._step("leases", failing, self.leases.renew(list(self._live)))
+            for conversation_id in lost or ():
                 # Another node holds the lease. If the store still names us home, it
                 # backs off and we take the lease again at the next renewal; if it took
                 # the conversation over, our next commit is fenced and our copy stops.
                 log.info("lease held elsewhere", extra={"conversation_id": conversation_id})
+            if anyio.current_time() - last_sweep >= period:
+                last_sweep = anyio.current_time()
+                await self._step("recovery", failing, self.recover())
+
+    async def _step(self, name: str, failing: set[str], step: Awaitable[_T]) -> _T | None:
+        """Await *step*; log its failure once per outage (by code), and its return."""
+        try:
+            result = await step
+        except SwitchboardError as exc:
+            # Redis or the store away: the conversations homed here go on (the store's
+            # fence keeps them safe); this is tried again a third of a lease later.
+            if name not in failing:
+                log.warning("upkeep failing", extra={"step": name, "error": exc.code})
+                failing.add(name)
+            return None
+        if name in failing:
+            log.info("upkeep working again", extra={"step": name})
+            failing.discard(name)
+        return result
 
     async def wait_stopped(self) -> None:
         """Wait until :meth:`run` has returned (every conversation has wound down)."""
@@ -165,8 +172,6 @@ class ConversationHost:
         return {
             "live_conversations": len(self._live),
             "live_tasks": sum(rt.live_tasks for rt in self._live.values()),
-            "takeovers": self.takeovers,
-            "interrupted_on_takeover": self.interrupted,
         }
 
     # -- conversations ---------------------------------------------------------------
@@ -258,7 +263,7 @@ class ConversationHost:
                 return None
             try:
                 fence = await self.store.take_home(
-                    conversation.id, self.leases.owner, alive_within=2 * self._lease_period
+                    conversation.id, self.leases.owner, alive_within=self._lease_period
                 )
                 source = self.services.workspaces
                 kit = None if source is None else await source.kit(conversation.workspace_id)

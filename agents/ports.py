@@ -162,6 +162,8 @@ class Leases(Protocol):
     """
 
     owner: str
+    ttl: float
+    """Seconds a lease lasts unless renewed (renewals come every third of it)."""
 
     async def acquire(self, conversation_id: str) -> bool:
         """Take the conversation's lease if it is free (or already ours); else ``False``."""

@@ -65,6 +65,8 @@ class Node:
             **self.sessions.statistics(),
             **(self.bus.statistics() if isinstance(self.bus, RedisBus) else {}),
             **(self.relay.statistics() if self.relay is not None else {}),
+            "takeovers": self.host.takeovers,
+            "interrupted_on_takeover": self.host.interrupted,
             "events_published": self.bus.published,
             "audit_written": self.audit.written,
             "audit_failed": self.audit.failed,
