@@ -42,6 +42,7 @@ class ErrorCode(enum.StrEnum):
     CONFLICT = "conflict"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
+    RESYNC = "resync"
 
     @property
     def message(self) -> str:
@@ -60,6 +61,7 @@ _ERROR_MESSAGES: Mapping[ErrorCode, str] = {
     ErrorCode.CONFLICT: "the task has already ended",
     ErrorCode.UNAVAILABLE: "temporarily unavailable",
     ErrorCode.INTERNAL: "internal error",
+    ErrorCode.RESYNC: "resume_after is past the end of the stream: drop your copy",
 }
 
 
@@ -106,6 +108,7 @@ class FrameType(enum.StrEnum):
     TASK_CANCEL = "task.cancel"
     SPEECH = "speech"
     PING = "ping"
+    REFRESH = "refresh"
 
 
 class ClientKind(enum.StrEnum):
@@ -189,7 +192,18 @@ class Ping:
     id: str
 
 
-ClientFrame = Hello | Say | TaskList | TaskStatus | TaskInstruct | TaskCancel | Speech | Ping
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    """A new token for the same principal, sent before the socket's one expires."""
+
+    type: ClassVar[FrameType] = FrameType.REFRESH
+    id: str
+    token: str = field(repr=False)
+
+
+ClientFrame = (
+    Hello | Say | TaskList | TaskStatus | TaskInstruct | TaskCancel | Speech | Ping | Refresh
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +245,15 @@ def _refuse_constant(name: str) -> NoReturn:
     _reject()
 
 
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # RFC 8259 leaves a repeated name's meaning open: parsers differ on which value wins,
+    # so a frame that says one thing twice is read as neither (PROTOCOL.md, additions).
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        _reject()
+    return obj
+
+
 def parse_client_frame(
     data: str | bytes, *, max_size: int = DEFAULT_MAX_FRAME_SIZE
 ) -> ClientFrame | FrameError:
@@ -244,7 +267,9 @@ def parse_client_frame(
     if not isinstance(data, str):
         return FrameError(ErrorCode.BAD_FRAME)
     try:
-        obj = json.loads(data, parse_constant=_refuse_constant)
+        obj = json.loads(
+            data, parse_constant=_refuse_constant, object_pairs_hook=_refuse_duplicates
+        )
     except (_Reject, ValueError, RecursionError):
         # ValueError covers malformed JSON and over-long integer literals;
         # RecursionError a deeply nested array that still fits in the size limit.
@@ -372,6 +397,10 @@ def _parse_ping(obj: Mapping[str, Any]) -> Ping:
     return Ping(id=_id(obj))
 
 
+def _parse_refresh(obj: Mapping[str, Any]) -> Refresh:
+    return Refresh(id=_id(obj), token=_string(obj, "token", max_chars=MAX_TOKEN_CHARS))
+
+
 _PARSERS: Mapping[str, Callable[[Mapping[str, Any]], ClientFrame]] = {
     FrameType.HELLO: _parse_hello,
     FrameType.SAY: _parse_say,
@@ -381,6 +410,7 @@ _PARSERS: Mapping[str, Callable[[Mapping[str, Any]], ClientFrame]] = {
     FrameType.TASK_CANCEL: _parse_task_cancel,
     FrameType.SPEECH: _parse_speech,
     FrameType.PING: _parse_ping,
+    FrameType.REFRESH: _parse_refresh,
 }
 
 

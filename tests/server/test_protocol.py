@@ -16,6 +16,7 @@ from server.protocol import (
     FrameError,
     Hello,
     Ping,
+    Refresh,
     Say,
     Speech,
     SpeechState,
@@ -38,6 +39,7 @@ PROTOCOL_CODES = {
     "conflict",
     "unavailable",
     "internal",
+    "resync",
 }
 
 
@@ -86,6 +88,7 @@ def refused(frame: Any, code: ErrorCode = ErrorCode.BAD_FRAME) -> FrameError:
         ({"type": "speech", "state": "started"}, Speech(SpeechState.STARTED)),
         ({"type": "speech", "state": "stopped"}, Speech(SpeechState.STOPPED)),
         ({"type": "ping", "id": "p1"}, Ping("p1")),
+        ({"type": "refresh", "id": "r1", "token": "t.o.k"}, Refresh("r1", "t.o.k")),
         # Forward compatible: unknown fields are ignored.
         ({"type": "ping", "id": "p1", "future": {"x": [1]}}, Ping("p1")),
     ],
@@ -104,6 +107,35 @@ def test_hello_without_token_is_not_refused_at_parse_time() -> None:
 
 def test_hello_repr_never_shows_the_token() -> None:
     assert "secret-token" not in repr(Hello(token="secret-token"))
+    assert "secret-token" not in repr(Refresh("r1", "secret-token"))
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"type": "refresh", "id": "r1"},
+        {"type": "refresh", "id": "r1", "token": ""},
+        {"type": "refresh", "id": "r1", "token": 7},
+        {"type": "refresh", "id": "r1", "token": "x" * (protocol.MAX_TOKEN_CHARS + 1)},
+    ],
+)
+def test_refresh_without_a_usable_token_is_bad_frame(frame: dict[str, Any]) -> None:
+    assert refused(frame).id == "r1"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"type": "ping", "id": "p1", "type": "say", "text": "hi"}',
+        '{"type": "say", "id": "a", "id": "b", "text": "hi"}',
+        '{"type": "say", "id": "a", "text": "one", "text": "two"}',
+        # Anywhere in the frame, an ignored field too: no parser's choice is relied on.
+        '{"type": "ping", "id": "p1", "future": {"x": 1, "x": 2}}',
+    ],
+)
+def test_a_duplicated_key_is_bad_frame_and_read_as_neither_value(text: str) -> None:
+    result = parse_client_frame(text)
+    assert result == FrameError(ErrorCode.BAD_FRAME)
 
 
 def test_unicode_text_and_limits_at_the_edge_are_accepted() -> None:
