@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -73,12 +74,28 @@ def issue_token(
     return _JWT.encode(claims, secret, algorithm=ALGORITHM)
 
 
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    """A valid token's principal and the moment it stops being valid (epoch seconds)."""
+
+    principal: Principal
+    expires_at: float
+
+
 def verify_token(secret: str, token: str, *, leeway: float = 0) -> Principal:
     """The principal a valid, unexpired token names.
 
     Raises :class:`Unauthorized` for a token that is malformed, not HS256, signed with
     another secret, expired, or whose claims do not fit PROTOCOL.md; ``ValueError``
     if *secret* itself is too short to be a key.
+    """
+    return verify_session_token(secret, token, leeway=leeway).principal
+
+
+def verify_session_token(secret: str, token: str, *, leeway: float = 0) -> VerifiedToken:
+    """Like :func:`verify_token`, with the token's expiry: a socket lives no longer.
+
+    Raises as :func:`verify_token` does.
     """
     _check_secret(secret)
     if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_CHARS:
@@ -103,7 +120,11 @@ def verify_token(secret: str, token: str, *, leeway: float = 0) -> Principal:
         raise Unauthorized("missing claim") from None
     except jwt.PyJWTError:
         raise Unauthorized("invalid token") from None
-    return _principal(claims)
+    exp = claims["exp"]
+    # PyJWT has checked that exp is a number; a bool would be one to Python too.
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        raise Unauthorized("invalid claim")
+    return VerifiedToken(_principal(claims), float(exp))
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -38,9 +39,9 @@ from agents.models import (
     Principal,
     StreamEvent,
 )
-from agents.ports import AuditEntry, AuditType
+from agents.ports import AuditEntry, AuditOutcome, AuditReason, AuditType
 from server import protocol
-from server.auth import bearer_token, verify_token
+from server.auth import bearer_token, verify_session_token
 from server.exceptions import Unauthorized
 from server.http_errors import error_code_for
 from server.node import Node
@@ -91,6 +92,8 @@ class Session:
         self.settings = node.settings
         self.principal_key = ""
         self.principal: Principal | None = None
+        # When the socket's token expires (epoch seconds); a refresh moves it later.
+        self.expires_at = 0.0
         # Voice turn-taking (server.voice_turns): which updates wait for a pause.
         self.turns = VoiceTurns(pause_grace=self.settings.voice_pause_grace)
         self._close_code: int | None = None
@@ -157,10 +160,12 @@ class Session:
                     await self._close_now(CloseCode.UNAUTHORIZED)
                     return None
                 try:
-                    self.principal = verify_token(self.settings.secret, token)
+                    verified = verify_session_token(self.settings.secret, token)
                 except Unauthorized:
                     await self._close_now(CloseCode.UNAUTHORIZED)
                     return None
+                self.principal = verified.principal
+                self.expires_at = verified.expires_at
                 # A bridge carries many callers: its connections count per caller.
                 self.principal_key = "/".join(
                     filter(
@@ -265,7 +270,13 @@ class Session:
                 assert chat is not None
                 welcome = protocol.welcome(last_seq=last_seq, chat_id=chat.id)
             await self._send_now(welcome)
-            await self._replay(chat_id, hello.resume_after or 0, audit=conversation is not None)
+            after = hello.resume_after or 0
+            if after > last_seq:
+                # The client holds a future this stream never had (another database, a
+                # bug): it is told to drop its copy, and gets what comes next.
+                await self._send_now(protocol.error(ErrorCode.RESYNC))
+                after = last_seq
+            await self._replay(chat_id, after, audit=conversation is not None)
             target = conversation or await store.get_conversation(
                 self.principal.workspace_id, chat.conversation_id if chat else ""
             )
@@ -280,6 +291,7 @@ class Session:
                 # commands go through the host, which relays them if need be; and if
                 # the home dies, this node takes the conversation over at once.
                 tg.start_soon(self._guard, self.node.host.keep_home, tg, target)
+                tg.start_soon(self._guard, self._expire, tg)
 
     async def _guard(self, fn: Any, tg: TaskGroup, *args: Any) -> None:
         """Run one of the socket's tasks; when it ends, for any reason, end the others."""
@@ -326,6 +338,9 @@ class Session:
                 return
             if not bucket.take():
                 raise _Close(CloseCode.RATE_LIMITED)
+            if time.time() >= self.expires_at:
+                # The watcher may not have run yet: nothing is served on an expired token.
+                raise _Close(CloseCode.UNAUTHORIZED)
             frame = protocol.parse_client_frame(
                 _payload(message), max_size=self.settings.max_frame_size
             )
@@ -333,6 +348,9 @@ class Session:
                 if frame.close_code is not None:
                     raise _Close(frame.close_code)
                 self._queue(frame.to_wire())
+                continue
+            if isinstance(frame, protocol.Refresh):
+                await self._refresh(frame)
                 continue
             try:
                 if conversation is not None:
@@ -449,6 +467,50 @@ class Session:
         await self.node.host.find_task(self.principal, task_id, channel=channel)
         raise NotFound("task")
 
+    async def _refresh(self, frame: protocol.Refresh) -> None:
+        """Extend the socket's life with a new token for the very same principal.
+
+        Anything else (an invalid or expired token, another principal's) is refused
+        with ``unauthorized``, audited as a denied attempt, and changes nothing.
+        """
+        assert self.principal is not None
+        try:
+            verified = verify_session_token(self.settings.secret, frame.token)
+        except Unauthorized:
+            verified = None
+        if verified is None or not _same_principal(verified.principal, self.principal):
+            await self._audit_refused_refresh()
+            self._queue(protocol.error(ErrorCode.UNAUTHORIZED, id=frame.id))
+            return
+        self.expires_at = max(self.expires_at, verified.expires_at)
+        self._queue(protocol.ack(frame.id))
+
+    async def _expire(self) -> None:
+        """Close the socket with 4401 when its token expires (a refresh moves that)."""
+        while True:
+            left = self.expires_at - time.time()
+            if left <= 0:
+                log.info("socket token expired", extra={"close_code": int(CloseCode.UNAUTHORIZED)})
+                raise _Close(CloseCode.UNAUTHORIZED)
+            # Wakes at the deadline read now; a refresh meanwhile only moves it later.
+            await anyio.sleep(left)
+
+    async def _audit_refused_refresh(self) -> None:
+        assert self.principal is not None
+        with contextlib.suppress(Unavailable):
+            # The refusal stands whether or not it could be written down.
+            await self.node.audit.record(
+                AuditEntry(
+                    type=AuditType.ACCESS_DENIED,
+                    actor=self.principal,
+                    channel="ws:refresh",
+                    outcome=AuditOutcome.DENIED,
+                    reason=AuditReason.NOT_OWNER,
+                    conversation_id=self.conversation_id,
+                    on_behalf_of=(self.principal.act_for,) if self.principal.act_for else (),
+                )
+            )
+
     async def _on_speech(self, frame: protocol.Speech, conversation: Conversation) -> None:
         assert self.principal is not None
         if frame.state is protocol.SpeechState.STARTED:
@@ -553,6 +615,17 @@ class Session:
             await self.ws.close(code=int(code))
 
 
+def _same_principal(new: Principal, old: Principal) -> bool:
+    """Whether a refreshed token names the socket's own principal (the display name
+    may change; who it is may not)."""
+    return (new.workspace_id, new.id, new.role, new.act_for) == (
+        old.workspace_id,
+        old.id,
+        old.role,
+        old.act_for,
+    )
+
+
 def _payload(message: Any) -> str | bytes:
     """A received ASGI message's text, or its bytes (a binary frame)."""
     text = message.get("text")
@@ -562,16 +635,31 @@ def _payload(message: Any) -> str | bytes:
     return data if isinstance(data, bytes) else b""
 
 
+@contextlib.contextmanager
+def _client_may_leave() -> Iterator[None]:
+    """A client that goes away mid-send (during the welcome or the replay) is ordinary:
+    logged at INFO with its close code, never as an application error."""
+    try:
+        yield
+    except WebSocketDisconnect as gone:
+        log.info("client went away", extra={"close_code": gone.code})
+    except OSError as gone:
+        # uvicorn's ClientDisconnected is an OSError: the transport was already closed.
+        log.info("client went away", extra={"error": type(gone).__name__, "close_code": 1006})
+
+
 async def conversation_endpoint(websocket: WebSocket) -> None:
     node: Node = websocket.app.state.node
     session = Session(websocket, node)
-    await session.serve_conversation(websocket.path_params["conversation_id"])
+    with _client_may_leave():
+        await session.serve_conversation(websocket.path_params["conversation_id"])
 
 
 async def chat_endpoint(websocket: WebSocket) -> None:
     node: Node = websocket.app.state.node
     session = Session(websocket, node)
-    await session.serve_chat(websocket.path_params["chat_id"])
+    with _client_may_leave():
+        await session.serve_chat(websocket.path_params["chat_id"])
 
 
 def socket_routes() -> Sequence[Any]:

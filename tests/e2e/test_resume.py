@@ -274,3 +274,25 @@ async def test_shutdown_closes_1001_and_interrupts_running_tasks(server_factory:
         assert notices, "no notice tells the person that the restart interrupted their tasks"
         assert notices[0]["seq"] < hours
     check_stream(wire.events() + back.events(), chat_id=conv["chat_id"])
+
+
+async def test_resume_from_the_future_resyncs_and_then_streams_live(shared_servers: Any) -> None:
+    server = shared_servers()
+    tok = token()
+    conv = await start_conversation(server, tok)
+    url = conversation_ws(server, conv["conversation_id"])
+    async with open_wire(url, tok, chat_id=conv["chat_id"]) as first:
+        asked = await first.say("Hello")
+        await first.message(since=asked, role="agent", kind="reply")
+    last = first.last_seq
+
+    async with open_wire(url, tok, resume_after=last + 50, check=False) as back:
+        # welcome carries the true last_seq; then resync; then what comes next, live.
+        assert back.welcome["last_seq"] == last
+        resync = await back.recv()
+        assert (resync["type"], resync["code"]) == ("error", "resync"), resync
+        asked = await back.say("What are your opening hours?")
+        assert asked == last + 1
+        await back.message(since=asked, role="agent", kind="reply")
+    check_stream(back.frames, after=last, chat_id=conv["chat_id"])
+    assert back.events()[0]["seq"] == last + 1
