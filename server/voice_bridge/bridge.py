@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any, TypeVar
 
 import anyio
+import jwt
 from anyio.abc import TaskGroup
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -39,6 +40,8 @@ from .playback import Playback, PrintingSpeaker, Speaker
 from .script import Say, Speech, Step, Wait, WaitFor
 
 T = TypeVar("T")
+TokenSource = Callable[[], Awaitable[str]]
+"""Gives a new service token for the same caller (PROTOCOL.md, additions: refresh)."""
 
 DEFAULT_WAIT_TIMEOUT = 30.0
 ANSWER_TIMEOUT = 10.0
@@ -54,6 +57,9 @@ RESUMABLE = frozenset(
         1006,
     }
 )
+# A token is renewed this long before it expires: a quarter of its life, at most a minute.
+REFRESH_SHARE = 0.25
+REFRESH_MARGIN_CAP_S = 60.0
 
 
 class VoiceBridge:
@@ -75,6 +81,7 @@ class VoiceBridge:
         resume_after: int = 0,
         speaker: Speaker | None = None,
         observer: Callable[[Entry], None] | None = None,
+        token_source: TokenSource | None = None,
     ) -> None:
         self.ws_url = ws_url
         self.state = CallState(resume_after)
@@ -84,6 +91,7 @@ class VoiceBridge:
         self.heard: list[AgentMessage] = []
         self.ended: int | None = None
         self._token = token
+        self._token_source = token_source
         self._observer = observer
         self._socket: ClientConnection | None = None
         self._answers: dict[str, Answered | Failed] = {}
@@ -107,6 +115,8 @@ class VoiceBridge:
         self._tg = await self._stack.enter_async_context(anyio.create_task_group())
         self._tg.start_soon(self._keep_connected, socket)
         self._tg.start_soon(self.playback.run)
+        if self._token_source is not None:
+            self._tg.start_soon(self._keep_token_fresh, self._token_source)
         return self
 
     async def __aexit__(
@@ -148,6 +158,28 @@ class VoiceBridge:
         if isinstance(found, Failed):
             raise Refused(found.code)
         return found.seq
+
+    async def refresh(self, token: str) -> None:
+        """Give the server the caller's new service *token*; reconnections use it too.
+
+        Raises :class:`Refused` if the server does not take it (it names someone else,
+        or has expired), and :class:`CallEnded` if the call ends first.
+        """
+        self._token = token
+        frame = self.state.refresh(token)
+        # Not recorded in the call's log: the frame carries a credential.
+        socket = await self._send(frame, record=False)
+
+        def answer() -> Answered | Failed | None:
+            found = self._answers.pop(frame["id"], None)
+            if found is None and self._socket is not socket:
+                # The new connection's hello carried the new token already.
+                return Answered(frame["id"], None)
+            return found
+
+        found: Answered | Failed = await self.wait_until(answer)
+        if isinstance(found, Failed):
+            raise Refused(found.code)
 
     async def speech(self, state: SpeechState) -> None:
         """The caller's voice activity. Starting to speak cuts the agent off (barge-in)."""
@@ -296,7 +328,25 @@ class VoiceBridge:
         self._notify()
         return event
 
-    async def _send(self, frame: Mapping[str, Any]) -> ClientConnection:
+    async def _keep_token_fresh(self, source: TokenSource) -> None:
+        """Renew the service token before each expiry, for as long as the call lasts.
+
+        A source that fails, or a server that refuses what it gave, stops the renewal:
+        the server then ends the call with 4401 when the token expires, which the call
+        reports like any other end.
+        """
+        while True:
+            await anyio.sleep(seconds_until_refresh(self._token))
+            try:
+                token = await source()
+                await self.refresh(token)
+            except (Refused, CallEnded):
+                return
+            except Exception:
+                # The operator's token source (their identity service) failed.
+                return
+
+    async def _send(self, frame: Mapping[str, Any], *, record: bool = True) -> ClientConnection:
         """Send *frame* on the current connection, waiting out a reconnection (they are
         bounded); raises :class:`CallEnded` once the call is over."""
         while True:
@@ -307,7 +357,8 @@ class VoiceBridge:
                 # Refused before anything was written: send it again on the next one.
                 await self.wait_until(self._replaced(socket))
                 continue
-            self._record(Sent(time.monotonic(), frame))
+            if record:
+                self._record(Sent(time.monotonic(), frame))
             return socket
 
     def _replaced(self, socket: ClientConnection) -> Callable[[], bool | None]:
@@ -331,6 +382,20 @@ class VoiceBridge:
     def _notify(self) -> None:
         self._changed.set()
         self._changed = anyio.Event()
+
+
+def seconds_until_refresh(token: str, *, now: float | None = None) -> float:
+    """How long to wait before renewing *token*: until a quarter of its life (at most
+    a minute) is left. Its claims are read, not verified: the server does that."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+        exp = float(claims["exp"])
+        issued = float(claims.get("iat", exp - 4 * REFRESH_MARGIN_CAP_S))
+    except (jwt.PyJWTError, KeyError, TypeError, ValueError):
+        return 0.0
+    now = time.time() if now is None else now
+    margin = min(REFRESH_MARGIN_CAP_S, max(0.0, exp - issued) * REFRESH_SHARE)
+    return max(0.0, exp - margin - now)
 
 
 def _fold(text: str) -> str:

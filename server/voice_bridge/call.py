@@ -86,6 +86,11 @@ class CallState:
         self._next_id += 1
         return {"type": "say", "id": f"say-{self._next_id}", "text": text}
 
+    def refresh(self, token: str) -> dict[str, Any]:
+        """A ``refresh`` frame: the same caller's new service token, before the old expires."""
+        self._next_id += 1
+        return {"type": "refresh", "id": f"refresh-{self._next_id}", "token": token}
+
     def speech(self, state: SpeechState) -> dict[str, Any]:
         """A ``speech`` frame; remembered, so that a new connection can be told."""
         self.speaking = state is SpeechState.STARTED

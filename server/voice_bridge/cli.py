@@ -19,7 +19,7 @@ import anyio.to_thread
 from server.protocol import CloseCode, SpeechState
 from server.settings import DEVELOPMENT_SECRET
 
-from .bridge import DEFAULT_WAIT_TIMEOUT, VoiceBridge
+from .bridge import DEFAULT_WAIT_TIMEOUT, TokenSource, VoiceBridge
 from .call import Entry, Received
 from .dialing import conversation_ws_url, create_conversation, mint_token
 from .exceptions import BridgeError, CallEnded, ScriptError
@@ -88,8 +88,23 @@ def _token(args: argparse.Namespace) -> str:
         raise ValueError("give --token, or --caller to mint one")
     if not args.secret:
         print("voice bridge: warning: signing with the public development secret", file=sys.stderr)
+    return _mint(args)
+
+
+def _mint(args: argparse.Namespace) -> str:
     secret = args.secret or DEVELOPMENT_SECRET
     return mint_token(secret, workspace=args.workspace, caller=args.caller, name=args.caller_name)
+
+
+def _token_source(args: argparse.Namespace) -> TokenSource | None:
+    """A bridge that mints its callers' tokens renews them itself; a given one cannot."""
+    if args.token:
+        return None
+
+    async def mint() -> str:
+        return _mint(args)
+
+    return mint
 
 
 async def _call(args: argparse.Namespace, token: str, steps: list[Step] | None) -> int:
@@ -103,6 +118,7 @@ async def _call(args: argparse.Namespace, token: str, steps: list[Step] | None) 
         resume_after=resume_after,
         speaker=PrintingSpeaker(sys.stdout, args.words_per_second),
         observer=_print_tasks if args.verbose else None,
+        token_source=_token_source(args),
     )
     failures: list[BridgeError] = []
     async with bridge:

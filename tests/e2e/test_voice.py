@@ -322,3 +322,39 @@ async def test_a_restart_mid_call_resumes_where_the_caller_left_off(server_facto
     assert [m.seq for m in call.received].count(greeting.seq) == 1
     assert len({m.seq for m in call.received}) == len(call.received)
     check_voice_rules(call)
+
+
+async def test_the_bridge_renews_its_service_token_and_the_call_outlives_it(
+    shared_servers: Any,
+) -> None:
+    server = shared_servers()
+    conversation_id = (await start_conversation(server, service_token()))["conversation_id"]
+    minted: list[str] = []
+
+    async def mint() -> str:
+        minted.append(token(BRIDGE_ID, role="service", act_for=CALLER, ttl=3))
+        return minted[-1]
+
+    url = conversation_ws(server, conversation_id)
+    speaker = PrintingSpeaker(io.StringIO(), 0.0)
+    async with VoiceBridge(url, await mint(), speaker=speaker, token_source=mint) as call:
+        # Well past the first token's life, and the second's.
+        await anyio.sleep(5)
+        assert call.ended is None
+        await utter(call, "What are your opening hours?")
+        await heard(call, "Monday to Friday")
+    assert len(minted) >= 3
+    # The credential never reaches the call's record.
+    assert not [f for _, f in frames(call.log, sent=True) if f.get("type") == "refresh"]
+    assert not any(tok in repr(call.log) for tok in minted)
+
+
+async def test_a_bridge_that_cannot_renew_is_ended_4401_at_expiry(shared_servers: Any) -> None:
+    server = shared_servers()
+    conversation_id = (await start_conversation(server, service_token()))["conversation_id"]
+    short = token(BRIDGE_ID, role="service", act_for=CALLER, ttl=2)
+    speaker = PrintingSpeaker(io.StringIO(), 0.0)
+    url = conversation_ws(server, conversation_id)
+    async with VoiceBridge(url, short, speaker=speaker) as call:
+        with anyio.fail_after(6):
+            assert await call.wait_ended() == 4401
