@@ -90,6 +90,8 @@ async function signIn() {
     resumedStored = true;
     widget.setAttribute("conversation-id", conversationId);
   }
+  // Renewed before it expires, on the live socket (PROTOCOL.md, additions: refresh).
+  widget.tokenCallback = () => getToken({ fresh: true });
   widget.token = token;
 }
 

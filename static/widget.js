@@ -11,6 +11,14 @@
 // {conversationId, chatId}, `switchboard-status` {state, code}, `switchboard-task`
 // {task}, `switchboard-close` {code, reason}, `switchboard-unauthorized` {}.
 //
+// Sessions: a socket lives no longer than its token. Give the widget a
+// `tokenCallback` (an async function returning a new token for the same person, from
+// your backend) and it renews the token before it expires, without reconnecting:
+//
+//   widget.tokenCallback = async () => (await fetch("/my/switchboard-token")).text();
+//
+// Setting `token` on a live widget renews it the same way.
+//
 // Delivery: every stream event carries a per-chat `seq` that grows by exactly 1. The
 // widget applies each seq once, in order; on reconnect it says `resume_after` = the
 // last seq applied, so the server replays exactly what was missed. A gap inside one
@@ -65,7 +73,19 @@ const HEALTHY_AFTER_MS = 10_000;
 const PING_EVERY_MS = 25_000;
 const REQUEST_TIMEOUT_MS = 15_000;
 const EVENTS_PAGE = 1000;
+// A token is renewed when a quarter of its life (at most a minute) is left.
+const REFRESH_SHARE = 0.25;
+const REFRESH_MARGIN_CAP_S = 60;
 const MAX_TEXT_CHARS = 16_000;
+
+/** Milliseconds until *token* should be renewed (0: now), or null if it has no expiry. */
+export function refreshDelayMs(token, nowMs = Date.now()) {
+  const { exp, iat } = tokenClaims(token || "");
+  if (typeof exp !== "number") return null;
+  const life = typeof iat === "number" ? Math.max(0, exp - iat) : 4 * REFRESH_MARGIN_CAP_S;
+  const margin = Math.min(REFRESH_MARGIN_CAP_S, life * REFRESH_SHARE);
+  return Math.max(0, (exp - margin) * 1000 - nowMs);
+}
 
 export function isTerminal(state) {
   return TERMINAL_STATES.has(state);
@@ -109,7 +129,7 @@ export class RequestError extends Error {
  * `fetchAfter(after, limit)` returns stored events (HTTP) to fill a gap.
  */
 export class StreamConnection {
-  constructor({ url, hello, fetchAfter, onEvent, onStatus, onWelcome, onReplayed }) {
+  constructor({ url, hello, fetchAfter, onEvent, onStatus, onWelcome, onReplayed, onResync }) {
     this.url = url;
     this.hello = hello;
     this.fetchAfter = fetchAfter;
@@ -117,6 +137,7 @@ export class StreamConnection {
     this.onStatus = onStatus ?? (() => {});
     this.onWelcome = onWelcome ?? (() => {});
     this.onReplayed = onReplayed ?? (() => {});
+    this.onResync = onResync ?? (() => {});
     this.lastSeq = 0;
     this.replayed = false;
     this._ws = null;
@@ -228,6 +249,10 @@ export class StreamConnection {
       this._ingest(frame);
       return;
     }
+    if (frame.type === "error" && frame.code === "resync" && frame.id === undefined) {
+      this._resync();
+      return;
+    }
     const waiter = frame.id === undefined ? undefined : this._pending.get(frame.id);
     if (waiter) {
       this._pending.delete(frame.id);
@@ -236,6 +261,19 @@ export class StreamConnection {
       else waiter.resolve(frame);
     }
     // An error without an id answers nothing we are waiting for; nothing to show.
+  }
+
+  /**
+   * The server has less than we asked to resume after (PROTOCOL.md, additions: resuming
+   * from the future): what we hold is not its stream. Drop it and show its stream from
+   * the start; live events follow from its last_seq + 1 on this same socket.
+   */
+  _resync() {
+    this.lastSeq = 0;
+    this._held = [];
+    this.onResync();
+    if (this._replayUntil > 0) this._fillGap(this._replayUntil);
+    else this._checkReplayed();
   }
 
   _ingest(event) {
@@ -268,13 +306,13 @@ export class StreamConnection {
     }
   }
 
-  async _fillGap() {
+  async _fillGap(upTo) {
     const ws = this._ws;
     this._filling = true;
     let ok = false;
     try {
       if (this.fetchAfter) {
-        const target = Math.min(...this._held.map((e) => e.seq)) - 1;
+        const target = upTo ?? Math.min(...this._held.map((e) => e.seq)) - 1;
         while (this.lastSeq < target) {
           const page = await this.fetchAfter(this.lastSeq, Math.min(EVENTS_PAGE, target - this.lastSeq));
           if (ws !== this._ws) return; // the socket went meanwhile; its resume covers it
@@ -607,6 +645,8 @@ export class SwitchboardChat extends BaseElement {
   constructor() {
     super();
     this._token = null;
+    this._tokenCallback = null;
+    this._refreshTimer = null;
     this._sub = null;
     this._connection = null;
     this._tasks = new Map(); // task id → {view, node}
@@ -635,6 +675,16 @@ export class SwitchboardChat extends BaseElement {
   set token(value) {
     this._token = value || null;
     this._tokenChanged();
+  }
+
+  /** An async function giving a new token for the same person (see the top of this file). */
+  get tokenCallback() {
+    return this._tokenCallback;
+  }
+
+  set tokenCallback(value) {
+    this._tokenCallback = typeof value === "function" ? value : null;
+    this._scheduleRefresh();
   }
 
   get conversationId() {
@@ -681,7 +731,7 @@ export class SwitchboardChat extends BaseElement {
 
   connectedCallback() {
     // A property set before this element was defined shadows the accessor: re-set it.
-    for (const name of ["token", "conversationId", "chatId", "server"]) {
+    for (const name of ["token", "tokenCallback", "conversationId", "chatId", "server"]) {
       if (Object.prototype.hasOwnProperty.call(this, name)) {
         const value = this[name];
         delete this[name];
@@ -694,6 +744,8 @@ export class SwitchboardChat extends BaseElement {
   disconnectedCallback() {
     clearInterval(this._ticker);
     this._ticker = null;
+    clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
     this._connection?.stop();
     this._connection = null;
   }
@@ -713,9 +765,47 @@ export class SwitchboardChat extends BaseElement {
 
   _tokenChanged() {
     this._sub = tokenClaims(this.token || "").sub ?? null;
-    // A live socket keeps its identity; a new token matters for the next hello, and
-    // revives a widget that stopped for want of one.
+    // A live socket keeps its identity and is renewed with the new token (a token for
+    // someone else is refused by the server and changes nothing); the token matters
+    // for the next hello too, and revives a widget that stopped for want of one.
     if (!this._connection) this._queueStart();
+    else this._sendRefresh();
+  }
+
+  /** Send the current token as `refresh` on the live socket, then plan the next one. */
+  async _sendRefresh() {
+    const connection = this._connection;
+    if (!connection?.open || !this.token) return;
+    try {
+      await connection.request({ type: "refresh", token: this.token });
+    } catch {
+      // Refused or offline: the socket closes at expiry (4401), or its hello carries it.
+    }
+    if (connection === this._connection) this._scheduleRefresh();
+  }
+
+  /** Before the token expires, ask the host page for a new one (tokenCallback). */
+  _scheduleRefresh() {
+    clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
+    if (!this._tokenCallback || !this._connection?.open) return;
+    const delayMs = refreshDelayMs(this.token);
+    if (delayMs === null) return;
+    this._refreshTimer = setTimeout(() => this._renew(), delayMs);
+  }
+
+  async _renew() {
+    this._refreshTimer = null;
+    let token = null;
+    try {
+      token = await this._tokenCallback?.();
+    } catch {
+      token = null; // the host could not give one: the socket ends at expiry (4401)
+    }
+    if (typeof token !== "string" || !token || token === this.token) return;
+    this._token = token;
+    this._sub = tokenClaims(token).sub ?? null;
+    await this._sendRefresh();
   }
 
   _queueStart() {
@@ -768,6 +858,7 @@ export class SwitchboardChat extends BaseElement {
       onStatus: (state, detail) => this._onConnection(state, detail),
       onWelcome: () => this._log.setAttribute("aria-busy", "true"),
       onReplayed: () => this._onReplayed(),
+      onResync: () => this._reset(),
     });
     connection.lastSeq = this._seq;
     this._connection = connection;
@@ -911,6 +1002,7 @@ export class SwitchboardChat extends BaseElement {
   _onConnection(state, detail) {
     if (state === "open") {
       this._setStatus("open", "Connected");
+      this._scheduleRefresh();
     } else if (state === "connecting") {
       this._setStatus("connecting", "Connecting…");
     } else if (state === "reconnecting") {
@@ -919,6 +1011,8 @@ export class SwitchboardChat extends BaseElement {
     } else if (state === "closed") {
       const code = detail.code;
       this._connection = null;
+      clearTimeout(this._refreshTimer);
+      this._refreshTimer = null;
       let text = CLOSE_MESSAGES[code] ?? `Disconnected (${code}).`;
       if (code === 4404 && this.chatId) text = "This chat was not found.";
       this._setStatus("closed", text, code);

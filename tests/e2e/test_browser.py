@@ -641,4 +641,56 @@ async def test_research_story(browser: Browser, server_factory: Any, viewport: s
     await at_most_one_progress_line_per_task(page)
     await check_layout(page, size["width"])
     await screenshot(page, f"research-{viewport}.png")
+
+
+@pytest.mark.browser
+async def test_the_widget_renews_its_token_through_the_host_pages_callback(
+    browser: Browser, server: ServerProcess
+) -> None:
+    from server.settings import DEVELOPMENT_SECRET
+
+    browsing = browsing_for(browser, server)
+    page = await (await browsing.person()).new_page()
+    minted: list[str] = []
+
+    def mint(sub: str) -> str:
+        # The host's backend: a short-lived token for its signed-in person.
+        minted.append(
+            issue_token(DEVELOPMENT_SECRET, workspace="demo", sub=sub, role="person", ttl=4)
+        )
+        return minted[-1]
+
+    await page.expose_function("mintToken", mint)
+    # A bare host page: the browser's own favicon request is no console error of ours.
+    await page.route("**/favicon.ico", lambda route: route.fulfill(status=204))
+    await page.goto("/healthz")
+    await page.evaluate(
+        """async () => {
+          await import("/static/widget.js");
+          window.closes = [];
+          for (const [id, renews] of [["renewing", true], ["plain", false]]) {
+            const chat = document.createElement("switchboard-chat");
+            chat.id = id;
+            chat.addEventListener(
+              "switchboard-close", (e) => window.closes.push([id, e.detail.code]));
+            if (renews) chat.tokenCallback = () => window.mintToken("host-" + id);
+            chat.token = await window.mintToken("host-" + id);
+            document.body.append(chat);
+          }
+        }"""
+    )
+    renewing, plain = page.locator("#renewing"), page.locator("#plain")
+    for chat in (renewing, plain):
+        await expect(chat.locator(".status")).to_have_attribute("data-state", "open")
+    # Past two lives of a token: the one without a callback ends at its expiry (4401).
+    await anyio.sleep(9)
+    await expect(plain.locator(".status")).to_have_attribute("data-code", "4401")
+    await expect(renewing.locator(".status")).to_have_attribute("data-state", "open")
+    assert await page.evaluate("window.closes") == [["plain", 4401]]
+    assert len(minted) >= 4  # two first tokens, and at least two renewals
+    box = renewing.locator("textarea")
+    await box.fill(HOURS)
+    await box.press("Enter")
+    answer = renewing.locator("li.msg[data-role='agent']")
+    await expect(answer).to_contain_text("Monday to Friday")
     browsing.assert_clean()
