@@ -137,6 +137,31 @@ def _short_path(filename: str) -> str:
     return "/".join(parts[-2:])
 
 
+# What uvicorn logs as an exception but is only a client breaking the protocol: the
+# line is kept (an operator may want to count them), at WARNING, without a traceback.
+_CLIENT_FAULTS: dict[str, int] = {
+    # uvicorn answers this with close code 1007 (RFC 6455: inconsistent data).
+    "Invalid UTF-8 sequence received from client.": 1007,
+}
+
+
+class ClientFaultFilter(logging.Filter):
+    """Demotes uvicorn's records of a client's own protocol faults to WARNING.
+
+    A client that sends a text frame of invalid UTF-8 is not a server error: the record
+    loses its traceback and gains the close code it was answered with.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("uvicorn") and record.levelno >= logging.ERROR:
+            close_code = _CLIENT_FAULTS.get(record.msg) if isinstance(record.msg, str) else None
+            if close_code is not None:
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+                record.exc_info, record.exc_text = None, None
+                record.close_code = close_code
+        return True
+
+
 def configure_logging(
     level: str | int = "INFO", *, stream: IO[str] | None = None
 ) -> logging.Handler:
@@ -147,6 +172,7 @@ def configure_logging(
     """
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(ClientFaultFilter())
     setattr(handler, _HANDLER_MARK, True)
     root = logging.getLogger()
     for old in list(root.handlers):

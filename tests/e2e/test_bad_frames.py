@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anyio
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import Frame, Opcode
 
 from .conftest import (
+    ServerProcess,
     Wire,
     conversation_ws,
     fetch_events,
@@ -53,6 +56,8 @@ BAD_FRAMES: list[tuple[str | bytes, str, str | None]] = [
     ('{"type": "task.status", "id": "w2", "task_id": ["x"]}', "bad_frame", "w2"),
     ('{"type": "say", "id": 7, "text": "hi"}', "bad_frame", None),
     ('{"type": "launch", "id": "u1"}', "unknown_type", "u1"),
+    # Said twice, read as neither: never as the last value (a stored user message).
+    ('{"type": "ping", "id": "d1", "type": "say", "text": "hi"}', "bad_frame", None),
     (b"\x00\x01binary", "bad_frame", None),
 ]
 
@@ -146,3 +151,50 @@ async def test_foreign_origin_is_refused_before_accept(
         await socket.send(json.dumps({"type": "hello", "token": tok, "client": "widget"}))
         welcome = json.loads(await socket.recv())
         assert welcome["type"] == "welcome"
+
+
+def log_lines(server: ServerProcess) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in server.logs().splitlines() if line.startswith("{")]
+
+
+async def test_clients_that_leave_or_send_bad_utf8_are_no_server_errors(
+    server_factory: Any,
+) -> None:
+    server = server_factory()
+    tok = token()
+    conv = await start_conversation(server, tok)
+    url = conversation_ws(server, conv["conversation_id"])
+    async with open_wire(url, tok, chat_id=conv["chat_id"]) as wire:
+        for _ in range(15):
+            asked = await wire.say(HOURS)
+            await wire.message(since=asked, role="agent", kind="reply")
+    # Gone in the middle of the replay: the connection is reset right after hello, until
+    # one reset has landed while the server was still sending.
+    for _ in range(40):
+        socket = await connect(url)
+        await socket.send(json.dumps({"type": "hello", "token": tok, "resume_after": 0}))
+        socket.transport.abort()
+        await anyio.sleep(0.05)
+        if any(line["message"] == "client went away" for line in log_lines(server)):
+            break
+    # A text frame that is not UTF-8: the server answers 1007 (RFC 6455).
+    async with connect(url) as socket:
+        hello = {"type": "hello", "token": tok, "resume_after": wire.last_seq}
+        await socket.send(json.dumps(hello))
+        assert json.loads(await socket.recv())["type"] == "welcome"
+        socket.protocol.send_frame(Frame(Opcode.TEXT, b'{"type": "ping", "id": "\xff"}'))
+        socket.send_data()
+        with pytest.raises(ConnectionClosed) as closed:
+            await socket.recv()
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1007
+    async with open_wire(url, tok, resume_after=wire.last_seq) as back:
+        assert (await back.request({"type": "ping"}))["type"] == "pong"
+    lines = log_lines(server)
+    assert [line for line in lines if line["level"] in ("ERROR", "CRITICAL")] == []
+    assert all("exc_frames" not in line for line in lines)
+    gone = [line for line in lines if line["message"] == "client went away"]
+    assert gone
+    assert all(line["level"] == "INFO" and "close_code" in line for line in gone)
+    bad = [line for line in lines if "UTF-8" in line["message"]]
+    assert [(line["level"], line["close_code"]) for line in bad] == [("WARNING", 1007)]
