@@ -54,6 +54,8 @@ log = logging.getLogger("switchboard.cli")
 EXIT_OK = 0
 EXIT_BROKEN_CHAIN = 1
 EXIT_USAGE = 2
+# What a shell reports for a command ended by SIGPIPE (128 + 13): the reader left early.
+EXIT_BROKEN_PIPE = 141
 # Records per read while paging through the trail.
 PAGE_SIZE = 1000
 # uvicorn waits this long for open requests once the sockets are closed.
@@ -70,6 +72,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The message names the variable, never its value.
         print(f"switchboard: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # `switchboard audit export | head`: the reader has all it wanted. Python would
+        # print a traceback when it flushes stdout at exit, so stdout is pointed at
+        # /dev/null first (what the documentation of signal.SIGPIPE advises).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
     return code
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,11 +33,12 @@ from audit import (
 from server.app import create_app
 from server.audit_store import SqlAuditBackend, create_schema
 from server.auth import issue_token, verify_token
-from server.cli import SwitchboardServer, main
+from server.cli import EXIT_BROKEN_PIPE, SwitchboardServer, main
 from server.logs import AccessLogMiddleware
 from server.settings import Settings
 from server.storage.engine import create_engine_for
 
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "cli-test-secret-that-is-long-enough-for-hs256"
 
 
@@ -200,6 +204,29 @@ def test_export_to_stdout_from_a_time_on(
     later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     assert main(["audit", "export", "--since", later]) == 0
     assert capsys.readouterr().out == ""
+
+
+def test_export_into_a_pipe_closed_early_ends_quietly(database: Engine) -> None:
+    # `switchboard audit export | head -n 1`: more than a pipe's buffer, read one line.
+    write_records(database, 1500)
+    env = {**os.environ, "DATABASE_URL": str(database.url), "SWITCHBOARD_SECRET": SECRET}
+    export = subprocess.Popen(
+        [sys.executable, "-m", "server", "audit", "export"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert export.stdout is not None
+    assert export.stderr is not None
+    first = export.stdout.readline()
+    export.stdout.close()
+    errors = export.stderr.read().decode()
+    export.stderr.close()
+    code = export.wait(timeout=30)
+    assert json.loads(first)["seq"] == 1
+    assert errors == "", errors
+    assert code == EXIT_BROKEN_PIPE
 
 
 def test_export_refuses_a_since_that_is_not_a_time(
