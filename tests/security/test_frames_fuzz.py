@@ -87,6 +87,10 @@ FIELDS: Mapping[FrameType, Mapping[str, Field]] = {
     },
     FrameType.SPEECH: {"state": (st.sampled_from(["started", "stopped"]), True, STATE, 0)},
     FrameType.PING: {"id": (frame_ids, True, STRING, MAX_ID_CHARS)},
+    FrameType.REFRESH: {
+        "id": (frame_ids, True, STRING, MAX_ID_CHARS),
+        "token": (strings(200), True, STRING, protocol.MAX_TOKEN_CHARS),
+    },
 }
 FIXED_MESSAGES = {code.message for code in ErrorCode}
 
@@ -125,6 +129,7 @@ def expected_frame(frame: Mapping[str, Any]) -> protocol.ClientFrame:
         ),
         FrameType.SPEECH: lambda: protocol.Speech(protocol.SpeechState(frame["state"])),
         FrameType.PING: lambda: protocol.Ping(frame["id"]),
+        FrameType.REFRESH: lambda: protocol.Refresh(frame["id"], frame["token"]),
     }
     return build[kind]()
 

@@ -115,6 +115,7 @@ class Command(enum.StrEnum):
     LIST = "lists this conversation's tasks"
     PLAIN = "names no record"
     GREETING = "the handshake"
+    CREDENTIAL = "renews the socket's token"
 
 
 COMMANDS: Mapping[FrameType, Command] = {
@@ -126,6 +127,7 @@ COMMANDS: Mapping[FrameType, Command] = {
     FrameType.TASK_CANCEL: Command.TASK,
     FrameType.SPEECH: Command.PLAIN,
     FrameType.PING: Command.PLAIN,
+    FrameType.REFRESH: Command.CREDENTIAL,
 }
 
 
@@ -622,6 +624,12 @@ async def probe_other_commands(wire: Wire, own_tasks: set[str], records: Records
             await wire.socket.send(json.dumps({"type": "hello", "token": OWNER}))
             again = await wire.until(lambda f: f.get("type") == "error")
             assert again["code"] == "bad_frame", again
+            status = command_frames(records.live_task)[FrameType.TASK_STATUS]
+            assert (await frame_answer(wire, status))["code"] == "not_found"
+        elif command is Command.CREDENTIAL:
+            # The owner's token as a refresh is refused and does not make the socket theirs.
+            refused = await frame_answer(wire, {"type": "refresh", "id": "r", "token": OWNER})
+            assert refused["code"] == "unauthorized", refused
             status = command_frames(records.live_task)[FrameType.TASK_STATUS]
             assert (await frame_answer(wire, status))["code"] == "not_found"
         elif frame_type is FrameType.PING:
