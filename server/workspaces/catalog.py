@@ -153,8 +153,20 @@ class WorkspaceCatalog:
         wanted = {name for agent in agents for name in agent.tools if not name.endswith(".*")}
         brains = dict(self._brains)
         for brain in spec.brains:
-            if self._brain_factory is not None:
+            if self._brain_factory is None:
+                continue
+            try:
                 brains[brain.name] = self._brain_factory(brain)
+            except Exception as exc:
+                # Its agents' turns fail plainly ("no brain"); the rest of the kit works.
+                log.warning(
+                    "workspace brain unusable",
+                    extra={
+                        "workspace_id": spec.id,
+                        "brain": brain.name,
+                        "error": type(exc).__name__,
+                    },
+                )
         # A new number for every build (a re-apply, an MCP server listing again), so
         # that conversations take the new kit; the stored revision is kept apart.
         self._builds += 1

@@ -44,6 +44,7 @@ class McpConnection:
         self._client: Client | None = None
         self._tools: dict[str, Tool] = {}
         self._ready = anyio.Event()
+        self._attempted = anyio.Event()
         self._broken = anyio.Event()
         self.connects = 0
 
@@ -53,9 +54,13 @@ class McpConnection:
         return list(self._tools.values())
 
     async def wait_ready(self, seconds: float) -> bool:
-        """Wait up to *seconds* for the first listing; whether it came."""
+        """Wait up to *seconds* for the first listing; whether it came.
+
+        Returns at once if the first attempt to connect has already failed: a turn
+        never waits on a server that is down, it hears that the tool is unavailable.
+        """
         with anyio.move_on_after(seconds):
-            await self._ready.wait()
+            await self._attempted.wait()
         return self._ready.is_set()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -75,6 +80,7 @@ class McpConnection:
                     self.connects += 1
                     self._broken = anyio.Event()
                     self._ready.set()
+                    self._attempted.set()
                     backoff = BACKOFF_FIRST_S
                     log.info(
                         "mcp server connected",
@@ -91,6 +97,7 @@ class McpConnection:
                 )
             finally:
                 self._client = None
+                self._attempted.set()
             await anyio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 

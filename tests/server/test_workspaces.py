@@ -290,3 +290,27 @@ async def test_the_catalog_takes_a_reapplied_workspace_at_the_next_look(tmp_path
         assert second.revision != first.revision
         assert second.agents[0].name == "Reception"
         assert await catalog.kit("nobody") is None
+
+
+async def test_an_mcp_server_that_cannot_start_costs_a_turn_nothing(tmp_path: Path) -> None:
+    spec = parse_workspace(
+        """
+        [workspace]
+        id = "acme"
+        [[agents]]
+        id = "desk"
+        primary = true
+        description = "Desk."
+        tools = ["documents.find_document"]
+        [[mcp_servers]]
+        name = "documents"
+        command = ["/nonexistent/documents-mcp"]
+        """
+    )
+    async with catalog_for(tmp_path, spec) as catalog:
+        # Well inside the 10 s a listing may take: the failed start is known at once.
+        with anyio.fail_after(5):
+            kit = await catalog.kit("acme")
+        assert kit is not None
+        assert kit.toolbox.get("documents.find_document") is None
+        assert kit.agents[0].tools == ("documents.find_document",)
