@@ -29,6 +29,7 @@ SQLITE_POOL_SIZE = 8
 POSTGRES_POOL_SIZE = 10
 POSTGRES_MAX_OVERFLOW = 5
 POSTGRES_CONNECT_TIMEOUT_S = 5
+POSTGRES_IDLE_IN_TRANSACTION_MS = 5_000
 # A call waits this long for a connection; SqlStore's limiter keeps that wait rare.
 POOL_TIMEOUT_S = 10
 
@@ -74,7 +75,7 @@ def create_engine_for(
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed, pool_size, extra, common)
     extra.setdefault("connect_timeout", POSTGRES_CONNECT_TIMEOUT_S)
-    return create_engine(
+    engine = create_engine(
         parsed,
         pool_size=pool_size or POSTGRES_POOL_SIZE,
         max_overflow=POSTGRES_MAX_OVERFLOW,
@@ -84,6 +85,24 @@ def create_engine_for(
         connect_args=extra,
         **common,
     )
+    event.listen(engine, "connect", _on_postgres_connect)
+    return engine
+
+
+def _on_postgres_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    # A node that stops in the middle of a transaction (SIGSTOP, a long pause, a lost
+    # machine whose TCP has not timed out yet) would hold its row locks — a
+    # conversation's, a chat's seq head — and with them every other node. Our
+    # transactions never sit idle, so one that does is ended by the server.
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
+    try:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(
+                f"SET idle_in_transaction_session_timeout = {POSTGRES_IDLE_IN_TRANSACTION_MS}"
+            )
+    finally:
+        dbapi_connection.autocommit = autocommit
 
 
 def _sqlite_engine(

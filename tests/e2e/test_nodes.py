@@ -8,13 +8,16 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 
 from .cluster import cluster, postgres_database, redis_process
 from .conftest import (
+    chat_ws,
     conversation_ws,
     fetch_events,
     fetch_task,
+    headers,
     open_wire,
     start_conversation,
     token,
@@ -133,6 +136,19 @@ async def test_a_socket_on_any_node_works_like_one_on_the_home(
                 {"type": "task.instruct", "task_id": ids[1], "text": "Mention the new hours"}
             )
             assert told["type"] == "ack", told
+            # HTTP on a third node goes through the same door.
+            async with httpx.AsyncClient(base_url=c.http, timeout=10) as client:
+                sent = await client.post(
+                    f"/v1/tasks/{ids[2]}/messages",
+                    json={"text": "Mention the new hours too"},
+                    headers=headers(tok),
+                )
+            assert sent.status_code == 202, sent.text
+            chat = wire.views(ids[2])[0]["chat_id"]
+            history = await fetch_events(a, tok, f"/v1/chats/{chat}/events")
+            assert [e["seq"] for e in history if e.get("text") == "Mention the new hours too"] == [
+                sent.json()["seq"]
+            ]
             cancel = await wire.request({"type": "task.cancel", "task_id": ids[0]})
             assert cancel["task"]["state"] == "cancelling", cancel
             await wire.task_state(ids[0], "cancelled")
@@ -259,3 +275,64 @@ async def test_a_rolling_restart_interrupts_only_what_ran_on_the_stopped_node(
             await again.message(since=hours, role="agent", kind="reply")
             notices = again.messages(kind="notice")
             assert len(notices) == (1 if conv is convs[2] else 0)
+
+
+async def test_a_paused_home_is_fenced_out_when_it_wakes(cluster: Any) -> None:
+    import signal
+
+    a, b = cluster(2, SWITCHBOARD_TOOL_LATENCY_SCALE="1")
+    tok = token()
+    conv = await start_conversation(a, tok)
+    async with open_wire(conversation_ws(a, conv["conversation_id"]), tok) as home:
+        asked = await home.say(OUTREACH)
+        await home.message(since=asked, role="agent", kind="reply")
+        ids = home.task_ids()
+        async with open_wire(
+            conversation_ws(b, conv["conversation_id"]), tok, resume_after=home.last_seq
+        ) as wire:
+            assert await home.closed() == 4409
+            await wire.wait(
+                lambda w: all(v["state"] == "working" for i in ids for v in w.views(i)[-1:])
+            )
+            assert a.process is not None
+            a.process.send_signal(signal.SIGSTOP)  # a long pause: its lease and heartbeat lapse
+            try:
+                # Within a lease, or — if it froze mid-transaction, holding row locks —
+                # once PostgreSQL has ended that idle transaction (5 s).
+                notice = await wire.message(kind="notice", within=15)
+                assert "interrupted 3 background tasks" in notice["text"]
+            finally:
+                a.process.send_signal(signal.SIGCONT)
+            # a wakes with its calls finishing: every commit of its stale copy is refused.
+            await anyio.sleep(4)
+            hours = await wire.say("What are your opening hours?")
+            await wire.message(since=hours, role="agent", kind="reply")
+            for task_id in ids:
+                ended = [v["state"] for v in wire.views(task_id) if v["state"] in TERMINAL]
+                assert ended == ["interrupted"], ended
+                assert (await fetch_task(b, tok, task_id))["state"] == "interrupted"
+            assert wire.messages(kind="followup") == []
+            assert len(wire.messages(kind="notice")) == 1
+    assert "conversation taken over" in a.logs()
+
+
+async def test_a_sub_agents_chat_watched_on_another_node_is_live_and_commands_work(
+    cluster: Any,
+) -> None:
+    a, b = cluster(2, SWITCHBOARD_TOOL_LATENCY_SCALE="1")
+    tok = token()
+    conv = await start_conversation(a, tok)
+    async with open_wire(conversation_ws(a, conv["conversation_id"]), tok) as home:
+        asked = await home.say(OUTREACH)
+        await home.message(since=asked, role="agent", kind="reply")
+        task_id = home.task_ids()[0]
+        chat_id = home.views(task_id)[0]["chat_id"]
+        async with open_wire(chat_ws(b, chat_id), tok, chat_id=chat_id) as tab:
+            await tab.task_state(task_id, "working")
+            said = await tab.request({"type": "say", "text": "Ask about Tuesday"})
+            assert said["type"] == "ack", said
+            await tab.message(text="Ask about Tuesday")
+            cancel = await tab.request({"type": "task.cancel"})
+            assert cancel["task"]["state"] == "cancelling", cancel
+            await tab.task_state(task_id, "cancelled")
+        await home.task_state(task_id, "cancelled")
