@@ -32,7 +32,14 @@ from agents.brains import (
     StepRecord,
     Work,
 )
-from agents.exceptions import Conflict, DepthLimitExceeded, RateLimited, SwitchboardError, ToolError
+from agents.exceptions import (
+    Conflict,
+    DepthLimitExceeded,
+    Fenced,
+    RateLimited,
+    SwitchboardError,
+    ToolError,
+)
 from agents.models import AgentDefinition, MessageKind, Principal, Role, Task, TaskState
 from agents.tools import Tool, ToolContext, ToolResult
 
@@ -141,6 +148,10 @@ class TaskRunner:
                     finish = await self._work(tg)
                     # Children are all done by now; this stops the progress flusher.
                     tg.cancel_scope.cancel()
+        except* Fenced:
+            # Another node has taken the conversation over (this one paused past its
+            # lease): nothing more of this task can be stored here, nor should be.
+            log.info("task taken over", extra={"task_id": self.id})
         except* Exception as group:
             # A bug below us (a brain raising, say): fail this task, never its
             # conversation or its siblings. Only ids reach the log.
