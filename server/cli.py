@@ -36,7 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from agents.exceptions import Unavailable, WorkspaceFileError
 from agents.workspace_file import load_workspace_file, spec_from_json
 from audit import AuditError, AuditRecord, InvalidAuditField, export_jsonl, verify_chain
-from server import voice_bridge
+from bridges import voice as voice_bridge
 from server.audit_store import SqlAuditBackend
 from server.auth import issue_token
 from server.exceptions import SettingsError

@@ -18,8 +18,7 @@ from typing import Any
 import anyio
 import pytest
 
-from server.protocol import SpeechState
-from server.voice_bridge import (
+from bridges.voice import (
     BRIDGE_ID,
     AgentMessage,
     Disconnected,
@@ -30,6 +29,7 @@ from server.voice_bridge import (
     Sent,
     VoiceBridge,
 )
+from bridges.wire import SpeechState
 
 from .conftest import (
     ROOT,
@@ -282,7 +282,7 @@ def test_the_example_call_plays_through_the_command_line(server_factory: Any) ->
         [
             sys.executable,
             "-m",
-            "server.voice_bridge",
+            "bridges.voice",
             "--server",
             server.http,
             "--caller",

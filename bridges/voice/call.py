@@ -2,7 +2,7 @@
 
 :class:`CallState` keeps the resume point and whether the caller is speaking, and is
 unit-tested without sockets. The :data:`Entry` types are the call's record, as
-:class:`~server.voice_bridge.bridge.VoiceBridge` logs it.
+:class:`~bridges.voice.bridge.VoiceBridge` logs it.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from server.protocol import SpeechState
+from bridges.wire import SpeechState
 
 
 @dataclass(frozen=True, slots=True)

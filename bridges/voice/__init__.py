@@ -11,7 +11,7 @@ This one has text at both ends — transcripts come from a script or from stdin,
 
 ::
 
-    python -m server.voice_bridge --server http://127.0.0.1:8000 --caller caller-1 \\
+    python -m bridges.voice --server http://127.0.0.1:8000 --caller caller-1 \\
         --script docs/voice/prior-auth-call.txt
 
 Layers, as in ``websockets``: :mod:`.script` (:func:`parse_script`) and :mod:`.call`
@@ -24,11 +24,12 @@ edge; :mod:`.dialing` mints the caller's token and creates the conversation;
 
 from __future__ import annotations
 
+from bridges.wire import RESUMABLE
+
 from .bridge import (
     ANSWER_TIMEOUT,
     DEFAULT_WAIT_TIMEOUT,
     RECONNECT_DELAYS,
-    RESUMABLE,
     VoiceBridge,
 )
 from .call import (

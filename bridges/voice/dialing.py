@@ -11,27 +11,11 @@ from typing import Any
 
 import anyio.to_thread
 
-from server.auth import issue_token
+from bridges.wire import BRIDGE_ID, mint_token
 
 from .exceptions import Refused
 
-BRIDGE_ID = "voice-bridge"
-"""The ``sub`` of the service tokens this bridge mints for its callers."""
-
-
-def mint_token(
-    secret: str, *, workspace: str, caller: str, name: str | None = None, ttl: float = 3600
-) -> str:
-    """A ``service`` token acting for *caller* (for demos; a deployment issues its own)."""
-    return issue_token(
-        secret,
-        workspace=workspace,
-        sub=BRIDGE_ID,
-        role="service",
-        act_for=caller,
-        name=name,
-        ttl=ttl,
-    )
+__all__ = ["BRIDGE_ID", "conversation_ws_url", "create_conversation", "mint_token"]
 
 
 async def create_conversation(server: str, token: str, agent_id: str | None = None) -> str:

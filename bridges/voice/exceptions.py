@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from server.protocol import CloseCode
+from bridges.wire import CloseCode
 
 
 class BridgeError(Exception):

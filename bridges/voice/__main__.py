@@ -1,4 +1,4 @@
-"""``python -m server.voice_bridge``: one call from the command line."""
+"""``python -m bridges.voice``: one call from the command line."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The command line: ``python -m server.voice_bridge`` and ``switchboard bridge``.
+"""The command line: ``python -m bridges.voice`` and ``switchboard bridge``.
 
 Plays a call script, or the lines typed on stdin, as one call; prints what the agent
 says as ``AGENT: …`` and, on stderr, how to call back. Exit codes: 0 the call went as
@@ -16,8 +16,7 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
-from server.protocol import CloseCode, SpeechState
-from server.settings import DEVELOPMENT_SECRET
+from bridges.wire import DEVELOPMENT_SECRET, CloseCode, SpeechState
 
 from .bridge import DEFAULT_WAIT_TIMEOUT, TokenSource, VoiceBridge
 from .call import Entry, Received
@@ -32,7 +31,7 @@ EXIT_USAGE = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The bridge's options, for ``python -m server.voice_bridge`` or a subcommand."""
+    """The bridge's options, for ``python -m bridges.voice`` or a subcommand."""
     parser.add_argument("--server", default="http://127.0.0.1:8000", type=_http_url)
     parser.add_argument("--caller", help="the caller's person id (act_for), to mint a token")
     parser.add_argument("--caller-name", help="the caller's display name")
@@ -57,9 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m server.voice_bridge``; returns the exit code."""
+    """``python -m bridges.voice``; returns the exit code."""
     parser = argparse.ArgumentParser(
-        prog="python -m server.voice_bridge",
+        prog="python -m bridges.voice",
         description="A reference voice bridge: a scripted or typed phone call (docs/VOICE.md).",
     )
     add_arguments(parser)

@@ -1,8 +1,8 @@
 """The I/O adapter: :class:`VoiceBridge` carries one call over a conversation socket.
 
-A thin loop around the sans-I/O :class:`~server.voice_bridge.call.CallState`: it reads
+A thin loop around the sans-I/O :class:`~bridges.voice.call.CallState`: it reads
 frames into it, sends the frames it makes, hands agent messages to
-:class:`~server.voice_bridge.playback.Playback`, and reconnects when PROTOCOL.md says to.
+:class:`~bridges.voice.playback.Playback`, and reconnects when PROTOCOL.md says to.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from anyio.abc import TaskGroup
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from server.protocol import CloseCode, SpeechState
+from bridges.wire import RESUMABLE, CloseCode, SpeechState
 
 from .call import (
     AgentMessage,
@@ -46,17 +46,6 @@ TokenSource = Callable[[], Awaitable[str]]
 DEFAULT_WAIT_TIMEOUT = 30.0
 ANSWER_TIMEOUT = 10.0
 RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)
-# Close codes after which PROTOCOL.md says to reconnect with resume_after; 1006 is a
-# dropped connection (no close frame), the usual way a network blip looks.
-RESUMABLE = frozenset(
-    {
-        CloseCode.GOING_AWAY,
-        CloseCode.INTERNAL_ERROR,
-        CloseCode.SLOW_CONSUMER,
-        CloseCode.RATE_LIMITED,
-        1006,
-    }
-)
 # A token is renewed this long before it expires: a quarter of its life, at most a minute.
 REFRESH_SHARE = 0.25
 REFRESH_MARGIN_CAP_S = 60.0

@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.protocol import SpeechState
-from server.voice_bridge import (
+from bridges.voice import (
     AgentMessage,
     Answered,
     CallState,
@@ -29,6 +28,7 @@ from server.voice_bridge import (
     parse_script,
     parse_step,
 )
+from bridges.wire import SpeechState
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "voice" / "prior-auth-call.txt"
 STARTED = Speech(SpeechState.STARTED)

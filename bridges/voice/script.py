@@ -1,7 +1,7 @@
 """Call scripts: the caller's side of a call as text, one step a line (docs/VOICE.md).
 
 Pure parsing, no I/O: :func:`parse_script` turns a script into :data:`Step` values that
-:meth:`VoiceBridge.play <server.voice_bridge.bridge.VoiceBridge.play>` performs.
+:meth:`VoiceBridge.play <bridges.voice.bridge.VoiceBridge.play>` performs.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from server.protocol import SpeechState
+from bridges.wire import SpeechState
 
 from .exceptions import ScriptError
 
