@@ -21,15 +21,23 @@ what the person hears.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
 
-from agents.brains import Action, Outcome, Step, Turn, Work
+from agents.brains import Action, Outcome, Reply, Step, Turn, Work
 from agents.brains.rule import followups, intents, phrasing, steps
 from agents.brains.rule.charts import lookup_answer
+from agents.brains.rule.context import Ask
+from agents.brains.rule.lexicon import Lexicon
+from agents.brains.rule.reading import Workspace
+from agents.demo.lexicon import DEMO_LEXICON
 from agents.demo.records import RECORDS_LOOKUP
 from agents.models import Task
 from agents.ports import PatientDirectory
-from agents.tools import ToolResult
+from agents.tools import Tool, ToolResult
+
+_WORKSPACES = 64
+"""Workspaces whose reading indexes a brain keeps: bounded, least recently used dropped."""
 
 __all__ = ["RuleBrain"]
 
@@ -42,12 +50,50 @@ class RuleBrain:
     only ever name tasks found in :attr:`Turn.tasks`.
     """
 
-    def __init__(self, directory: PatientDirectory) -> None:
+    def __init__(
+        self,
+        directory: PatientDirectory,
+        *,
+        lexicon: Lexicon | Mapping[str, Lexicon] = DEMO_LEXICON,
+        tools: Iterable[Tool] = (),
+    ) -> None:
+        """*lexicon* is what the brain knows of the work beyond its grammar: one for every
+        workspace, or one per workspace id (others get none). A lexicon's kinds of work
+        apply only where the team has their tools. *tools* lets it read tools'
+        descriptions and parameter schemas when it delegates by the team's own words."""
         self._directory = directory
+        self._lexicon = lexicon
+        self._tools = {tool.name: tool for tool in tools}
+        self._workspaces: OrderedDict[tuple[object, ...], Workspace] = OrderedDict()
+
+    def _lexicon_for(self, workspace_id: str) -> Lexicon:
+        if isinstance(self._lexicon, Lexicon):
+            return self._lexicon
+        return self._lexicon.get(workspace_id, Lexicon())
+
+    async def workspace(self, turn: Turn) -> Workspace:
+        """The reading index for *turn*'s workspace, rebuilt when its patients or team change."""
+        workspace_id = turn.agent.workspace_id
+        patients = await self._directory.list_patients(workspace_id)
+        key = (workspace_id, tuple(patients), turn.team)
+        found = self._workspaces.get(key)
+        if found is not None:
+            self._workspaces.move_to_end(key)
+            return found
+        tools = frozenset(t for a in turn.team for t in a.tools)
+        lexicon = self._lexicon_for(workspace_id).for_tools(tools)
+        ordered = sorted(patients, key=lambda p: p.name)
+        built = Workspace.build(lexicon, ordered, turn.team)
+        self._workspaces[key] = built
+        if len(self._workspaces) > _WORKSPACES:
+            self._workspaces.popitem(last=False)
+        return built
 
     async def respond(self, turn: Turn) -> Action:
         """Decide what to do about one user turn."""
-        return await intents.decide(turn, self._directory)
+        action = intents.decide(turn, await self.workspace(turn), self._tools)
+        # A question back is a plain reply on the wire; nothing is done until answered.
+        return Reply(action.text) if isinstance(action, Ask) else action
 
     async def step(self, work: Work) -> Step:
         """A sub-agent's next step: acknowledge instructions, call the tool, finish."""

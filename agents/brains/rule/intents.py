@@ -1,193 +1,359 @@
 """Deciding the :data:`~agents.brains.Action` for a user turn.
 
-Each intent is recognised from keyword and phrase signals, checked in an order that
-settles the usual collisions: instructions and cancellation before status ("tell the
-calls to stop" is a cancellation, "how are the calls going?" a status question), both
-before new work ("stop the calls" is no outreach), and small talk last. This module
-holds the order and the intents about work already started; they only ever name
-tasks found in :attr:`Turn.tasks <agents.brains.Turn.tasks>`, never invent one.
+The intents are tried in an order that settles their collisions and puts safety
+first: "don't cancel it" keeps work going before anything reads "cancel"; cancelling
+and instructions come before status ("tell the calls to stop" is a cancel, "how are
+the calls going?" a status question); all of these come before new work, and new work
+is started only when commanded — never under a negation ("don't call Bob"), a hold
+("hold off on calling Bob", "not yet") or as a report ("I'll call Bob myself").
+
+Work already started is named only from :attr:`Turn.tasks <agents.brains.Turn.tasks>`
+(see :mod:`.references`): a turn about one patient never touches another's task, and
+a turn that fits several tasks asks which ("Dana's or Hana's?"). The answer comes as
+the next turn; it is read together with the request it answers, found in the
+transcript, so no state outlives the conversation's own record.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 
-from agents.brains import Action, Cancel, CheckStatus, Instruct, Reply, TaskSummary, Turn
+from agents.brains import Action, Cancel, CheckStatus, Instruct, Reply, Turn
+from agents.brains.rule.context import Ask, Context, nothing_for, which
+from agents.brains.rule.grammar import find, is_question, negated
 from agents.brains.rule.instructions import parse_instruction
-from agents.brains.rule.matching import PatientIndex, active, fields, match_tasks
-from agents.brains.rule.new_work import explain, outreach, prior_auth, records
-from agents.brains.rule.sentences import join
+from agents.brains.rule.lexicon import Lexicon
+from agents.brains.rule.new_work import explain, forbidden, outreach, prior_auth, records
+from agents.brains.rule.phrasing import title_label
+from agents.brains.rule.reading import Reading, Workspace
+from agents.brains.rule.references import ALL_WORDS, PRONOUNS, TaskFacts, named_in, task_facts
+from agents.brains.rule.sentences import capital
 from agents.brains.rule.small_talk import small_talk
-from agents.brains.rule.team import delegate_to_team
-from agents.brains.rule.text import Text, strip_lead
+from agents.brains.rule.teamwork import delegate_to_team
 from agents.brains.rule.vocabulary import (
     CANCEL_PHRASES,
-    CANCEL_WORDS,
-    DELEGATION_LEADS,
+    FIELD_WORDS,
     FILLER,
     KEEP_GOING,
-    KIND_WORDS,
-    RECORD_WORDS,
     STATUS_STRONG,
     STATUS_WEAK,
 )
-from agents.demo.payer import PRIOR_AUTH
-from agents.demo.records import RECORDS_LOOKUP
-from agents.demo.telephony import PHONE_CALL
-from agents.ports import PatientDirectory
+from agents.models import MessageRole
+from agents.tools import Tool
 
-Intent = Callable[[Text, Turn, PatientIndex], Action | None]
+Intent = Callable[[Context], Action | None]
 """Recognises one intent: its action for the turn, or ``None`` if the turn is not it."""
 
+_NEGATIVE_ANSWERS = frozenset(
+    "neither none no nope nah nothing leave forget cancel_none keep".split()
+)
+_ANSWER_WORDS = frozenset(
+    "the one ones for s both all either first second last latest newer older please yes "
+    "yeah yep of them that this her his request pa call prior auth just only".split()
+)
 
-async def decide(turn: Turn, directory: PatientDirectory) -> Action:
-    """What to do about one user turn; the workspace's patients come from *directory*."""
-    text = Text.parse(turn.text)
-    if not text.words:
+
+def decide(turn: Turn, workspace: Workspace, tools: Mapping[str, Tool] | None = None) -> Action:
+    """What to do about one user turn, reading *turn* against *workspace*.
+
+    *tools* (by name) lets the brain read a workspace's own tools' descriptions and
+    parameter schemas when it delegates work no lexicon describes.
+    """
+    tools = tools or {}
+    reading = workspace.read(turn.text)
+    if not reading.words:
         return Reply("I'm here — what can I do for you?")
-    patients = await directory.list_patients(turn.agent.workspace_id)
-    index = PatientIndex(tuple(sorted(patients, key=lambda p: p.name)))
-    tools = {name for agent in turn.team for name in agent.tools} | set(turn.agent.tools)
-    # A kind of work this workspace has no builtin tool for is asked last: its own
-    # agents may do it ("call Bob" with a telephony tool of its own), and only if none
-    # fits does the builtin intent answer (that none of the agents can).
-    lacking: list[Intent] = []
-    for intent in _INTENTS:
-        needs = _NEEDS.get(intent)
-        if needs is not None and needs not in tools:
-            lacking.append(intent)
-            continue
-        action = intent(text, turn, index)
+    facts = tuple(task_facts(t, workspace) for t in turn.tasks)
+    pending = _pending_request(turn)
+    if pending is not None and _is_answer(reading, workspace):
+        if set(reading.words) & _NEGATIVE_ANSWERS or reading.has("never mind", "leave them"):
+            return Reply("Okay — I'll leave everything as it is.")
+        earlier = Context(
+            turn, workspace, workspace.read(pending), facts, hint=reading.words, tools=tools
+        )
+        action = _first(earlier)
         if action is not None:
             return action
-    # Not one of the demo's kinds of work: read it against the workspace's own agents.
-    action = delegate_to_team(text, turn, index)
-    for intent in lacking:
+    ctx = Context(turn, workspace, reading, facts, tools=tools)
+    return _first(ctx) or small_talk(ctx)
+
+
+def _first(ctx: Context) -> Action | None:
+    for intent in _INTENTS:
+        action = intent(ctx)
         if action is not None:
-            break
-        action = intent(text, turn, index)
-    return action or small_talk(text, turn)
+            return action
+    return None
 
 
-def _instruct(text: Text, turn: Turn, index: PatientIndex) -> Action | None:
-    parsed = parse_instruction(turn.text)
-    if parsed is None:
+def _pending_request(turn: Turn) -> str | None:
+    """The person's request the brain asked about last turn, if it asked."""
+    lines = turn.transcript[:-1]
+    if len(lines) < 2:
         return None
-    payload = Text.parse(parsed.payload)
-    if set(payload.words) <= CANCEL_WORDS | FILLER:
-        # "tell the calls to stop" is a cancellation; "…, please" says nothing new.
+    question, request = lines[-1], lines[-2]
+    if question.role is not MessageRole.AGENT or not question.text.rstrip().endswith("?"):
         return None
-    if parsed.ref is not None and Text.parse(parsed.ref).has(*CANCEL_PHRASES):
-        return None  # "call off the calls, please"
-    running = active(turn.tasks)
-    if parsed.ref is None:
-        # No task named: only unambiguous with exactly one running.
-        match = match_tasks(text.words, turn.tasks)
-        if match.tasks:
-            targets = active(match.tasks) or list(match.tasks)
-        elif len(running) == 1:
-            targets = running
-        elif running:
-            return Reply(_which(running, "pass that on to"))
+    if request.role is not MessageRole.USER:
+        return None
+    return request.text
+
+
+def _is_answer(reading: Reading, workspace: Workspace) -> bool:
+    """Whether a turn only answers a question ("Dana's", "both", "the Mounjaro one")."""
+    if len(reading.words) > 8:
+        return False
+    known = workspace.names.keys() | workspace.medicines | _ANSWER_WORDS | _NEGATIVE_ANSWERS
+    known |= {w for k in workspace.lexicon.kinds for n in k.names for w in n.split()}
+    return all(w in known or w in FILLER for w in reading.words) or reading.has("never mind")
+
+
+# -- keeping work going ---------------------------------------------------------------
+
+
+def _keep_going(ctx: Context) -> Action | None:
+    reading = ctx.reading
+    cancels = find(reading, CANCEL_PHRASES)
+    live = [c for c in cancels if not negated(reading, c) or c.phrase == "do not bother"]
+    if cancels and not live:
+        return _leave_running(ctx)
+    if not live and (reading.has(*KEEP_GOING) or _KEEP.search(reading.text.padded)):
+        return _leave_running(ctx)
+    return None
+
+
+_KEEP = re.compile(
+    r" (?:keep|leave|let) (?:\w+ ){0,4}(?:going|running|run|alone|be|finish|continue) "
+)
+
+
+def _leave_running(ctx: Context) -> Reply:
+    if not ctx.active:
+        return Reply("Okay — nothing's running, and I won't cancel anything.")
+    return Reply("Okay — I'll let it keep going.")
+
+
+# -- cancelling -----------------------------------------------------------------------
+
+
+_KEEP_WORDS = ("keep", "leave", "except", "apart from", "other than", "not the", "save")
+
+
+def _cancel(ctx: Context) -> Action | None:
+    reading = ctx.reading
+    live = [
+        c
+        for c in find(reading, CANCEL_PHRASES)
+        if not negated(reading, c) or c.phrase == "do not bother"
+    ]
+    if not live:
+        return None
+    if all(c.phrase in {"never mind", "nevermind", "forget it"} for c in live) and (
+        len(reading.words) <= 3 and not ctx.hint
+    ):
+        return None  # "never mind" alone takes back what was said, not the work
+    target: list[str] = []
+    excluding: list[str] = []
+    for c, words in enumerate(reading.clauses):
+        text = f" {' '.join(words)} "
+        if not any(o.clause == c for o in live) and any(f" {k} " in text for k in _KEEP_WORDS):
+            excluding.extend(words)
         else:
-            return None
-    else:
-        match = match_tasks(Text.parse(parsed.ref).words, turn.tasks)
-        if match.tasks:
-            targets = list(match.tasks)
-        elif match.unmatched:
-            return _no_such_task(text, match.unmatched, "pass that on to")
-        elif len(running) == 1:
-            targets = running
-        elif not running:
-            return Reply("There's no background work running to pass that on to.")
-        else:
-            return Reply(_which(running, "pass that on to"))
-    still_running = active(targets)
-    if not still_running:
-        return Reply(
-            "That background task has already finished, so there's nothing to pass that on "
-            "to — want me to start a new one?"
-        )
-    return Instruct(still_running[0].id, parsed.payload)
-
-
-def _cancel(text: Text, turn: Turn, index: PatientIndex) -> Action | None:
-    if not text.has(*CANCEL_PHRASES):
-        return None
-    if text.has(*KEEP_GOING):
-        return Reply("Okay — I'll let it keep going.")
-    match = match_tasks(text.words, turn.tasks)
-    if not match.tasks and not match.generic:
-        return None  # "stop taking metformin" names no background work
-    if match.tasks:
-        running = active(match.tasks)
-        return Cancel(tuple(t.id for t in (running or match.tasks)))
-    if match.unmatched:
-        return _no_such_task(text, match.unmatched, "cancel")
-    running = active(turn.tasks)
-    if not running:
+            target.extend(words)
+    if not ctx.facts:
         return Reply("There's no background work running, so there's nothing to cancel.")
-    if len(running) == 1 or match.named_all:
-        return Cancel(tuple(t.id for t in running))
-    return Reply(_which(running, "stop"))
-
-
-def _status(text: Text, turn: Turn, index: PatientIndex) -> Action | None:
-    strong = text.has(*STATUS_STRONG)
-    weak = text.has(*STATUS_WEAK)
-    if not (strong or weak) or text.has("how are you", "how are you doing"):
+    if _foreign_object(ctx, target, live[0].phrase):
         return None
-    lead = strip_lead(text.words)[:1]
-    if not strong and lead and lead[0] in DELEGATION_LEADS:
-        return None  # "call Alice and let me know how it goes"
-    match = match_tasks(text.words, turn.tasks)
-    entities = index.name_words() | index.medications() | KIND_WORDS
-    named = [w for w in match.unmatched if w in entities]
-    # A weak word alone ("results", "done") is a status question only when it points
-    # at a task, or asks for updates without naming anything else.
-    if not strong and not match.tasks and (named or not text.has("update", "updates")):
+    found = ctx.resolve(target, excluding=excluding)
+    if found.missing is not None:
+        return nothing_for(found.missing, "cancel", any_running=bool(ctx.active))
+    running = [f for f in found.tasks if f.active]
+    if not running:
+        if found.tasks:
+            done = found.tasks[0].task
+            return Reply(f"{capital(title_label(done.title))} has already finished, so there's "
+                         "nothing to cancel.")
+        return Reply("There's no background work running, so there's nothing to cancel.")
+    if len(running) == 1 or found.named.plural:
+        return Cancel(tuple(f.task.id for f in running))
+    return which(running, "cancel")
+
+
+def _foreign_object(ctx: Context, words: Sequence[str], verb: str) -> bool:
+    """Whether the words after a cancel verb name something that is not our work
+    ("cancel my appointment", "stop taking metformin")."""
+    allowed = ctx.workspace.names.keys() | ctx.workspace.medicines | ALL_WORDS | PRONOUNS
+    allowed |= {w for k in ctx.workspace.lexicon.kinds for n in k.names for w in n.split()}
+    allowed |= {w for g in ctx.workspace.lexicon.groups for n in g.phrases for w in n.split()}
+    allowed |= {w for g in ctx.workspace.lexicon.groups for n in g.nicknames for w in n.split()}
+    allowed |= {w for f in ctx.facts for w in f.keywords}
+    allowed |= set(verb.split()) | set(CANCEL_WORDS_ALL) | {"others", "rest", "other", "up"}
+    return any(w not in allowed and w not in FILLER for w in words)
+
+
+CANCEL_WORDS_ALL = frozenset(
+    "cancel stop abort halt kill scrap withdraw terminate drop quit forget mind bother "
+    "call off hang up calling phoning ringing pull plug stand down shut".split()
+)
+
+
+# -- instructions ---------------------------------------------------------------------
+
+
+def _instruct(ctx: Context) -> Action | None:
+    reading = ctx.reading
+    parsed = parse_instruction(reading.original, lambda word: _names_a_task(ctx, word))
+    urgent = reading.has(*ctx.workspace.lexicon.urgent)
+    if parsed is None:
+        if not (urgent and _bare_urgency(reading)):
+            return None
+        ref_words: Sequence[str] = ()
+        payload = reading.original.strip()
+    else:
+        if parsed.negated:
+            return Reply("Okay — I won't pass anything on.")
+        ref_words = Reading.of(parsed.ref, ctx.workspace).words if parsed.ref else ()
+        payload = parsed.payload
+        if set(ref_words) & {"me", "us"}:
+            return None  # "tell me …", "let me know …": to the person, not a task
+    if not ctx.facts:
+        return None if parsed is None else Reply(
+            "There's no background work running to pass that on to."
+        )
+    found = ctx.resolve(ref_words, ctx.active or ctx.facts)
+    if found.missing is not None and ref_words:
+        return nothing_for(found.missing, "pass that on to", any_running=bool(ctx.active))
+    candidates = list(found.tasks) if found.missing is None else list(ctx.active)
+    if len(candidates) > 1:
+        # The payload's people narrow it down ("let the payer know Dana has run out").
+        people = named_in(reading.words, ctx.workspace)
+        if people.patients:
+            ids = {p.id for p in people.patients}
+            narrowed = [f for f in candidates if any(p.id in ids for p in f.patients)]
+            candidates = narrowed or candidates
+    running = [f for f in candidates if f.active]
+    if not running:
+        if candidates:
+            return Reply(
+                "That background task has already finished, so there's nothing to pass that "
+                "on to — want me to start a new one?"
+            )
         return None
-    if match.tasks:
-        return CheckStatus(tuple(t.id for t in match.tasks))
-    if named:
-        if fields(text) or text.has(*RECORD_WORDS):
-            return None  # "check on Dana's allergies" is a lookup
-        return _no_such_task(text, tuple(named), "check on")
-    if not turn.tasks:
-        return Reply("There's no background work going on right now.")
-    running = active(turn.tasks)
-    return CheckStatus(tuple(t.id for t in (running or list(turn.tasks)[:5])))
+    if len(running) > 1:
+        return which(running, "pass that on to")
+    return Instruct(running[0].task.id, payload)
 
 
-def _no_such_task(text: Text, words: Sequence[str], verb: str) -> Reply:
-    named = join([f"“{text.original_word(w)}”" for w in words[:3]])
-    return Reply(
-        f"I don't have any background task about {named} in this conversation, so there's "
-        f"nothing to {verb}."
+_REF_WORDS = frozenset(
+    "the a an her his their them him it this that they one request caller callers call calls "
+    "pa prior auth authorization insurer payer plan".split()
+)
+
+
+def _names_a_task(ctx: Context, token: str) -> bool:
+    """Whether *token* can be part of the words naming a task ("Dana's", "insurer")."""
+    words = Reading.of(token, ctx.workspace).words
+    if len(words) != 1:
+        return False
+    word = words[0]
+    kinds = {w for k in ctx.workspace.lexicon.kinds for n in k.names for w in n.split()}
+    return (
+        word in _REF_WORDS
+        or word in kinds
+        or word in ctx.workspace.names
+        or word in ctx.workspace.medicines
     )
 
 
-def _which(tasks: Sequence[TaskSummary], verb: str) -> str:
-    titles = join([f"“{t.title}”" for t in tasks[:6]])
-    return f"Which one should I {verb}? I'm working on {titles}."
+def _bare_urgency(reading: Reading) -> bool:
+    """ "It's urgent, she ran out yesterday": urgency with no request of its own."""
+    first = reading.clauses[0]
+    return bool(first) and (
+        first[0] in {"it", "this", "that", "urgent", "very", "super", "really"}
+        or reading.has("is urgent", "it urgent", "this urgent")
+    ) and not is_question(reading)
+
+
+# -- status ---------------------------------------------------------------------------
+
+
+def _status(ctx: Context) -> Action | None:
+    reading = ctx.reading
+    strong = reading.has(*STATUS_STRONG)
+    question = is_question(reading)
+    weak = reading.has(*STATUS_WEAK)
+    if reading.has("how are you", "how are you doing", "how do you do"):
+        return None
+    checking = reading.has("check on", "check in on", "check up on", "check the", "chase up")
+    if not strong and not (question and (weak or _names_work(ctx))):
+        if not (checking and _names_work(ctx)):
+            return None
+    if not strong and question and _asks_permission(reading):
+        return None
+    if _names_fields(reading) and not strong and not reading.has(*_DECISIONS):
+        return None  # "what's Dana's insurer?" is a lookup; "did the insurer approve it?" not
+    if not ctx.facts:
+        if reading.has("check on", "check in on") and _names_fields(reading):
+            return None
+        return Reply("There's no background work going on right now.")
+    found = ctx.resolve(reading.words)
+    if found.missing is not None:
+        if reading.has("check on", "check in on") and _names_fields(reading):
+            return None
+        return Reply(
+            f"I don't have anything running for “{found.missing}”, so there's no news on it."
+        )
+    tasks = list(found.tasks)
+    if not found.named.specific and not found.from_context and not found.named.pronoun:
+        running = [f for f in tasks if f.active]
+        tasks = running or tasks[:5]
+    if not tasks:
+        return Reply("There's no background work going on right now.")
+    return CheckStatus(tuple(f.task.id for f in tasks))
+
+
+_DECISIONS = (
+    "approve", "approved", "deny", "denied", "decide", "decided", "decision", "through",
+    "back", "done", "finished", "yet", "say", "said",
+)
+
+
+def _names_fields(reading: Reading) -> bool:
+    return any(reading.has(*FIELD_WORDS[f]) for f in FIELD_WORDS)
+
+
+def _names_work(ctx: Context, *, kinds_only: bool = False) -> bool:
+    named = named_in(ctx.reading.words, ctx.workspace)
+    if kinds_only:
+        return bool(named.kinds)
+    if named.kinds or named.medicines:
+        return True
+    if named.patients and ctx.facts:
+        ids = {p.id for p in named.patients}
+        return any(any(p.id in ids for p in f.patients) for f in ctx.facts)
+    return named.pronoun and bool(ctx.facts) and ctx.reading.has(
+        "done", "finished", "approved", "denied", "through", "back", "ready", "answer",
+        "answered", "pick up", "picked up", "reached", "going", "decided"
+    )
+
+
+def _asks_permission(reading: Reading) -> bool:
+    return reading.has("should i", "should we", "do you think", "can i", "could i", "shall i")
 
 
 _INTENTS: tuple[Intent, ...] = (
-    _instruct,
+    _keep_going,
     _cancel,
+    _instruct,
     _status,
     explain,
+    forbidden,
     prior_auth,
     outreach,
     records,
+    delegate_to_team,
 )
-"""The intents, in the order that settles collisions between them."""
+"""The intents, in the order that settles collisions between them (see the module)."""
 
-_NEEDS: dict[Intent, str] = {
-    explain: PRIOR_AUTH,
-    prior_auth: PRIOR_AUTH,
-    outreach: PHONE_CALL,
-    records: RECORDS_LOOKUP,
-}
-"""The builtin tool each kind of new work needs; without it, the intent is not asked."""
+__all__ = ["Ask", "Lexicon", "TaskFacts", "Workspace", "decide"]

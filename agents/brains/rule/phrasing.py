@@ -1,17 +1,49 @@
 """What the person hears about tasks: their labels, live status, and the replies
 after cancelling them or passing on instructions.
 
-Tasks are named by kind and subject ("the prior auth for Ozempic", "the calls to Alice
-and Bob"), never by id, and every reply is built from the tasks' live state.
+Tasks are named by kind, patient and subject ("the Ozempic prior auth for Dana", "the
+calls to Alice and Bob"), never by id, and every reply is built from the tasks' live
+state. Titles are written by the brain as "Prior auth: Ozempic for Dana W.", "Call Bob
+T." and "Records: Dana W."; older titles without a patient still read.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from agents.brains.rule.sentences import capital, join, lower_first, sentence
 from agents.models import Task, TaskState
+
+_PRIOR_AUTH = re.compile(r"^prior auth:\s*(?P<what>.+?)(?:\s+for\s+(?P<who>.+))?$", re.I)
+_CALL = re.compile(r"^call\s+(?P<who>.+)$", re.I)
+_RECORDS = re.compile(r"^(?:records|look up)[:\s]+(?P<who>.+)$", re.I)
+
+
+@dataclass(frozen=True, slots=True)
+class Described:
+    """A task's title taken apart: its kind, what it is for, and who (first name)."""
+
+    kind: str
+    what: str
+    who: str
+
+
+def describe(title: str, subject: str = "") -> Described:
+    """*title* taken apart (see :class:`Described`)."""
+    title = title.strip()
+    if found := _PRIOR_AUTH.match(title):
+        who = (found.group("who") or "").split()
+        return Described("prior_auth", found.group("what").strip(), who[0] if who else "")
+    if found := _CALL.match(title):
+        who = found.group("who").split()
+        return Described("call", "", subject or (who[0] if who else ""))
+    if found := _RECORDS.match(title):
+        who = found.group("who").split()
+        return Described("records", "", subject or (who[0] if who else ""))
+    return Described("other", title, "")
 
 
 def kind(title: str, data: Mapping[str, Any] | None = None) -> str:
@@ -22,33 +54,36 @@ def kind(title: str, data: Mapping[str, Any] | None = None) -> str:
     left = (data or {}).get("kind")
     if isinstance(left, str):
         return left
-    lowered = title.lower()
-    if lowered.startswith("call"):
-        return "call"
-    if "prior auth" in lowered:
-        return "prior_auth"
-    if lowered.startswith(("records", "look up")):
-        return "records"
-    return "other"
+    return describe(title).kind
 
 
 def about(task: Task) -> str:
-    """What a task is about, for a label: its subject, else the end of its title."""
+    """What a task is about, for a label: its patient, else its subject or title."""
+    described = describe(task.title, task.subject)
+    if described.who:
+        return described.who
     if task.subject:
         return task.subject
     return task.title.split(":", 1)[-1].strip() or task.title
 
 
+def title_label(title: str, subject: str = "") -> str:
+    """A noun phrase for the task titled *title*: "the Ozempic prior auth for Dana"."""
+    described = describe(title, subject)
+    if described.kind == "call":
+        return f"the call to {described.who or subject or 'the patient'}"
+    if described.kind == "prior_auth":
+        if described.who:
+            return f"the {described.what} prior auth for {described.who}"
+        return f"the prior auth for {described.what}"
+    if described.kind == "records":
+        return f"the records lookup for {described.who or subject}"
+    return f"“{title}”"
+
+
 def label(task: Task) -> str:
-    """A noun phrase for one task: "the prior auth for Ozempic"."""
-    task_kind = kind(task.title)
-    if task_kind == "call":
-        return f"the call to {about(task)}"
-    if task_kind == "prior_auth":
-        return f"the prior auth for {about(task)}"
-    if task_kind == "records":
-        return f"the records lookup for {about(task)}"
-    return f"“{task.title}”"
+    """A noun phrase for one task."""
+    return title_label(task.title, task.subject)
 
 
 def labels(tasks: Sequence[Task]) -> str:
@@ -56,15 +91,30 @@ def labels(tasks: Sequence[Task]) -> str:
     groups: dict[str, list[Task]] = {}
     for task in tasks:
         groups.setdefault(kind(task.title), []).append(task)
-    plural = {"call": "the calls to", "prior_auth": "the prior auths for"}
-    plural["records"] = "the records lookups for"
     phrases: list[str] = []
     for group, members in groups.items():
-        if len(members) == 1 or group not in plural:
+        if len(members) == 1 or group == "other":
             phrases.extend(label(t) for t in members)
+        elif group == "call":
+            phrases.append(f"the calls to {join([about(t) for t in members])}")
+        elif group == "records":
+            phrases.append(f"the records lookups for {join([about(t) for t in members])}")
         else:
-            phrases.append(f"{plural[group]} {join([about(t) for t in members])}")
+            phrases.append(_prior_auths(members))
     return join(phrases)
+
+
+def _prior_auths(tasks: Sequence[Task]) -> str:
+    described = [describe(t.title, t.subject) for t in tasks]
+    medicines = list(dict.fromkeys(d.what for d in described))
+    people = [d.who for d in described]
+    if all(people) and len(medicines) == 1:
+        return f"the {medicines[0]} prior auths for {join(people)}"
+    if all(people):
+        return "the prior auths for " + join([f"{d.who} ({d.what})" for d in described])
+    if len(medicines) == len(described):
+        return f"the prior auths for {join(medicines)}"
+    return f"{len(described)} prior auths ({join(medicines)})"
 
 
 def reason(result: str | None) -> str:
@@ -90,12 +140,12 @@ def _status_line(task: Task) -> str:
         return f"{name} is about to start."
     if state in (TaskState.WORKING, TaskState.INPUT_REQUIRED):
         if task.progress:
-            return f"{name} is still working — {sentence(task.progress)}"
-        return f"{name} is still working."
+            return f"{name}: {lower_first(sentence(task.progress))}"
+        return f"{name} is under way."
     if state is TaskState.CANCELLING:
         return f"{name} is being cancelled."
     if state is TaskState.COMPLETED:
-        return f"{name} is done: {sentence(task.result or 'finished')}"
+        return f"{name} is done: {lower_first(sentence(task.result or 'finished'))}"
     if state is TaskState.FAILED:
         return f"{name} failed: {reason(task.result)}"
     if state is TaskState.CANCELLED:
@@ -128,7 +178,8 @@ def cancel_text(tasks: Sequence[Task]) -> str:
     for task in finished:
         if task.state is TaskState.COMPLETED:
             parts.append(
-                f"{capital(label(task))} had already finished: {sentence(task.result or 'done')}"
+                f"{capital(label(task))} had already finished: "
+                f"{lower_first(sentence(task.result or 'done'))}"
             )
         else:
             parts.append(f"{capital(label(task))} had already ended.")

@@ -22,6 +22,18 @@ def short_names(patients: Sequence[Patient]) -> list[str]:
     return [p.name if firsts.count(f) > 1 else f for p, f in zip(patients, firsts, strict=True)]
 
 
+def patient_label(patient: Patient, everyone: Sequence[Patient] = ()) -> str:
+    """How a task card names a patient: "Dana W." (the full name where that is ambiguous)."""
+    parts = patient.name.split()
+    if len(parts) < 2:
+        return patient.name
+    label = f"{parts[0]} {parts[-1][0]}."
+    others = [p for p in everyone if p.id != patient.id and len(p.name.split()) > 1]
+    if any(f"{p.name.split()[0]} {p.name.split()[-1][0]}." == label for p in others):
+        return patient.name
+    return label
+
+
 def sentence(text: str) -> str:
     """*text* with a capital first letter and closing punctuation."""
     text = text.strip().rstrip(",;:—- ")

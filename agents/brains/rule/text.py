@@ -28,12 +28,50 @@ _CONTRACTIONS = (
 )
 
 
+# Contractions typed without their apostrophe: "dont call Bob" must read as "do not".
+_BARE_CONTRACTIONS = {
+    "dont": "do not",
+    "doesnt": "does not",
+    "didnt": "did not",
+    "isnt": "is not",
+    "arent": "are not",
+    "wasnt": "was not",
+    "werent": "were not",
+    "hasnt": "has not",
+    "havent": "have not",
+    "hadnt": "had not",
+    "wont": "will not",
+    "cant": "can not",
+    "cannot": "can not",
+    "shouldnt": "should not",
+    "wouldnt": "would not",
+    "couldnt": "could not",
+    "mustnt": "must not",
+    "lets": "let us",
+    "whats": "what",
+    "hows": "how",
+    "wheres": "where",
+    "thats": "that",
+    "im": "i am",
+    "ive": "i have",
+    "youre": "you are",
+    "theyre": "they are",
+    "shes": "she",
+    "hes": "he",
+}
+
+
 def normalize(text: str) -> str:
     """*text* lowercased, without punctuation, contractions expanded."""
     lowered = text.translate(_APOSTROPHES).lower()
+    lowered = lowered.replace("let's", "let us")
     for short, long in _CONTRACTIONS:
         lowered = lowered.replace(short, long)
-    tokens = re.sub(r"[^a-z0-9]+", " ", lowered).split()
+    tokens = [
+        part
+        for token in re.sub(r"[^a-z0-9]+", " ", lowered).split()
+        for part in _BARE_CONTRACTIONS.get(token, token).split()
+    ]
     # "phone number" is a noun: keep it from reading as "phone (someone)".
     return re.sub(
         r"\b(?:tele)?(?:phone|contact) (?:number|no|num)\b", "phonenumber", " ".join(tokens)

@@ -130,14 +130,22 @@ URGENT_WORDS = phrases("urgent, asap, expedite, rush, stat, priority, emergency"
 # A strong word makes a status question by itself; a weak one only when it points at a
 # task ("is the prior auth done?") — "done" alone could mean anything.
 STATUS_STRONG = phrases(
-    "status, news, progress, eta, happening, heard back, hear back, any word, check on, "
-    "check in on, still waiting, still working, still running, where are we, where do we stand, "
-    "where things stand, how far along, coming along, what happened, how did, "
-    "how is it, how are they, how it going, how are things"
+    "status, news, progress, eta, happening, heard back, hear back, any word, word on, "
+    "word from, any luck, luck reaching, still waiting, still working, still running, "
+    "where are we, where do we stand, where things stand, how far along, coming along, "
+    "what happened, how did, how is it, how are they, how it going, how are things, "
+    "how is the, how are the, how is everything, how is it going, update, updates, latest, "
+    "come back, came back, get back, got back, gone through, go through, went through, "
+    "heard anything, hear anything, how long until, when will, when do we, any idea when, "
+    "managed to, get hold of, got hold of, get through to, got through to, pick up, "
+    "picked up, did the insurer, did the payer, what did, how looking, is looking, "
+    "how is dana, how going, been reached, reached yet"
 )
 STATUS_WEAK = phrases(
-    "update, updates, latest, result, results, outcome, done, finished, back, approved, denied, "
-    "through, over, going, complete, ready, come back, came back, yet, how"
+    "result, results, outcome, done, finished, back, approved, denied, through, over, "
+    "going, complete, ready, yet, how, answer, answered, reached, decided, decision, say, "
+    "said, respond, responded, approve, deny, call back, called back, check on, check in on, "
+    "check the, check"
 )
 QUESTION_AUX = words("did does has have is are was were had")
 # First words that make a sentence a request for new work, whatever status words follow.
@@ -148,10 +156,74 @@ DELEGATION_LEADS = words(
 CANCEL_PHRASES = phrases(
     "cancel, cancelled, stop, abort, halt, kill, scrap, call off, never mind, nevermind, "
     "forget about, forget the, forget it, do not bother, withdraw, terminate, drop the, drop it, "
-    "drop that, quit, no need for the, pull the plug, stand down, shut down"
+    "drop that, drop one, drop both, quit, no need for the, pull the plug, stand down, "
+    "shut down, hang up, pull the, scratch that, scratch the, call it off"
 )
 KEEP_GOING = phrases(
-    "do not stop, do not cancel, not stop, not cancel, never stop, keep going, keep it going, "
-    "let it run, let them run, let it finish, let them finish"
+    "keep going, keep it going, keep them going, let it run, let them run, "
+    "let it finish, let them finish, leave it running, leave them running, "
+    "leave it alone, leave them alone, carry on, keep running, keep calling"
 )
 CANCEL_WORDS = words("cancel stop abort halt kill scrap quit withdraw")
+
+# -- reading: typos, negation, questions ------------------------------------------------
+
+# Ordinary English that a typo corrector must never "fix" into a name or a medicine
+# ("even" is not Evan, "data" is not Dana, "hand" is not Hana, "cell" is not "call").
+COMMON_WORDS = words(
+    """
+    about above after again against almost alone along already also although always
+    another anyone anything anyway around away back because before behind being below
+    best better between both bring busy came cannot care case cell change clinic close
+    could data dance date days dead deal dear does done down each early easy either else
+    even ever fall fast fine first five form four free from full gave give goes gone good
+    great hand hang happy hard have head hear held help here high hold home hope hour hours
+    into itself just keep kind knew know last late later left less life like line list
+    little live alive long look lose lost made make many mark mean meet mind more most much
+    must name near need never next nice none note nothing once only open other over part
+    past pick plan please point quite rather read real rest ring round said same save seen
+    self send sent should show side since some soon sort still stop such sure take talk
+    tell than that them then there these they thing think this those though three through
+    till time told tomorrow took turn under until upon very wait want week well went were
+    what when where which while whole whom whose will wish with without work would year
+    your yours zero hall ball tall wall fill bill sell still shall dine done bone tone zone
+    band bank land sand wand hank carry cart card care cars also nurse doctor pharmacy
+    monday tuesday wednesday thursday friday saturday sunday morning afternoon evening
+    tonight today yesterday weekend office front desk team staff message messages email
+    thanks thank sorry okay yeah nope maybe dose doses shot shots clinic portal forms
+    """
+)
+# The brain's own words, typed badly often enough to correct towards.
+INTENT_WORDS = words(
+    """
+    cancel cancelled stop withdraw abort every everyone everybody patient patients finished
+    completed prior authorization authorisation urgent status update updates request
+    requests onboarding approved denied hasnt haven't
+    """
+)
+# Words that turn a sentence against what follows them in its clause.
+NEGATORS = words("not never no neither nor without skip avoid")
+# Words that put work off: a request with them starts nothing now.
+HOLD_WORDS = words("wait hold postpone pause delay later tomorrow until till")
+HOLD_PHRASES = phrases(
+    "hold off, hold on, hang on, not yet, not now, not today, next week, on monday, "
+    "after lunch, for now, before i, once i, when i, wait until, wait for, wait till"
+)
+# A clause made only of these words ("but not yet", "wait", "not now") governs the others.
+HOLD_CLAUSE = words(
+    "but not yet now today wait hold on off hang later please actually no ok okay sorry "
+    "just for a bit second minute tomorrow so and also oh hmm um"
+)
+# Words that start a relative clause: what follows describes, it does not command.
+RELATIVIZERS = words("who that which whose whom with where whether")
+# The first words that make a sentence a request, whatever its question mark says.
+REQUEST_LEADS = phrases(
+    "can you, could you, would you, will you, can we, could we, can someone, could someone, "
+    "can somebody, could somebody, would someone, please, pls, kindly, i need you to, "
+    "i want you to, i would like you to, we need to, we need, i need, we should, let us, "
+    "go ahead and, also, and, then, now, ok, okay, actually, just, so, right, yes, quickly, "
+    "oh, hey, hi, great, thanks, alright, well, i would like, i want, can i get, could i get, "
+    "need, need to, we must, you should, make sure to, make sure you, time to"
+)
+SUBJECTS = words("i he she they")
+WH_WORDS = words("what who whom which when where why how")
