@@ -482,6 +482,13 @@ class ConversationRuntime:
 
     async def _store_tasks(self, tasks: Sequence[Task], extra: Sequence[NewEvent] = ()) -> None:
         async with self._lock:
+            # A copy made before the lock was taken (a cancel's "cancelling") must never
+            # overwrite a terminal state stored meanwhile: the first terminal state wins.
+            tasks = [
+                t
+                for t in tasks
+                if t.id not in self._tasks or not self._tasks[t.id].state.is_terminal
+            ]
             events = [e for t in tasks for e in self._task_events(t)]
             stored = await self._store_commit(Changes(tasks=list(tasks), events=[*events, *extra]))
             for task in tasks:

@@ -11,6 +11,11 @@ Invariants:
 * ``done`` is set only after that terminal state is stored and announced.
 * Clean-ups run only for tool calls that started and did not return: a call that
   returned has nothing left to undo.
+* Instructions are taken as they arrive: while a tool call or a delegation is in
+  flight they are handed to the tool (its ``amend``, where it has one) and
+  acknowledged in the sub-agent's chat at once; otherwise the next step takes them.
+  Either way each instruction is new to the brain exactly once. ``_step_lock`` keeps
+  the brain from being asked two things about one task at the same time.
 """
 
 from __future__ import annotations
@@ -92,6 +97,12 @@ class TaskRunner:
         self._pending_progress: str | None = None
         self._progress_wakeup = anyio.Event()
         self._started: list[_StartedCall] = []
+        self._step_lock = anyio.Lock()
+        self._history: list[StepRecord] = []
+        self._instructions: list[str] = []
+        self._unacknowledged: list[str] = []
+        self._in_flight: _StartedCall | None = None
+        self._delegating = False
 
     @property
     def task(self) -> Task:
@@ -144,6 +155,7 @@ class TaskRunner:
                 async with anyio.create_task_group() as tg:
                     self._tg = tg
                     tg.start_soon(self._flush_progress)
+                    tg.start_soon(self._watch_instructions)
                     await self.runtime.update_task(self.id, state=TaskState.WORKING)
                     finish = await self._work(tg)
                     # Children are all done by now; this stops the progress flusher.
@@ -166,34 +178,48 @@ class TaskRunner:
 
     async def _work(self, tg: TaskGroup) -> Finish:
         brain = self.runtime.brain_for(self.agent)
-        history: list[StepRecord] = []
-        instructions: list[str] = []
+        history = self._history
         refusal: str | None = None
         for _ in range(MAX_STEPS):
-            new = self._drain_instructions()
-            instructions.extend(new)
-            work = Work(
-                agent=self.agent,
-                task=self.task,
-                team=self.runtime.team,
-                history=tuple(history),
-                instructions=tuple(instructions),
-                new_instructions=tuple(new),
-                refusal=refusal,
-            )
-            refusal = None
-            step = await brain.step(work)
-            if isinstance(step, Finish):
-                return step
-            if isinstance(step, Note):
-                await self.runtime.post(self.task.chat_id, self.agent, step.text, task_id=self.id)
-                history.append(StepRecord(step))
-            elif isinstance(step, CallTool):
+            async with self._step_lock:
+                new, self._unacknowledged = self._unacknowledged, []
+                work = Work(
+                    agent=self.agent,
+                    task=self.task,
+                    team=self.runtime.team,
+                    history=tuple(history),
+                    instructions=tuple(self._instructions),
+                    new_instructions=tuple(new),
+                    refusal=refusal,
+                )
+                refusal = None
+                step = await brain.step(work)
+                if isinstance(step, Finish):
+                    return step
+                if isinstance(step, Note):
+                    await self.runtime.post(
+                        self.task.chat_id, self.agent, step.text, task_id=self.id
+                    )
+                    history.append(StepRecord(step))
+                    continue
+                call: _StartedCall | StepRecord | None = None
+                if isinstance(step, CallTool):
+                    # In flight from here on: what arrives now goes to the call itself.
+                    call = self._prepare_call(step)
+                    if isinstance(call, _StartedCall):
+                        self._in_flight = call
+                else:
+                    self._delegating = True
+            if isinstance(step, CallTool):
+                assert call is not None
                 try:
-                    history.append(await self._call_tool(step))
+                    record = call if isinstance(call, StepRecord) else await self._run_call(call)
                 except _ToolFailed as failure:
                     # The tool itself failed: that fails this task, and only this one.
                     return Finish(result=str(failure), failed=True)
+                finally:
+                    await self._land()
+                history.append(record)
             else:
                 assert isinstance(step, Delegate)
                 try:
@@ -210,17 +236,71 @@ class TaskRunner:
                         task_id=self.id,
                     )
                     history.append(StepRecord(step, error="depth_limit"))
+                finally:
+                    await self._land()
         return Finish(result=f"{self.agent.name} gave up after too many steps.", failed=True)
 
-    def _drain_instructions(self) -> list[str]:
-        taken = []
-        while True:
-            try:
-                taken.append(self._instructions_receive.receive_nowait())
-            except anyio.WouldBlock:
-                return taken
+    async def _land(self) -> None:
+        """The step in flight is over: instructions go to the next step again."""
+        with anyio.move_on_after(self.runtime.settings.cleanup_deadline, shield=True):
+            async with self._step_lock:
+                self._in_flight = None
+                self._delegating = False
 
-    async def _call_tool(self, step: CallTool) -> StepRecord:
+    async def _watch_instructions(self) -> None:
+        """Take each instruction as it arrives (see the module's invariants)."""
+        async for text in self._instructions_receive:
+            async with self._step_lock:
+                self._instructions.append(text)
+                if self._in_flight is None and not self._delegating:
+                    self._unacknowledged.append(text)
+                    continue
+                await self._take_live(text)
+
+    async def _take_live(self, text: str) -> None:
+        """An instruction for a step in flight: to the tool, then acknowledged at once."""
+        call = self._in_flight
+        effect: str | None = None
+        if call is not None and call.tool.amend is not None:
+            with anyio.move_on_after(self.runtime.settings.cleanup_deadline):
+                try:
+                    effect = await call.tool.amend(call.ctx, call.args, text)
+                except Exception as exc:
+                    # The call goes on without it; the brain still hears the words.
+                    log.warning(
+                        "amend failed",
+                        extra={
+                            "task_id": self.id,
+                            "tool": call.tool.name,
+                            "error": type(exc).__name__,
+                        },
+                    )
+        history = list(self._history)
+        if call is not None:
+            history.append(StepRecord(CallTool(call.tool.name, call.args)))
+        brain = self.runtime.brain_for(self.agent)
+        step = await brain.step(
+            Work(
+                agent=self.agent,
+                task=self.task,
+                team=self.runtime.team,
+                history=tuple(history),
+                instructions=tuple(self._instructions),
+                new_instructions=(text,),
+            )
+        )
+        if isinstance(step, Note):
+            await self.runtime.post(self.task.chat_id, self.agent, step.text, task_id=self.id)
+            self._history.append(StepRecord(step))
+        else:
+            # The brain wants to act on it: its next regular step hears it as new.
+            self._unacknowledged.append(text)
+        if effect:
+            await self.runtime.post(
+                self.task.chat_id, self.agent, effect, kind=MessageKind.NOTICE, task_id=self.id
+            )
+
+    def _prepare_call(self, step: CallTool) -> _StartedCall | StepRecord:
         tool = self.runtime.toolbox.get(step.tool)
         if tool is None or step.tool not in self.agent.tools:
             return StepRecord(step, error=f"{self.agent.name} has no tool named {step.tool}.")
@@ -229,10 +309,14 @@ class TaskRunner:
             task_id=self.id,
             report_progress=self.report_progress,
         )
-        call = _StartedCall(tool, step.args, ctx)
+        return _StartedCall(tool, step.args, ctx)
+
+    async def _run_call(self, call: _StartedCall) -> StepRecord:
+        tool = call.tool
+        step = CallTool(tool.name, call.args)
         self._started.append(call)
         try:
-            result: ToolResult = await tool.run(ctx, step.args)
+            result: ToolResult = await tool.run(call.ctx, call.args)
         except ToolError as exc:
             self._started.remove(call)
             raise _ToolFailed(f"{self.agent.name} could not finish: {exc}") from exc

@@ -3,7 +3,8 @@
 The runtime runs a tool whose ``expected_latency`` exceeds the conversation's turn
 budget as a background task, never inline: the primary agent never waits on slow work.
 A tool's clean-up (hang up a call, withdraw a request) runs when the sub-agent using
-it is cancelled, shielded and under the clean-up deadline.
+it is cancelled, shielded and under the clean-up deadline; its optional ``amend`` takes
+instructions that arrive while a call is still running.
 """
 
 from __future__ import annotations
@@ -49,6 +50,15 @@ class CleanupFunction(Protocol):
         ...
 
 
+class AmendFunction(Protocol):
+    def __call__(
+        self, ctx: ToolContext, args: Mapping[str, Any], instruction: str
+    ) -> Awaitable[str | None]:
+        """Take new instructions into a call still running (mark a filed request urgent,
+        add a note); return what changed, or ``None`` if the call could not use them."""
+        ...
+
+
 ANY_ARGUMENTS: Mapping[str, Any] = {"type": "object"}
 """The JSON Schema of a tool that declares nothing about its arguments."""
 
@@ -63,6 +73,8 @@ class Tool:
     run: ToolFunction
     cleanup: CleanupFunction | None = None
     parameters: Mapping[str, Any] = field(default_factory=lambda: dict(ANY_ARGUMENTS))
+    amend: AmendFunction | None = None
+    """Optional: new instructions for a call in flight (see :class:`AmendFunction`)."""
 
 
 class ToolBox:

@@ -6,7 +6,7 @@ This is data of the demo, not of the brain: another workspace gives its own (or 
 from __future__ import annotations
 
 from agents.brains.rule.lexicon import Lexicon, PatientGroup, WorkKind
-from agents.demo.payer import PRIOR_AUTH
+from agents.demo.payer import PRIOR_AUTH, URGENT_PHRASES
 from agents.demo.records import RECORDS_LOOKUP
 from agents.demo.telephony import PHONE_CALL
 
@@ -16,16 +16,44 @@ def _phrases(text: str) -> tuple[str, ...]:
 
 
 BRANDS = frozenset(
-    (
-        "ozempic wegovy mounjaro zepbound trulicity rybelsus jardiance farxiga humira enbrel "
-        "dupixent stelara eliquis xarelto entresto lantus victoza saxenda"
-    ).split()
+    [
+        "ozempic",
+        "wegovy",
+        "mounjaro",
+        "zepbound",
+        "trulicity",
+        "rybelsus",
+        "jardiance",
+        "farxiga",
+        "humira",
+        "enbrel",
+        "dupixent",
+        "stelara",
+        "eliquis",
+        "xarelto",
+        "entresto",
+        "lantus",
+        "victoza",
+        "saxenda",
+    ]
 )
 GENERICS = frozenset(
-    (
-        "semaglutide tirzepatide liraglutide adalimumab apixaban metformin lisinopril insulin "
-        "atorvastatin warfarin spironolactone furosemide aspirin ibuprofen"
-    ).split()
+    [
+        "semaglutide",
+        "tirzepatide",
+        "liraglutide",
+        "adalimumab",
+        "apixaban",
+        "metformin",
+        "lisinopril",
+        "insulin",
+        "atorvastatin",
+        "warfarin",
+        "spironolactone",
+        "furosemide",
+        "aspirin",
+        "ibuprofen",
+    ]
 )
 
 CALLS = WorkKind(
@@ -55,9 +83,7 @@ PRIOR_AUTHS = WorkKind(
         "preauthorization, pa, pas, authorization, authorizations, authorisation, "
         "insurance approval, coverage approval"
     ),
-    aliases=_phrases(
-        "insurer, insurers, payer, payers, insurance company, the plan, their plan"
-    ),
+    aliases=_phrases("insurer, insurers, payer, payers, insurance company, the plan, their plan"),
     verbs=_phrases(
         "authorize, authorise, authorized, authorised, approve, approved, get approved, "
         "get covered, covered, approval, needs approval"
@@ -87,13 +113,25 @@ DEMO_LEXICON = Lexicon(
     medicines=BRANDS | GENERICS,
     brands=BRANDS,
     groups=(ONBOARDING,),
-    urgent=_phrases(
-        "urgent, urgently, asap, expedite, expedited, rush, stat, priority, emergency, "
-        "high priority, as soon as possible, right away, ran out, run out, running out"
-    ),
+    urgent=URGENT_PHRASES,
     words=frozenset(
-        "patient patients everyone everybody every finished onboarding stragglers "
-        "authorization prior insurer payer urgent cancel request".split()
+        [
+            "patient",
+            "patients",
+            "everyone",
+            "everybody",
+            "every",
+            "finished",
+            "onboarding",
+            "stragglers",
+            "authorization",
+            "prior",
+            "insurer",
+            "payer",
+            "urgent",
+            "cancel",
+            "request",
+        ]
     ),
 )
 """Everything the rule brain knows of the demo beyond its grammar."""

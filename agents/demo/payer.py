@@ -3,16 +3,20 @@
 The :class:`PayerSimulator` is the insurer and its pharmacy-benefit desk: it takes
 requests, decides them by script (approved unless told otherwise), and remembers every
 request submitted, pending or withdrawn. The tool built by :func:`build_prior_auth_tool`
-submits, reports progress while the request is pending ("Still waiting on the pharmacy
-— I'll let you know."), and returns the decision. Clean-up withdraws the request.
+submits, reports progress while the request is pending ("Still waiting on Bluebridge
+Health — a decision is expected within a minute."), and returns the decision. Clean-up
+withdraws the request. Instructions that arrive while the request is pending go with
+it: a note is added to it, and "it's urgent" expedites it — the simulator then decides
+sooner, and the result says it was expedited.
 """
 
 from __future__ import annotations
 
 import enum
 import itertools
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
@@ -27,8 +31,58 @@ PRIOR_AUTH = "payer.prior_auth"
 PRIOR_AUTH_LATENCY = 6.0
 """Seconds from submission to decision at latency scale 1."""
 
-STILL_WAITING = "Still waiting on the pharmacy — I'll let you know."
+STILL_WAITING = "Still waiting on"
+"""How the progress report while a request is pending begins."""
 SUBMITTED = "Submitted to the payer."
+EXPEDITE_FACTOR = 0.25
+"""An expedited request is decided in this share of the time it had left."""
+URGENT_PHRASES = (
+    "urgent",
+    "urgently",
+    "asap",
+    "expedite",
+    "expedited",
+    "rush",
+    "stat",
+    "priority",
+    "emergency",
+    "as soon as possible",
+    "right away",
+    "ran out",
+    "run out",
+    "running out",
+)
+"""What makes an instruction ask for an expedited review."""
+_URGENT = re.compile(r"\b(?:" + "|".join(re.escape(p) for p in URGENT_PHRASES) + r")\b", re.I)
+
+
+def is_urgent(text: str) -> bool:
+    """Whether *text* asks for an expedited review ("mark it urgent", "she ran out")."""
+    return _URGENT.search(text) is not None
+
+
+_NOTE_VERB = re.compile(
+    r"^(?:please\s+)?(?:add|mention|note|include|say|tell (?:them|the payer|the insurer))"
+    r"(?:\s+a note)?(?:\s+that)?\s+",
+    re.I,
+)
+
+
+def note_from(instruction: str) -> str:
+    """An instruction as the note filed with a request: "mention she …" → "She …"."""
+    text = _NOTE_VERB.sub("", " ".join(instruction.split()))
+    return text[:1].upper() + text[1:]
+
+
+def still_waiting(payer: str, seconds: float) -> str:
+    """The progress while a request is pending: who decides, and when it is expected."""
+    if seconds < 60:
+        when = "within a minute"
+    elif seconds < 3600:
+        when = "within the hour"
+    else:
+        when = "within a few days"
+    return f"{STILL_WAITING} {payer} — a decision is expected {when}."
 
 
 class Decision(enum.StrEnum):
@@ -55,6 +109,7 @@ class PayerStatistics:
     pending: int
     withdrawn: int
     decided: int
+    expedited: int = 0
 
 
 class PayerSimulator:
@@ -82,6 +137,8 @@ class PayerSimulator:
         self.pending: dict[str, PriorAuthRequest] = {}
         self.withdrawn: list[PriorAuthRequest] = []
         self.decided: dict[str, Decision] = {}
+        self.expedited: list[str] = []
+        """Ids of the requests made urgent after they were filed, in order."""
         self._ids = itertools.count(1001)
 
     def submit(
@@ -101,6 +158,26 @@ class PayerSimulator:
         self.submitted.append(request)
         self.pending[request.request_id] = request
         return request
+
+    def amend(
+        self, task_id: str | None, *, note: str | None = None, urgent: bool = False
+    ) -> list[tuple[PriorAuthRequest, PriorAuthRequest]]:
+        """Add *note* to, and if *urgent* expedite, the requests *task_id* has pending.
+
+        Returns each request as it was and as it is now (empty: nothing pending).
+        """
+        changed: list[tuple[PriorAuthRequest, PriorAuthRequest]] = []
+        for request in self.pending_for(task_id):
+            notes = request.notes + ((note,) if note else ())
+            updated = replace(request, urgent=request.urgent or urgent, notes=notes)
+            self.pending[request.request_id] = updated
+            self.submitted = [
+                updated if r.request_id == updated.request_id else r for r in self.submitted
+            ]
+            if updated.urgent and not request.urgent:
+                self.expedited.append(request.request_id)
+            changed.append((request, updated))
+        return changed
 
     def decide(self, request_id: str) -> Decision:
         """Decide a pending request by script."""
@@ -122,7 +199,11 @@ class PayerSimulator:
 
     def statistics(self) -> PayerStatistics:
         return PayerStatistics(
-            len(self.submitted), len(self.pending), len(self.withdrawn), len(self.decided)
+            len(self.submitted),
+            len(self.pending),
+            len(self.withdrawn),
+            len(self.decided),
+            len(self.expedited),
         )
 
 
@@ -140,44 +221,63 @@ def build_prior_auth_tool(
     Args: ``medication`` (required); optional ``patient_id`` or ``patient`` (a name:
     the request goes to their insurer), ``urgent`` (bool) and ``notes`` (a list of
     strings sent with the request). Raises :class:`ToolError` without a medication or
-    for an unknown patient. Clean-up withdraws the pending request.
+    for an unknown patient. Clean-up withdraws the pending request; an amendment adds a
+    note to it and, when urgent (:func:`is_urgent`), expedites it.
     """
     latency = PRIOR_AUTH_LATENCY * latency_scale
+    # Per running call (by task): the wake-up of its wait for a decision, and what was
+    # said before the request was filed. Both are emptied when the call ends.
+    waiting: dict[str | None, anyio.Event] = {}
+    early: dict[str | None, list[tuple[str, bool]]] = {}
 
     async def prior_auth(ctx: ToolContext, args: Mapping[str, Any]) -> ToolResult:
         medication = str(args.get("medication") or "").strip()
         if not medication:
             raise ToolError("No medication was named for the prior authorization.")
-        query = str(args.get("patient_id") or args.get("patient") or "")
-        patient = await find_patient(directory, ctx.workspace_id, query) if query else None
-        insurer = patient.insurer if patient is not None and patient.insurer else "the payer"
-        notes = tuple(str(n) for n in args.get("notes") or ())
-        urgent = _truthy(args.get("urgent"))
-        ctx.report_progress(f"Submitting the {medication} request to {insurer}…")
-        request = payer.submit(
-            ctx.task_id,
-            medication,
-            patient_id=None if patient is None else patient.id,
-            payer=insurer,
-            urgent=urgent,
-            notes=notes,
-        )
-        await anyio.sleep(latency * 0.25)
-        ctx.report_progress(SUBMITTED)
-        await anyio.sleep(latency * 0.25)
-        # Reported while the request is pending: it is what the person hears meanwhile.
-        ctx.report_progress(STILL_WAITING)
-        if payer.hang:
-            await anyio.sleep_forever()
-        await anyio.sleep(latency * 0.5)
+        early[ctx.task_id] = []
+        try:
+            query = str(args.get("patient_id") or args.get("patient") or "")
+            patient = await find_patient(directory, ctx.workspace_id, query) if query else None
+            insurer = patient.insurer if patient is not None and patient.insurer else "the payer"
+            notes = tuple(str(n) for n in args.get("notes") or ())
+            urgent = _truthy(args.get("urgent"))
+            ctx.report_progress(f"Submitting the {medication} request to {insurer}…")
+            said = early.pop(ctx.task_id, [])
+            request = payer.submit(
+                ctx.task_id,
+                medication,
+                patient_id=None if patient is None else patient.id,
+                payer=insurer,
+                urgent=urgent or any(u for _, u in said),
+                notes=notes + tuple(n for n, _ in said),
+            )
+            await anyio.sleep(latency * 0.25)
+            ctx.report_progress(SUBMITTED)
+            await anyio.sleep(latency * 0.25)
+            # Reported while the request is pending: it is what the person hears meanwhile.
+            ctx.report_progress(still_waiting(insurer, latency * 0.5))
+            if payer.hang:
+                await anyio.sleep_forever()
+            await _wait_for_decision(request, latency * 0.5)
+        finally:
+            early.pop(ctx.task_id, None)
+            waiting.pop(ctx.task_id, None)
+        final = payer.pending.get(request.request_id, request)
         decision = payer.decide(request.request_id)
-        filed = f"reference {request.request_id}" + (", filed as urgent" if urgent else "")
+        if final.urgent and not request.urgent:
+            filed = f"reference {request.request_id}, expedited at your request"
+        else:
+            filed = f"reference {request.request_id}" + (
+                ", filed as urgent" if final.urgent else ""
+            )
         if decision is Decision.APPROVED:
             text = f"Approved — {insurer} approved {medication} ({filed})."
             reason = ""
         else:
             reason = payer.denial_reason
             text = f"Denied — {insurer} denied {medication}: {reason} ({filed})."
+        if final.notes:
+            text += " Notes sent with it: " + "; ".join(n.rstrip(".") for n in final.notes) + "."
         return ToolResult(
             text,
             {
@@ -189,10 +289,49 @@ def build_prior_auth_tool(
                 "payer": insurer,
                 "decision": decision.value,
                 "reason": reason,
-                "urgent": urgent,
-                "notes": list(notes),
+                "urgent": final.urgent,
+                "expedited": final.urgent and not request.urgent,
+                "notes": list(final.notes),
             },
         )
+
+    async def _wait_for_decision(request: PriorAuthRequest, seconds: float) -> None:
+        """Wait for the payer's decision; an expedite shortens what is left of the wait."""
+        deadline = anyio.current_time() + seconds
+        expedited = request.urgent
+        while (left := deadline - anyio.current_time()) > 0:
+            wake = waiting[request.task_id] = anyio.Event()
+            with anyio.move_on_after(left):
+                await wake.wait()
+            current = payer.pending.get(request.request_id, request)
+            if current.urgent and not expedited:
+                expedited = True
+                now = anyio.current_time()
+                deadline = now + (deadline - now) * EXPEDITE_FACTOR
+
+    async def amend(ctx: ToolContext, args: Mapping[str, Any], instruction: str) -> str | None:
+        await anyio.lowlevel.checkpoint()
+        note = note_from(instruction)
+        if not note:
+            return None
+        urgent = is_urgent(note)
+        changed = payer.amend(ctx.task_id, note=note, urgent=urgent)
+        if not changed:
+            if ctx.task_id in early:
+                early[ctx.task_id].append((note, urgent))
+                return "That goes with the request when it is filed."
+            return None
+        wake = waiting.get(ctx.task_id)
+        if wake is not None:
+            wake.set()
+        parts = []
+        for before, after in changed:
+            if after.urgent and not before.urgent:
+                parts.append(
+                    f"{after.payer} has {after.request_id} as urgent now (expedited review)."
+                )
+            parts.append(f"Added to {after.request_id}'s notes: “{note}”.")
+        return " ".join(parts)
 
     async def withdraw(ctx: ToolContext, args: Mapping[str, Any]) -> str | None:
         await anyio.lowlevel.checkpoint()
@@ -210,4 +349,5 @@ def build_prior_auth_tool(
         expected_latency=latency,
         run=prior_auth,
         cleanup=withdraw,
+        amend=amend,
     )

@@ -160,14 +160,27 @@ def build_phone_tool(
     """``phone.call``: call one patient and report how it went.
 
     Args: ``patient_id`` or ``patient`` (a name); optional ``purpose`` and ``notes``
-    (talking points, a list of strings). Raises :class:`~agents.exceptions.ToolError`
+    (talking points, a list of strings; more can be added while the call is up, by the
+    tool's amendment). Raises :class:`~agents.exceptions.ToolError`
     for an unknown patient or a number out of service. Clean-up hangs up.
     """
     latency = CALL_LATENCY * latency_scale
+    # Talking points added while a call is up, by task; taken when the call ends.
+    added: dict[str | None, list[str]] = {}
+    calling: dict[str | None, str] = {}
 
     async def call(ctx: ToolContext, args: Mapping[str, Any]) -> ToolResult:
+        added[ctx.task_id] = []
+        try:
+            return await _call(ctx, args)
+        finally:
+            added.pop(ctx.task_id, None)
+            calling.pop(ctx.task_id, None)
+
+    async def _call(ctx: ToolContext, args: Mapping[str, Any]) -> ToolResult:
         query = str(args.get("patient_id") or args.get("patient") or "")
         patient = await find_patient(directory, ctx.workspace_id, query)
+        calling[ctx.task_id] = first_name(patient.name)
         first = first_name(patient.name)
         script = telephony.script_for(patient.id)
         placed = telephony.dial(ctx.task_id, patient.id, patient.name, patient.phone)
@@ -189,7 +202,7 @@ def build_phone_tool(
         await anyio.sleep(latency * 0.4)
         telephony.complete(placed.call_id)
         summary = call_summary(script.outcome, first, script.pronoun)
-        notes = [str(n) for n in args.get("notes") or ()]
+        notes = [str(n) for n in args.get("notes") or ()] + added.get(ctx.task_id, [])
         text = summary[0].upper() + summary[1:] + "."
         if notes:
             text += " Also covered: " + "; ".join(notes) + "."
@@ -208,6 +221,15 @@ def build_phone_tool(
             },
         )
 
+    async def amend(ctx: ToolContext, args: Mapping[str, Any], instruction: str) -> str | None:
+        await anyio.lowlevel.checkpoint()
+        point = " ".join(instruction.split()).rstrip(".")
+        if ctx.task_id not in added or not point:
+            return None
+        added[ctx.task_id].append(point)
+        who = calling.get(ctx.task_id, "the patient")
+        return f"Added a talking point for the call with {who}: “{point}”."
+
     async def hang_up(ctx: ToolContext, args: Mapping[str, Any]) -> str | None:
         await anyio.lowlevel.checkpoint()
         ended = [telephony.hang_up(c.call_id) for c in telephony.active_for(ctx.task_id)]
@@ -222,4 +244,5 @@ def build_phone_tool(
         expected_latency=latency,
         run=call,
         cleanup=hang_up,
+        amend=amend,
     )

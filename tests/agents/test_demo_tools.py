@@ -295,7 +295,7 @@ async def test_with_a_small_scale_a_call_finishes_fast() -> None:
 
 
 @pytest.mark.anyio
-async def test_a_prior_auth_is_submitted_waits_on_the_pharmacy_and_is_approved() -> None:
+async def test_a_prior_auth_is_submitted_waits_on_the_insurer_and_is_approved() -> None:
     payer = PayerSimulator()
     toolbox = build_demo_tools(await demo_directory(), latency_scale=0.0, payer=payer)
     pending_when: dict[str, int] = {}
@@ -303,14 +303,14 @@ async def test_a_prior_auth_is_submitted_waits_on_the_pharmacy_and_is_approved()
     result = await tool(toolbox, PRIOR_AUTH).run(
         context(progress), {"medication": "Ozempic", "patient_id": "pt-dana"}
     )
+    waiting = "Still waiting on Bluebridge Health — a decision is expected within a minute."
     assert progress.lines == [
         "Submitting the Ozempic request to Bluebridge Health…",
         SUBMITTED,
-        STILL_WAITING,
+        waiting,
     ]
-    assert STILL_WAITING == "Still waiting on the pharmacy — I'll let you know."
-    # The pharmacy line is heard while the request is still pending.
-    assert pending_when[STILL_WAITING] == 1
+    # The insurer's line is heard while the request is still pending.
+    assert pending_when[waiting] == 1
     assert result.text == "Approved — Bluebridge Health approved Ozempic (reference PA-1001)."
     assert result.data["decision"] == "approved"
     assert result.data["medication"] == "Ozempic"
@@ -344,6 +344,76 @@ async def test_urgency_and_notes_go_with_the_request() -> None:
 
 
 @pytest.mark.anyio
+async def test_an_urgent_instruction_expedites_a_filed_request_and_notes_go_with_it() -> None:
+    payer = PayerSimulator()
+    toolbox = build_demo_tools(await demo_directory(), latency_scale=0.5, payer=payer)
+    prior_auth = tool(toolbox, PRIOR_AUTH)
+    assert prior_auth.amend is not None
+    waiting = anyio.Event()
+    progress = Progress(lambda text: waiting.set() if text.startswith(STILL_WAITING) else None)
+    ctx = context(progress, task_id="task-pa")
+    args = {"medication": "Ozempic", "patient_id": "pt-dana"}
+    results = []
+
+    async def request() -> None:
+        results.append(await prior_auth.run(ctx, args))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(request)
+        with anyio.fail_after(10):
+            await waiting.wait()
+        started = anyio.current_time()
+        said = await prior_auth.amend(ctx, args, "She has been on it for two years.")
+        assert said == "Added to PA-1001's notes: “She has been on it for two years.”."
+        said = await prior_auth.amend(ctx, args, "mark it urgent")
+        assert said == (
+            "Bluebridge Health has PA-1001 as urgent now (expedited review). "
+            "Added to PA-1001's notes: “Mark it urgent”."
+        )
+    # Honoured: decided in a quarter of the time that was left.
+    assert anyio.current_time() - started < PRIOR_AUTH_LATENCY * 0.5 * 0.5 * 0.5
+    (result,) = results
+    assert result.text == (
+        "Approved — Bluebridge Health approved Ozempic (reference PA-1001, expedited at your "
+        "request). Notes sent with it: She has been on it for two years; Mark it urgent."
+    )
+    assert result.data["urgent"]
+    assert result.data["expedited"]
+    assert payer.expedited == ["PA-1001"]
+    (filed,) = payer.submitted
+    assert filed.urgent
+    assert filed.notes == ("She has been on it for two years.", "Mark it urgent")
+    # Nothing is pending any more: a late amendment changes nothing.
+    assert await prior_auth.amend(ctx, args, "it's urgent") is None
+
+
+@pytest.mark.anyio
+async def test_a_talking_point_added_during_a_call_is_covered() -> None:
+    telephony = TelephonySimulator()
+    toolbox = build_demo_tools(await demo_directory(), latency_scale=0.05, telephony=telephony)
+    phone = tool(toolbox, PHONE_CALL)
+    assert phone.amend is not None
+    ringing = anyio.Event()
+    progress = Progress(lambda text: ringing.set() if text.startswith("Ringing") else None)
+    ctx = context(progress, task_id="task-call")
+    args = {"patient_id": "pt-bob"}
+    results = []
+
+    async def call() -> None:
+        results.append(await phone.run(ctx, args))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(call)
+        with anyio.fail_after(5):
+            await ringing.wait()
+        said = await phone.amend(ctx, args, "Mention the flu clinic.")
+        assert said == "Added a talking point for the call with Bob: “Mention the flu clinic”."
+    (result,) = results
+    assert result.text.endswith("Also covered: Mention the flu clinic.")
+    assert await phone.amend(ctx, args, "too late") is None
+
+
+@pytest.mark.anyio
 async def test_a_prior_auth_without_a_medication_fails() -> None:
     payer = PayerSimulator()
     toolbox = build_demo_tools(await demo_directory(), latency_scale=0.0, payer=payer)
@@ -358,7 +428,7 @@ async def test_cancelling_a_pending_prior_auth_then_cleaning_up_withdraws_it() -
     toolbox = build_demo_tools(await demo_directory(), latency_scale=0.01, payer=payer)
     prior_auth = tool(toolbox, PRIOR_AUTH)
     waiting = anyio.Event()
-    progress = Progress(lambda text: waiting.set() if text == STILL_WAITING else None)
+    progress = Progress(lambda text: waiting.set() if text.startswith(STILL_WAITING) else None)
     ctx = context(progress, task_id="task-pa")
     args = {"medication": "Ozempic", "patient_id": "pt-dana"}
 

@@ -251,7 +251,8 @@ async def test_a_prior_auth_is_delegated_to_the_specialist(
     (assignment,) = action.assignments
     assert assignment.agent_id == "prior-auth"
     assert assignment.subject == "Ozempic"
-    assert assignment.title == "Prior auth: Ozempic"
+    who = {"pt-dana": " for Dana W.", "pt-hana": " for Hana K.", None: ""}[patient_id]
+    assert assignment.title == f"Prior auth: Ozempic{who}"
     assert assignment.tool == PRIOR_AUTH
     assert assignment.args["medication"] == "Ozempic"
     assert assignment.args.get("patient_id") == patient_id
@@ -270,7 +271,12 @@ async def test_an_urgent_prior_auth_is_filed_as_urgent() -> None:
 
 async def test_a_prior_auth_without_a_medication_asks_which() -> None:
     action = await respond("start a prior auth for Dana", tasks=())
-    assert action == Reply("Which medication is the prior authorization for?")
+    assert action == Reply(
+        "Which medication is Dana's prior authorization for — Ozempic, metformin or atorvastatin?"
+    )
+    assert await respond("start a prior auth", tasks=()) == Reply(
+        "Which medication is the prior authorization for?"
+    )
 
 
 # -- records ------------------------------------------------------------------------------------
@@ -360,7 +366,7 @@ async def test_status_for_something_never_started_says_so() -> None:
     action = await respond("What's happening with the Humira request?")
     assert isinstance(action, Reply)
     assert "“Humira”" in action.text
-    assert "don't have any background task" in action.text
+    assert "don't have anything running" in action.text
 
 
 async def test_status_with_nothing_started_says_nothing_is_running() -> None:
@@ -461,7 +467,9 @@ async def test_cancel_it_with_one_task_running_cancels_that_one() -> None:
 async def test_cancel_it_with_several_running_asks_which() -> None:
     action = await respond("cancel it")
     assert isinstance(action, Reply)
-    assert action.text.startswith("Which one should I stop?")
+    assert action.text == (
+        "Which one should I cancel — the Ozempic prior auth, Alice's call or Carol's call?"
+    )
 
 
 @pytest.mark.parametrize("tasks", [TASKS, ()])
@@ -859,16 +867,15 @@ def test_status_text_reports_live_state() -> None:
         progress="Still waiting on the pharmacy — I'll let you know.",
     )
     assert brain.status_text([working]) == (
-        "The prior auth for Ozempic is still working — "
-        "Still waiting on the pharmacy — I'll let you know."
+        "The prior auth for Ozempic: still waiting on the pharmacy — I'll let you know."
     )
     done = replace(working, state=TaskState.COMPLETED, result="Approved — the payer approved it.")
     assert brain.status_text([done]) == (
-        "The prior auth for Ozempic is done: Approved — the payer approved it."
+        "The prior auth for Ozempic is done: approved — the payer approved it."
     )
     call = make_task("Call Bob Tran", "Bob", "outreach-caller", state=TaskState.SUBMITTED)
     assert brain.status_text([done, call]) == (
-        "The prior auth for Ozempic is done: Approved — the payer approved it. "
+        "The prior auth for Ozempic is done: approved — the payer approved it. "
         "The call to Bob is about to start."
     )
     assert brain.status_text([]) == "There's no background work going on right now."
@@ -894,9 +901,28 @@ def test_cancel_text_says_what_was_stopped_and_what_had_already_finished() -> No
     )
     finished = replace(stopped, state=TaskState.COMPLETED, result="Approved.")
     assert brain.cancel_text([finished]) == (
-        "The prior auth for Ozempic had already finished: Approved."
+        "The prior auth for Ozempic had already finished: approved."
     )
     assert brain.cancel_text([]) == "There was nothing running to cancel."
+
+
+def test_replies_name_whose_work_it_is() -> None:
+    brain = RuleBrain(MemoryStore())
+    dana = make_task("Prior auth: Ozempic for Dana W.", "Ozempic", "prior-auth", task_id="t-1")
+    hana = make_task("Prior auth: Ozempic for Hana K.", "Ozempic", "prior-auth", task_id="t-2")
+    bob = make_task("Call Bob T.", "Bob", "outreach-caller", task_id="t-3")
+    stopping = [replace(t, state=TaskState.CANCELLING) for t in (dana, hana)]
+    assert brain.cancel_text(stopping) == (
+        "Okay — I'm stopping the Ozempic prior auths for Dana and Hana."
+    )
+    assert brain.cancel_text([stopping[0]]) == (
+        "Okay — I'm stopping the Ozempic prior auth for Dana."
+    )
+    mounjaro = replace(hana, title="Prior auth: Mounjaro for Hana K.", state=TaskState.CANCELLING)
+    assert brain.cancel_text([stopping[0], mounjaro]) == (
+        "Okay — I'm stopping the prior auths for Dana (Ozempic) and Hana (Mounjaro)."
+    )
+    assert brain.instruct_text(bob) == "Got it — I've passed that on to the call to Bob."
 
 
 def test_instruct_text_confirms_the_hand_off() -> None:

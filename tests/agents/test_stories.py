@@ -123,7 +123,8 @@ async def test_prior_authorization_runs_in_the_background_with_progress_and_stat
         assert task.agent.id == "prior-auth"
         await d.wait_for(
             lambda: any(
-                "Still waiting on the pharmacy" in m.text for m in d.messages(MessageKind.PROGRESS)
+                "Still waiting on Bluebridge Health" in m.text
+                for m in d.messages(MessageKind.PROGRESS)
             )
         )
         other = await d.ask("What are your opening hours?")

@@ -269,9 +269,9 @@ async def test_outreach_chips_go_from_working_to_completed_then_the_roll_up(
     # Started in one go, so no order among them; each links to its own chat.
     links = chats.locator("li.task-chat a.chat-link")
     assert sorted(await links.all_inner_texts()) == [
-        "Call Alice Moreno",
-        "Call Bob Tran",
-        "Call Carol Singh",
+        "Call Alice M.",
+        "Call Bob T.",
+        "Call Carol S.",
     ]
     for href in await links.evaluate_all("links => links.map(a => a.getAttribute('href'))"):
         assert href.startswith("/chats/chat")
@@ -300,7 +300,7 @@ async def test_a_sub_agent_chat_opens_in_a_new_tab_and_runs_live(
     tab = await opened.value
     assert tab.url.startswith(f"{server.http}/chats/chat")
     await expect(widget(tab).locator(".status")).to_have_attribute("data-state", "open")
-    await expect(tab.locator("#title")).to_have_text("Prior auth: Ozempic")
+    await expect(tab.locator("#title")).to_have_text("Prior auth: Ozempic for Dana W.")
     await expect(tab.locator("#state")).to_have_attribute("data-state", "working")
     # History first: what the sub-agent was asked to do.
     await expect(messages(tab).first).to_contain_text("prior authorization for Ozempic")
@@ -331,7 +331,7 @@ async def test_a_task_is_cancelled_from_its_chip(browser: Browser, server_factor
     await say(page, PRIOR_AUTH)
     chip = chips(page)
     await expect(chip).to_have_attribute("data-state", "working")
-    await chip.get_by_role("button", name="Cancel: Prior auth: Ozempic").click()
+    await chip.get_by_role("button", name="Cancel: Prior auth: Ozempic for Dana W.").click()
     await expect(chip).to_have_attribute("data-state", "cancelled")
     await expect(chip.locator(".chip-state")).to_have_text("Cancelled")
     await expect(chip.locator(".chip-cancel")).to_have_count(0)
@@ -362,7 +362,7 @@ async def test_the_owner_cancels_from_the_sub_agent_chat_tab(
     tab = await context.new_page()
     await tab.goto(await chips(page).locator("a.chip-open").get_attribute("href") or "")
     await expect(tab.locator("#state")).to_have_attribute("data-state", "working")
-    await widget(tab).get_by_role("button", name="Cancel: Prior auth: Ozempic").click()
+    await widget(tab).get_by_role("button", name="Cancel: Prior auth: Ozempic for Dana W.").click()
     await expect(tab.locator("#state")).to_have_attribute("data-state", "cancelled")
     await expect(tab.locator("#state")).to_have_text("Cancelled")
     await expect(widget(tab).locator("textarea")).to_be_disabled()

@@ -80,10 +80,8 @@ class RuleBrain:
         if found is not None:
             self._workspaces.move_to_end(key)
             return found
-        tools = frozenset(t for a in turn.team for t in a.tools)
-        lexicon = self._lexicon_for(workspace_id).for_tools(tools)
         ordered = sorted(patients, key=lambda p: p.name)
-        built = Workspace.build(lexicon, ordered, turn.team)
+        built = Workspace.build(self._lexicon_for(workspace_id), ordered, turn.team)
         self._workspaces[key] = built
         if len(self._workspaces) > _WORKSPACES:
             self._workspaces.popitem(last=False)

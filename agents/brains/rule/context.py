@@ -72,6 +72,12 @@ def distinguish(facts: Sequence[TaskFacts]) -> list[str]:
     kinds = [f.kind.label if f.kind else "" for f in facts]
     if all(kinds) and len(set(kinds)) == len(kinds):
         return [f"the {k}" for k in kinds]
+    mixed = []
+    for _fact, first, med, kind in zip(facts, firsts, meds, kinds, strict=True):
+        noun = kind or "task"
+        mixed.append(f"{first}'s {noun}" if first else f"the {med} {noun}" if med else "")
+    if all(mixed) and len(set(mixed)) == len(mixed):
+        return mixed
     return [f"“{f.task.title}”" for f in facts]
 
 

@@ -46,11 +46,42 @@ Intent = Callable[[Context], Action | None]
 """Recognises one intent: its action for the turn, or ``None`` if the turn is not it."""
 
 _NEGATIVE_ANSWERS = frozenset(
-    "neither none no nope nah nothing leave forget cancel_none keep".split()
+    ["neither", "none", "no", "nope", "nah", "nothing", "leave", "forget", "cancel_none", "keep"]
 )
 _ANSWER_WORDS = frozenset(
-    "the one ones for s both all either first second last latest newer older please yes "
-    "yeah yep of them that this her his request pa call prior auth just only".split()
+    [
+        "the",
+        "one",
+        "ones",
+        "for",
+        "s",
+        "both",
+        "all",
+        "either",
+        "first",
+        "second",
+        "last",
+        "latest",
+        "newer",
+        "older",
+        "please",
+        "yes",
+        "yeah",
+        "yep",
+        "of",
+        "them",
+        "that",
+        "this",
+        "her",
+        "his",
+        "request",
+        "pa",
+        "call",
+        "prior",
+        "auth",
+        "just",
+        "only",
+    ]
 )
 
 
@@ -172,8 +203,10 @@ def _cancel(ctx: Context) -> Action | None:
     if not running:
         if found.tasks:
             done = found.tasks[0].task
-            return Reply(f"{capital(title_label(done.title))} has already finished, so there's "
-                         "nothing to cancel.")
+            return Reply(
+                f"{capital(title_label(done.title))} has already finished, so there's "
+                "nothing to cancel."
+            )
         return Reply("There's no background work running, so there's nothing to cancel.")
     if len(running) == 1 or found.named.plural:
         return Cancel(tuple(f.task.id for f in running))
@@ -193,8 +226,33 @@ def _foreign_object(ctx: Context, words: Sequence[str], verb: str) -> bool:
 
 
 CANCEL_WORDS_ALL = frozenset(
-    "cancel stop abort halt kill scrap withdraw terminate drop quit forget mind bother "
-    "call off hang up calling phoning ringing pull plug stand down shut".split()
+    [
+        "cancel",
+        "stop",
+        "abort",
+        "halt",
+        "kill",
+        "scrap",
+        "withdraw",
+        "terminate",
+        "drop",
+        "quit",
+        "forget",
+        "mind",
+        "bother",
+        "call",
+        "off",
+        "hang",
+        "up",
+        "calling",
+        "phoning",
+        "ringing",
+        "pull",
+        "plug",
+        "stand",
+        "down",
+        "shut",
+    ]
 )
 
 
@@ -218,10 +276,12 @@ def _instruct(ctx: Context) -> Action | None:
         if set(ref_words) & {"me", "us"}:
             return None  # "tell me …", "let me know …": to the person, not a task
     if not ctx.facts:
-        return None if parsed is None else Reply(
-            "There's no background work running to pass that on to."
+        return (
+            None
+            if parsed is None
+            else Reply("There's no background work running to pass that on to.")
         )
-    found = ctx.resolve(ref_words, ctx.active or ctx.facts)
+    found = ctx.resolve(ref_words)
     if found.missing is not None and ref_words:
         return nothing_for(found.missing, "pass that on to", any_running=bool(ctx.active))
     candidates = list(found.tasks) if found.missing is None else list(ctx.active)
@@ -246,8 +306,33 @@ def _instruct(ctx: Context) -> Action | None:
 
 
 _REF_WORDS = frozenset(
-    "the a an her his their them him it this that they one request caller callers call calls "
-    "pa prior auth authorization insurer payer plan".split()
+    [
+        "the",
+        "a",
+        "an",
+        "her",
+        "his",
+        "their",
+        "them",
+        "him",
+        "it",
+        "this",
+        "that",
+        "they",
+        "one",
+        "request",
+        "caller",
+        "callers",
+        "call",
+        "calls",
+        "pa",
+        "prior",
+        "auth",
+        "authorization",
+        "insurer",
+        "payer",
+        "plan",
+    ]
 )
 
 
@@ -269,10 +354,14 @@ def _names_a_task(ctx: Context, token: str) -> bool:
 def _bare_urgency(reading: Reading) -> bool:
     """ "It's urgent, she ran out yesterday": urgency with no request of its own."""
     first = reading.clauses[0]
-    return bool(first) and (
-        first[0] in {"it", "this", "that", "urgent", "very", "super", "really"}
-        or reading.has("is urgent", "it urgent", "this urgent")
-    ) and not is_question(reading)
+    return (
+        bool(first)
+        and (
+            first[0] in {"it", "this", "that", "urgent", "very", "super", "really"}
+            or reading.has("is urgent", "it urgent", "this urgent")
+        )
+        and not is_question(reading)
+    )
 
 
 # -- status ---------------------------------------------------------------------------
@@ -286,9 +375,9 @@ def _status(ctx: Context) -> Action | None:
     if reading.has("how are you", "how are you doing", "how do you do"):
         return None
     checking = reading.has("check on", "check in on", "check up on", "check the", "chase up")
-    if not strong and not (question and (weak or _names_work(ctx))):
-        if not (checking and _names_work(ctx)):
-            return None
+    asks = strong or (question and (weak or _names_work(ctx)))
+    if not asks and not (checking and _names_work(ctx)):
+        return None
     if not strong and question and _asks_permission(reading):
         return None
     if _names_fields(reading) and not strong and not reading.has(*_DECISIONS):
@@ -314,8 +403,20 @@ def _status(ctx: Context) -> Action | None:
 
 
 _DECISIONS = (
-    "approve", "approved", "deny", "denied", "decide", "decided", "decision", "through",
-    "back", "done", "finished", "yet", "say", "said",
+    "approve",
+    "approved",
+    "deny",
+    "denied",
+    "decide",
+    "decided",
+    "decision",
+    "through",
+    "back",
+    "done",
+    "finished",
+    "yet",
+    "say",
+    "said",
 )
 
 
@@ -332,9 +433,25 @@ def _names_work(ctx: Context, *, kinds_only: bool = False) -> bool:
     if named.patients and ctx.facts:
         ids = {p.id for p in named.patients}
         return any(any(p.id in ids for p in f.patients) for f in ctx.facts)
-    return named.pronoun and bool(ctx.facts) and ctx.reading.has(
-        "done", "finished", "approved", "denied", "through", "back", "ready", "answer",
-        "answered", "pick up", "picked up", "reached", "going", "decided"
+    return (
+        named.pronoun
+        and bool(ctx.facts)
+        and ctx.reading.has(
+            "done",
+            "finished",
+            "approved",
+            "denied",
+            "through",
+            "back",
+            "ready",
+            "answer",
+            "answered",
+            "pick up",
+            "picked up",
+            "reached",
+            "going",
+            "decided",
+        )
     )
 
 

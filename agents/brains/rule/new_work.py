@@ -137,7 +137,22 @@ def _hold(ctx: Context, kind: WorkKind) -> str:
     return f"Okay — I'll hold off on {what}. Just tell me when, and I'll start it then."
 
 
-_DOING_VERBS = frozenset("do make start get begin kick run set chase follow give arrange".split())
+_DOING_VERBS = frozenset(
+    [
+        "do",
+        "make",
+        "start",
+        "get",
+        "begin",
+        "kick",
+        "run",
+        "set",
+        "chase",
+        "follow",
+        "give",
+        "arrange",
+    ]
+)
 
 
 def _after_start_verb(reading: Reading, at: Occurrence) -> bool:
@@ -202,6 +217,12 @@ def _medicine(ctx: Context) -> str | None:
     return None
 
 
+def _medicine_name(entry: str) -> str:
+    """A chart's medication entry as people say it: the brand if it has one."""
+    brand = re.search(r"\((\w+)\)", entry)
+    return brand.group(1) if brand else entry.split()[0]
+
+
 def prior_auth(ctx: Context) -> Action | None:
     """A prior authorization for the medicine named, filed in the background."""
     kind = ctx.workspace.lexicon.kind("prior_auth")
@@ -218,10 +239,10 @@ def prior_auth(ctx: Context) -> Action | None:
     patient = patients[0] if patients else None
     if medicine is None:
         if patient is not None and patient.medications:
-            meds = [m.split()[0] for m in patient.medications]
+            meds = [_medicine_name(m) for m in patient.medications]
             return Reply(
-                f"Which medication is the prior authorization for {first_name(patient.name)} "
-                f"for — {join(meds).replace(' and ', ' or ')}?"
+                f"Which medication is {first_name(patient.name)}'s prior authorization for — "
+                f"{join(meds).replace(' and ', ' or ')}?"
             )
         return Reply("Which medication is the prior authorization for?")
     agent = _helper(ctx, kind.tool)
@@ -339,8 +360,7 @@ def _nobody_to_call(ctx: Context) -> Reply:
     ]
     if strangers:
         return Reply(
-            f"I don't have a patient called “{strangers[0]}” in the directory — who should "
-            "I call?"
+            f"I don't have a patient called “{strangers[0]}” in the directory — who should I call?"
         )
     return Reply("I can call our patients — who should I call? For example, “call Bob”.")
 

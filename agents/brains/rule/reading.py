@@ -70,6 +70,8 @@ class Workspace:
     team: tuple[AgentDefinition, ...]
     names: dict[str, tuple[Patient, ...]] = field(default_factory=dict)
     medicines: frozenset[str] = frozenset()
+    unavailable: tuple[WorkKind, ...] = ()
+    """The lexicon's kinds of work nobody on the team has the tool for."""
     insurers: tuple[str, ...] = ()
     """The patients' insurers' names, normalized: naming one names a prior auth."""
     targets: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -80,7 +82,10 @@ class Workspace:
     def build(
         cls, lexicon: Lexicon, patients: Sequence[Patient], team: Sequence[AgentDefinition]
     ) -> Workspace:
-        """Index *patients*, *lexicon* and *team* for reading."""
+        """Index *patients*, *lexicon* and *team* for reading; the lexicon's kinds of work
+        apply only where someone on the team has their tool."""
+        everything = lexicon
+        lexicon = lexicon.for_tools(frozenset(t for a in team for t in a.tools))
         names: dict[str, list[Patient]] = {}
         for patient in patients:
             for part in dict.fromkeys(n.lower() for n in normalize(patient.name).split()):
@@ -120,6 +125,7 @@ class Workspace:
             team=tuple(team),
             names={k: tuple(v) for k, v in names.items()},
             medicines=frozenset(medicines),
+            unavailable=tuple(k for k in everything.kinds if k not in lexicon.kinds),
             insurers=insurers,
             targets={k: tuple(sorted(v)) for k, v in targets.items()},
         )
@@ -200,10 +206,13 @@ class Workspace:
         """The kinds of work *text* names by a noun ("the PA", "the calls")."""
         found = [k for k in self.lexicon.kinds if text.has(*k.names)]
         auth = self.lexicon.kind("prior_auth")
-        if auth is not None and auth not in found:
-            # "any word from Bluebridge?": a patient's insurer names the prior auth.
-            if any(text.has(i) or text.has(i.split()[0]) for i in self.insurers):
-                found.append(auth)
+        # "any word from Bluebridge?": a patient's insurer names the prior auth.
+        if (
+            auth is not None
+            and auth not in found
+            and any(text.has(i) or text.has(i.split()[0]) for i in self.insurers)
+        ):
+            found.append(auth)
         return found
 
     def kind_of_shape(self, shape: WorkShape) -> WorkKind | None:

@@ -25,9 +25,11 @@ from agents.brains.rule.text import Text, normalize, stem
 from agents.brains.rule.vocabulary import FILLER
 from agents.models import MessageRole, Patient
 
-ALL_WORDS = frozenset("all every everything everyone everybody both each whole".split())
-PRONOUNS = frozenset("it that this them they their those these one".split())
-PERSON_PRONOUNS = frozenset("her him his she he hers".split())
+ALL_WORDS = frozenset(
+    ["all", "every", "everything", "everyone", "everybody", "both", "each", "whole"]
+)
+PRONOUNS = frozenset(["it", "that", "this", "them", "they", "their", "those", "these", "one"])
+PERSON_PRONOUNS = frozenset(["her", "him", "his", "she", "he", "hers"])
 _GERUNDS = {"calling": "call", "phoning": "call", "ringing": "call", "dialing": "call"}
 
 
@@ -147,9 +149,7 @@ class Resolution:
         return len(self.tasks) > 1 and not self.named.plural
 
 
-def _filter(
-    facts: Sequence[TaskFacts], named: Named
-) -> tuple[list[TaskFacts], str | None]:
+def _filter(facts: Sequence[TaskFacts], named: Named) -> tuple[list[TaskFacts], str | None]:
     found = list(facts)
     if named.patients:
         wanted = set(p.id for p in named.patients)
@@ -242,7 +242,9 @@ def _recent(
         reading: Reading = workspace.read(line.text)
         named = named_in(reading.words, workspace)
         if people_only:
-            named = Named(named.patients, named.people, (), (), False, False, False, False, False, ())
+            named = Named(
+                named.patients, named.people, (), (), False, False, False, False, False, ()
+            )
             if not named.patients:
                 continue
         if not named.specific:

@@ -47,6 +47,9 @@ def small_talk(ctx: Context) -> Reply:
         return Reply("Take care! Anything still running will be waiting for you here.")
     if text.has("never mind", "nevermind", "nothing", "forget it", "sorry wrong", "ok", "okay"):
         return Reply("No problem.")
+    for kind in ctx.workspace.unavailable:
+        if text.has(*kind.verbs, *kind.nouns):
+            return Reply(f"None of our agents can do {kind.plural}, I'm afraid.")
     greetings = {"hi", "hello", "hey", "morning", "afternoon", "evening", "howdy", "yo"}
     if words & greetings or text.has("how are you"):
         return Reply("Hi! How can I help you today?")

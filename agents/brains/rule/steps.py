@@ -54,8 +54,20 @@ async def next_step(work: Work, directory: PatientDirectory) -> Step:
 def _acknowledge(work: Work) -> str:
     said = "; ".join(_noted(i) for i in work.new_instructions)
     started = any(isinstance(r.step, CallTool) and r.result for r in work.history)
+    last = work.history[-1] if work.history else None
+    # A call with neither result nor error is still in flight: the tool has it now.
+    in_flight = (
+        last is not None
+        and isinstance(last.step, CallTool)
+        and last.result is None
+        and last.error is None
+    )
     tool = work.task.params.get("tool")
-    if started:
+    if in_flight and tool == PRIOR_AUTH:
+        then = "I've passed that on to the payer with the request."
+    elif in_flight and tool == PHONE_CALL:
+        then = "I'll bring that up on the call."
+    elif started:
         then = "I'll include that in my report."
     elif tool == PRIOR_AUTH:
         then = "I'll include that in the request."
@@ -157,7 +169,13 @@ def _with_instructions(
 
 def _finish(result: ToolResult, instructions: Sequence[str]) -> Finish:
     text = result.text
-    extra = [_noted(i) for i in instructions if sentence(i) not in text]
+    # What the tool already took in (its notes) is in its result; say only the rest.
+    taken = {" ".join(str(n).split()).rstrip(".").lower() for n in result.data.get("notes") or ()}
+    extra = [
+        _noted(i)
+        for i in instructions
+        if sentence(i) not in text and " ".join(i.split()).rstrip(".").lower() not in taken
+    ]
     if extra:
         text += f" Also noted: {'; '.join(extra)}."
     data = dict(result.data)

@@ -29,7 +29,23 @@ CLEAR_FIT = 0.6
 WEAK_FIT = 0.3
 """Below this, the request is not about this agent at all."""
 
-_YES = frozenset("yes yeah yep sure please ok okay go ahead do it correct right".split())
+_YES = frozenset(
+    [
+        "yes",
+        "yeah",
+        "yep",
+        "sure",
+        "please",
+        "ok",
+        "okay",
+        "go",
+        "ahead",
+        "do",
+        "it",
+        "correct",
+        "right",
+    ]
+)
 _PERSON_PARAMS = ("patient", "person", "name", "who", "contact", "customer", "client")
 _TEXT_PARAMS = (
     "request",
