@@ -185,8 +185,8 @@ async def test_prior_auth_in_the_background(shared_servers: Any) -> None:
         followups = wire.messages(kind="followup")
         assert not followups, "the payer decided before the status question was answered"
         assert "ozempic" in status["text"].lower()
-        assert "still working" in status["text"]
-        assert "still waiting on the pharmacy" in status["text"].lower()
+        assert "still waiting on Bluebridge Health" in status["text"]
+        assert "a decision is expected" in status["text"]
         answer = await wire.request({"type": "task.status", "task_id": task_id})
         live = check_result_task(answer, id=answer["id"])
         assert live["state"] == "working"
