@@ -1,9 +1,9 @@
-"""The benchmarks, P1 to P6, in the order they run."""
+"""The benchmarks, P1 to P7, in the order they run."""
 
 from __future__ import annotations
 
 from bench.scenario import Scenario
-from bench.scenarios import cancel, fanout, latency, resume, sockets, throughput
+from bench.scenarios import cancel, fanout, latency, resume, rule_brain, sockets, throughput
 
 SCENARIOS: dict[str, Scenario] = {
     s.id: s
@@ -14,5 +14,6 @@ SCENARIOS: dict[str, Scenario] = {
         throughput.SCENARIO,
         sockets.SCENARIO,
         resume.SCENARIO,
+        rule_brain.SCENARIO,
     )
 }

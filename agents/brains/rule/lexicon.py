@@ -13,11 +13,13 @@ descriptions and examples alone.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 WorkShape = Literal["call", "prior_auth", "records"]
 """The shapes of work the brain knows how to ask for: each has its own arguments."""
+SHAPES: tuple[WorkShape, ...] = ("call", "prior_auth", "records")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,9 @@ class PatientGroup:
     nicknames: tuple[str, ...] = ()
 
 
+DEFAULT_URGENT = ("urgent", "asap", "expedite", "expedited", "rush", "priority")
+
+
 @dataclass(frozen=True, slots=True)
 class Lexicon:
     """A workspace's own vocabulary for the rule brain (see the module docstring)."""
@@ -69,9 +74,81 @@ class Lexicon:
     brands: frozenset[str] = frozenset()
     """The medicines written with a capital ("Ozempic"), lowercased."""
     groups: tuple[PatientGroup, ...] = ()
-    urgent: tuple[str, ...] = ("urgent", "asap", "expedite", "expedited", "rush", "priority")
+    urgent: tuple[str, ...] = DEFAULT_URGENT
     words: frozenset[str] = field(default_factory=frozenset)
     """More words to correct typos towards (the workspace's jargon)."""
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> Lexicon:
+        """A lexicon from plain data (a workspace file's ``[lexicon]`` table)::
+
+            medicines = ["ozempic"]; brands = ["ozempic"]; urgent = ["urgent", "asap"]
+            [[lexicon.kinds]]  shape, tool, label, plural, nouns, verbs, aliases
+            [[lexicon.groups]] name, flag, phrases, nicknames
+
+        Phrases are normalized (lowercased). Raises :class:`ValueError` for a shape the
+        brain does not know, or a missing or mistyped field.
+        """
+
+        def phrases(
+            source: Mapping[str, Any], key: str, *, required: bool = False
+        ) -> tuple[str, ...]:
+            value = source.get(key, None)
+            if value is None:
+                if required:
+                    raise ValueError(f"lexicon: {key!r} is required")
+                return ()
+            if isinstance(value, str) or not isinstance(value, Sequence):
+                raise ValueError(f"lexicon: {key!r} must be a list of strings")
+            if not all(isinstance(v, str) for v in value):
+                raise ValueError(f"lexicon: {key!r} must be a list of strings")
+            return tuple(" ".join(v.lower().split()) for v in value if v.strip())
+
+        def text(source: Mapping[str, Any], key: str) -> str:
+            value = source.get(key)
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"lexicon: {key!r} must be a non-empty string")
+            return value.strip()
+
+        kinds = []
+        for entry in data.get("kinds") or ():
+            if not isinstance(entry, Mapping):
+                raise ValueError("lexicon: each kind must be a table")
+            shape = text(entry, "shape")
+            if shape not in SHAPES:
+                raise ValueError(f"lexicon: unknown shape {shape!r} (known: {', '.join(SHAPES)})")
+            kinds.append(
+                WorkKind(
+                    shape=shape,
+                    tool=text(entry, "tool"),
+                    label=text(entry, "label"),
+                    plural=text(entry, "plural"),
+                    nouns=phrases(entry, "nouns", required=True),
+                    verbs=phrases(entry, "verbs"),
+                    aliases=phrases(entry, "aliases"),
+                )
+            )
+        groups = []
+        for entry in data.get("groups") or ():
+            if not isinstance(entry, Mapping):
+                raise ValueError("lexicon: each group must be a table")
+            groups.append(
+                PatientGroup(
+                    name=text(entry, "name"),
+                    flag=text(entry, "flag"),
+                    phrases=phrases(entry, "phrases", required=True),
+                    nicknames=phrases(entry, "nicknames"),
+                )
+            )
+        urgent = phrases(data, "urgent") or DEFAULT_URGENT
+        return cls(
+            kinds=tuple(kinds),
+            medicines=frozenset(phrases(data, "medicines")),
+            brands=frozenset(phrases(data, "brands")),
+            groups=tuple(groups),
+            urgent=urgent,
+            words=frozenset(phrases(data, "words")),
+        )
 
     def kind(self, shape: WorkShape) -> WorkKind | None:
         """The kind of work of this shape, if the workspace has one."""

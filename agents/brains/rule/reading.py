@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from agents.brains.rule.lexicon import Lexicon, PatientGroup, WorkKind, WorkShape
 from agents.brains.rule.text import Text, normalize
@@ -75,6 +76,8 @@ class Workspace:
     insurers: tuple[str, ...] = ()
     """The patients' insurers' names, normalized: naming one names a prior auth."""
     targets: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    facts: OrderedDict[tuple[str, str, str], Any] = field(default_factory=OrderedDict)
+    """What each task title says (see :func:`~.references.task_facts`), bounded."""
     _corrections: OrderedDict[str, str] = field(default_factory=OrderedDict)
     _readings: OrderedDict[str, Reading] = field(default_factory=OrderedDict)
 
@@ -156,6 +159,12 @@ class Workspace:
         if len(self._corrections) > _MAX_CACHE:
             self._corrections.popitem(last=False)
         return fixed
+
+    def remember_facts(self, key: tuple[str, str, str], facts: Any) -> None:
+        """Keep what a task's title says; the oldest is dropped past the bound."""
+        self.facts[key] = facts
+        if len(self.facts) > _MAX_CACHE:
+            self.facts.popitem(last=False)
 
     def read(self, text: str) -> Reading:
         """*text* read against this workspace (cached)."""

@@ -49,7 +49,20 @@ class TaskFacts:
 
 
 def task_facts(task: TaskSummary, workspace: Workspace) -> TaskFacts:
-    """The facts of *task*, read from its title, its subject and its agent's tools."""
+    """The facts of *task*, read from its title, its subject and its agent's tools.
+
+    Read once per title, subject and agent (the workspace's bounded cache): a turn with
+    a hundred tasks running reads none of them again.
+    """
+    key = (task.title, task.subject, task.agent_id)
+    known = workspace.facts.get(key)
+    if known is None:
+        known = _read_facts(task, workspace)
+        workspace.remember_facts(key, known)
+    return TaskFacts(task, known.kind, known.patients, known.medicines, known.keywords)
+
+
+def _read_facts(task: TaskSummary, workspace: Workspace) -> TaskFacts:
     words = normalize(f"{task.title} {task.subject}").split()
     agent = next((a for a in workspace.team if a.id == task.agent_id), None)
     kind = None

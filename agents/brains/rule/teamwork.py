@@ -136,13 +136,11 @@ def delegate_to_team(ctx: Context) -> Action | None:
 
 
 def _ask(best: Fit, ranked: Sequence[Fit]) -> Ask:
-    example = f" — for example, “{best.example}”" if best.example else ""
+    example = f" (it takes things like “{best.example}”)" if best.example else ""
     others = [f.agent.name for f in ranked[1:3] if f.score >= WEAK_FIT]
-    alternative = f", or {' or '.join(others)}" if others else ""
-    return Ask(
-        f"Should I hand that to {best.agent.name}{example}{alternative}? Say yes, or tell me "
-        "more about what you need."
-    )
+    alternative = f", or should {' or '.join(others)}" if others else ""
+    # Ends with the question mark: the next turn's "yes" is read as its answer.
+    return Ask(f"Should I hand that to {best.agent.name}{example}{alternative}?")
 
 
 def _assign(ctx: Context, agent: AgentDefinition, tools: Mapping[str, Tool]) -> Delegate:
