@@ -22,7 +22,7 @@ what the person hears.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from agents.brains import Action, Outcome, Reply, Step, Turn, Work
 from agents.brains.rule import followups, intents, phrasing, steps
@@ -34,7 +34,7 @@ from agents.demo.lexicon import DEMO_LEXICON
 from agents.demo.records import RECORDS_LOOKUP
 from agents.models import Task
 from agents.ports import PatientDirectory
-from agents.tools import Tool, ToolResult
+from agents.tools import ToolResult
 
 _WORKSPACES = 64
 """Workspaces whose reading indexes a brain keeps: bounded, least recently used dropped."""
@@ -55,15 +55,13 @@ class RuleBrain:
         directory: PatientDirectory,
         *,
         lexicon: Lexicon | Mapping[str, Lexicon] = DEMO_LEXICON,
-        tools: Iterable[Tool] = (),
     ) -> None:
         """*lexicon* is what the brain knows of the work beyond its grammar: one for every
         workspace, or one per workspace id (others get none). A lexicon's kinds of work
-        apply only where the team has their tools. *tools* lets it read tools'
-        descriptions and parameter schemas when it delegates by the team's own words."""
+        apply only where the team has their tools; other work is read against the
+        team's agents and the turn's tools (:attr:`Turn.tools`)."""
         self._directory = directory
         self._lexicon = lexicon
-        self._tools = {tool.name: tool for tool in tools}
         self._workspaces: OrderedDict[tuple[object, ...], Workspace] = OrderedDict()
 
     def _lexicon_for(self, workspace_id: str) -> Lexicon:
@@ -89,7 +87,7 @@ class RuleBrain:
 
     async def respond(self, turn: Turn) -> Action:
         """Decide what to do about one user turn."""
-        action = intents.decide(turn, await self.workspace(turn), self._tools)
+        action = intents.decide(turn, await self.workspace(turn))
         # A question back is a plain reply on the wire; nothing is done until answered.
         return Reply(action.text) if isinstance(action, Ask) else action
 

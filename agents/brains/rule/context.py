@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from agents.brains import Action, Reply, Turn
 from agents.brains.rule.reading import Reading, Workspace
 from agents.brains.rule.references import Resolution, TaskFacts, resolve
 from agents.brains.rule.sentences import join
-from agents.tools import Tool
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +21,6 @@ class Context:
     reading: Reading
     facts: tuple[TaskFacts, ...]
     hint: tuple[str, ...] = ()
-    tools: Mapping[str, Tool] = field(default_factory=dict)
 
     @property
     def active(self) -> tuple[TaskFacts, ...]:

@@ -17,20 +17,21 @@ transcript, so no state outlives the conversation's own record.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 from agents.brains import Action, Cancel, CheckStatus, Instruct, Reply, Turn
 from agents.brains.rule.context import Ask, Context, nothing_for, which
 from agents.brains.rule.grammar import find, is_question, negated
 from agents.brains.rule.instructions import parse_instruction
 from agents.brains.rule.lexicon import Lexicon
+from agents.brains.rule.matching import PatientIndex
 from agents.brains.rule.new_work import explain, forbidden, outreach, prior_auth, records
 from agents.brains.rule.phrasing import title_label
 from agents.brains.rule.reading import Reading, Workspace
 from agents.brains.rule.references import ALL_WORDS, PRONOUNS, TaskFacts, named_in, task_facts
 from agents.brains.rule.sentences import capital
 from agents.brains.rule.small_talk import small_talk
-from agents.brains.rule.teamwork import delegate_to_team
+from agents.brains.rule.team import delegate_to_team
 from agents.brains.rule.vocabulary import (
     CANCEL_PHRASES,
     FIELD_WORDS,
@@ -40,7 +41,6 @@ from agents.brains.rule.vocabulary import (
     STATUS_WEAK,
 )
 from agents.models import MessageRole
-from agents.tools import Tool
 
 Intent = Callable[[Context], Action | None]
 """Recognises one intent: its action for the turn, or ``None`` if the turn is not it."""
@@ -85,13 +85,8 @@ _ANSWER_WORDS = frozenset(
 )
 
 
-def decide(turn: Turn, workspace: Workspace, tools: Mapping[str, Tool] | None = None) -> Action:
-    """What to do about one user turn, reading *turn* against *workspace*.
-
-    *tools* (by name) lets the brain read a workspace's own tools' descriptions and
-    parameter schemas when it delegates work no lexicon describes.
-    """
-    tools = tools or {}
+def decide(turn: Turn, workspace: Workspace) -> Action:
+    """What to do about one user turn, reading *turn* against *workspace*."""
     reading = workspace.read(turn.text)
     if not reading.words:
         return Reply("I'm here — what can I do for you?")
@@ -100,13 +95,11 @@ def decide(turn: Turn, workspace: Workspace, tools: Mapping[str, Tool] | None = 
     if pending is not None and _is_answer(reading, workspace):
         if set(reading.words) & _NEGATIVE_ANSWERS or reading.has("never mind", "leave them"):
             return Reply("Okay — I'll leave everything as it is.")
-        earlier = Context(
-            turn, workspace, workspace.read(pending), facts, hint=reading.words, tools=tools
-        )
+        earlier = Context(turn, workspace, workspace.read(pending), facts, hint=reading.words)
         action = _first(earlier)
         if action is not None:
             return action
-    ctx = Context(turn, workspace, reading, facts, tools=tools)
+    ctx = Context(turn, workspace, reading, facts)
     return _first(ctx) or small_talk(ctx)
 
 
@@ -420,6 +413,12 @@ _DECISIONS = (
 )
 
 
+def _team(ctx: Context) -> Action | None:
+    """Work no lexicon names: read against the team's own agents and tools."""
+    index = PatientIndex(ctx.workspace.patients)
+    return delegate_to_team(ctx.reading.text, ctx.turn, index)
+
+
 def _names_fields(reading: Reading) -> bool:
     return any(reading.has(*FIELD_WORDS[f]) for f in FIELD_WORDS)
 
@@ -469,7 +468,7 @@ _INTENTS: tuple[Intent, ...] = (
     prior_auth,
     outreach,
     records,
-    delegate_to_team,
+    _team,
 )
 """The intents, in the order that settles collisions between them (see the module)."""
 
