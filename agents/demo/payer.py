@@ -234,7 +234,8 @@ def build_prior_auth_tool(
         medication = str(args.get("medication") or "").strip()
         if not medication:
             raise ToolError("No medication was named for the prior authorization.")
-        early[ctx.task_id] = []
+        # What came while the call was starting (see amend) is kept, not reset.
+        early.setdefault(ctx.task_id, [])
         try:
             query = str(args.get("patient_id") or args.get("patient") or "")
             patient = await find_patient(directory, ctx.workspace_id, query) if query else None
@@ -317,10 +318,11 @@ def build_prior_auth_tool(
         urgent = is_urgent(note)
         changed = payer.amend(ctx.task_id, note=note, urgent=urgent)
         if not changed:
-            if ctx.task_id in early:
-                early[ctx.task_id].append((note, urgent))
-                return "That goes with the request when it is filed."
-            return None
+            if any(r.task_id == ctx.task_id for r in payer.submitted):
+                return None  # decided or withdrawn: too late to change it
+            # The call is starting and has not filed yet: the note goes with the filing.
+            early.setdefault(ctx.task_id, []).append((note, urgent))
+            return "That goes with the request when it is filed."
         wake = waiting.get(ctx.task_id)
         if wake is not None:
             wake.set()

@@ -170,7 +170,8 @@ def build_phone_tool(
     calling: dict[str | None, str] = {}
 
     async def call(ctx: ToolContext, args: Mapping[str, Any]) -> ToolResult:
-        added[ctx.task_id] = []
+        # Talking points that came while the call was starting are kept, not reset.
+        added.setdefault(ctx.task_id, [])
         try:
             return await _call(ctx, args)
         finally:
@@ -224,9 +225,12 @@ def build_phone_tool(
     async def amend(ctx: ToolContext, args: Mapping[str, Any], instruction: str) -> str | None:
         await anyio.lowlevel.checkpoint()
         point = " ".join(instruction.split()).rstrip(".")
-        if ctx.task_id not in added or not point:
-            return None
-        added[ctx.task_id].append(point)
+        if not point or any(
+            c.task_id == ctx.task_id and c.call_id not in telephony.active_calls
+            for c in telephony.calls
+        ):
+            return None  # the call is over: too late to bring it up
+        added.setdefault(ctx.task_id, []).append(point)
         who = calling.get(ctx.task_id, "the patient")
         return f"Added a talking point for the call with {who}: “{point}”."
 

@@ -313,13 +313,10 @@ async def test_a_sub_agent_chat_opens_in_a_new_tab_and_runs_live(
     # Then the work finishes while the tab watches.
     await expect(tab.locator("#state")).to_have_attribute("data-state", "completed")
     await expect(messages(tab, role="agent").filter(has_text="Approved")).to_have_count(1)
-    # Acknowledged when it arrived, taken by the payer, and honoured in the result.
+    # Acknowledged once, when it arrived (the payer honouring it is timing-dependent
+    # here; tests/agents/test_live_instructions.py checks it deterministically).
     await expect(
         messages(tab, role="agent").filter(has_text="Noted: mark it urgent")
-    ).to_have_count(1)
-    await expect(messages(tab, role="agent").filter(has_text="as urgent now")).to_have_count(1)
-    await expect(
-        messages(tab, role="agent").filter(has_text="expedited at your request")
     ).to_have_count(1)
     assert await messages(tab).count() > before + 1
     await expect(widget(tab).locator("textarea")).to_be_disabled()
