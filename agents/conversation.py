@@ -47,6 +47,7 @@ from agents.models import (
     ChatKind,
     Conversation,
     Message,
+    MessageDelta,
     MessageKind,
     MessageRole,
     Principal,
@@ -415,11 +416,20 @@ class ConversationRuntime:
         *,
         kind: MessageKind = MessageKind.REPLY,
         task_id: str | None = None,
+        message_id: str | None = None,
     ) -> StreamEvent:
-        """Store and announce an agent's message in *chat_id*."""
+        """Store and announce an agent's message in *chat_id* (under *message_id*, the
+        id its previews carried, if it was streamed)."""
         message = Message(MessageRole.AGENT, agent.author, kind, text, task_id=task_id)
+        if message_id is not None:
+            message = replace(message, message_id=message_id)
         (event,) = await self.commit(Changes(events=[NewEvent(chat_id, message)]))
         return event
+
+    async def preview(self, chat_id: str, message_id: str, piece: str) -> None:
+        """Show *chat_id*'s watchers the next piece of message *message_id* (not stored)."""
+        event = StreamEvent(chat_id, 0, utcnow(), MessageDelta(message_id, piece))
+        await self._publish([event])
 
     async def post_followup(
         self, text: str, task_ids: Sequence[str], *, task_id: str | None
@@ -585,11 +595,13 @@ class ConversationRuntime:
         rollup: bool,
         tg: TaskGroup,
         announce: str = "",
+        announce_id: str | None = None,
     ) -> list[TaskRunner]:
         """Start one background task per assignment, stored in a single commit.
 
         *announce*, if given, is the owner's message saying so: stored in the same
-        commit, right after the tasks' ``submitted`` events, in the owner's chat.
+        commit, right after the tasks' ``submitted`` events, in the owner's chat (under
+        *announce_id* if it was streamed).
 
         Raises :class:`DepthLimitExceeded` past the depth cap, and :class:`NotFound`
         for an agent that is not one of this workspace's.
@@ -669,12 +681,10 @@ class ConversationRuntime:
                 self.conversation.chat_id if parent is None else self._tasks[parent.id].chat_id
             )
             about = tasks[0].id if len(tasks) == 1 else None
-            events.append(
-                NewEvent(
-                    chat_id,
-                    Message(MessageRole.AGENT, owner.author, MessageKind.REPLY, announce, about),
-                )
-            )
+            said = Message(MessageRole.AGENT, owner.author, MessageKind.REPLY, announce, about)
+            if announce_id is not None:
+                said = replace(said, message_id=announce_id)
+            events.append(NewEvent(chat_id, said))
         async with self._lock:
             stored = await self._store_commit(
                 Changes(chats=chats, tasks=tasks, events=[*events, *firsts])

@@ -69,6 +69,7 @@ TERMINAL_STATES = frozenset(
 class EventType(enum.StrEnum):
     MESSAGE = "message"
     TASK = "task"
+    DELTA = "message.delta"
 
 
 class MessageRole(enum.StrEnum):
@@ -225,16 +226,23 @@ SERVER_AUTHOR = Author("switchboard", "Switchboard")
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """The body of a ``message`` stream event."""
+    """The body of a ``message`` stream event.
+
+    ``message_id`` is unique and opaque; a reply streamed as ``message.delta`` frames
+    is stored under the id its deltas carried.
+    """
 
     role: MessageRole
     author: Author
     kind: MessageKind
     text: str
     task_id: str | None = None
+    message_id: str = field(default_factory=lambda: new_id("msg"), compare=False)
+    """Not part of what the message says: two messages saying the same are equal."""
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {
+            "message_id": self.message_id,
             "role": self.role.value,
             "author": self.author.to_wire(),
             "kind": self.kind.value,
@@ -243,6 +251,22 @@ class Message:
         if self.task_id is not None:
             wire["task_id"] = self.task_id
         return wire
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDelta:
+    """The next piece of a message still being written: a preview, never stored.
+
+    It travels as a :class:`StreamEvent` with ``seq`` 0, so that it reaches the chat's
+    watchers on every node the way stored events do, and goes on the wire as a
+    ``message.delta`` control frame.
+    """
+
+    message_id: str
+    text: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"message_id": self.message_id, "text": self.text}
 
 
 def interruption_notice(count: int) -> Message:
@@ -266,12 +290,16 @@ class TaskUpdate:
         return {"task": self.task.view()}
 
 
-EventBody = Message | TaskUpdate
+EventBody = Message | TaskUpdate | MessageDelta
 
 
 @dataclass(frozen=True, slots=True)
 class StreamEvent:
-    """A stored event of one chat; ``seq`` is gapless per chat and starts at 1."""
+    """A stored event of one chat; ``seq`` is gapless per chat and starts at 1.
+
+    The one exception is a :class:`MessageDelta`, which is never stored: its ``seq`` is
+    0, and :attr:`is_preview` is true.
+    """
 
     chat_id: str
     seq: int
@@ -280,17 +308,30 @@ class StreamEvent:
 
     @property
     def type(self) -> EventType:
-        return EventType.MESSAGE if isinstance(self.body, Message) else EventType.TASK
+        if isinstance(self.body, Message):
+            return EventType.MESSAGE
+        if isinstance(self.body, MessageDelta):
+            return EventType.DELTA
+        return EventType.TASK
+
+    @property
+    def is_preview(self) -> bool:
+        """A ``message.delta``: not stored, no ``seq``, never replayed."""
+        return isinstance(self.body, MessageDelta)
 
     @property
     def task_id(self) -> str | None:
         """The task this event is about, if any (its contents are PHI)."""
         if isinstance(self.body, TaskUpdate):
             return self.body.task.id
+        if isinstance(self.body, MessageDelta):
+            return None
         return self.body.task_id
 
     def to_wire(self) -> dict[str, Any]:
-        """The event as PROTOCOL.md sends it."""
+        """The event as PROTOCOL.md sends it (a delta as its control frame)."""
+        if isinstance(self.body, MessageDelta):
+            return {"type": EventType.DELTA.value, "chat_id": self.chat_id, **self.body.to_wire()}
         wire: dict[str, Any] = {
             "seq": self.seq,
             "type": self.type.value,
@@ -305,6 +346,8 @@ def body_to_json(body: EventBody) -> dict[str, Any]:
     """Serialize an event body for storage (the inverse of :func:`body_from_json`)."""
     if isinstance(body, Message):
         return {"type": "message", **body.to_wire()}
+    if isinstance(body, MessageDelta):
+        return {"type": "message.delta", **body.to_wire()}
     return {"type": "task", "task": task_to_json(body.task)}
 
 
@@ -318,7 +361,12 @@ def body_from_json(data: Mapping[str, Any]) -> EventBody:
             kind=MessageKind(data["kind"]),
             text=data["text"],
             task_id=data.get("task_id"),
+            # Stored before messages had ids: one derived from the stored text's place
+            # would change with nothing; a fresh one per read is still unique.
+            message_id=data.get("message_id") or new_id("msg"),
         )
+    if data["type"] == "message.delta":
+        return MessageDelta(str(data["message_id"]), str(data["text"]))
     return TaskUpdate(task_from_json(data["task"]))
 
 

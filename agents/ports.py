@@ -149,7 +149,11 @@ class Publisher(Protocol):
     """Hands stored events to whoever watches their chat (this node or others)."""
 
     async def publish(self, workspace_id: str, events: Sequence[StreamEvent]) -> None:
-        """Publish *events*, already committed, in order. Never raises for no listeners."""
+        """Publish *events*, already committed, in order. Never raises for no listeners.
+
+        A :class:`~agents.models.MessageDelta` event (``seq`` 0) is the one kind
+        published without being stored: a preview of a message still being written.
+        """
         ...
 
 

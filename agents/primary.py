@@ -45,7 +45,7 @@ from agents.brains import (
     UseTool,
 )
 from agents.exceptions import Conflict, NotFound, SwitchboardError, Unavailable, first_type
-from agents.models import MessageKind, MessageRole, Task, TaskState
+from agents.models import MessageKind, MessageRole, Task, TaskState, new_id
 from agents.tools import ToolContext
 
 if TYPE_CHECKING:
@@ -71,6 +71,26 @@ class _TaskNews:
     task_id: str
 
 
+class _ReplyPreview:
+    """A turn's :class:`~agents.brains.Preview`: each piece goes out as a delta at once."""
+
+    def __init__(self, runtime: ConversationRuntime) -> None:
+        self._runtime = runtime
+        self.message_id = new_id("msg")
+        self._pieces: list[str] = []
+
+    @property
+    def said(self) -> str:
+        """What the person has been shown so far."""
+        return "".join(self._pieces)
+
+    async def write(self, piece: str) -> None:
+        if not piece:
+            return
+        self._pieces.append(piece)
+        await self._runtime.preview(self._runtime.conversation.chat_id, self.message_id, piece)
+
+
 class PrimaryAgent:
     """The conversation's primary agent; its loop runs in the conversation's group."""
 
@@ -85,6 +105,7 @@ class PrimaryAgent:
         self._finished_data: dict[str, Mapping[str, object]] = {}
         self._announced: set[str] = set()
         self._turn_scope: anyio.CancelScope | None = None
+        self._preview: _ReplyPreview | None = None
         # What the brain is shown of the conversation: bounded, oldest dropped first.
         self._transcript: deque[TranscriptLine] = deque(maxlen=TRANSCRIPT_LENGTH)
         self._answering = False
@@ -162,6 +183,7 @@ class PrimaryAgent:
                 "turn failed",
                 extra={"conversation_id": conversation_id, "error": _first_code(group)},
             )
+            await self._end_preview()
             await self._say_safely(TURN_FAILED, MessageKind.NOTICE)
         except* Exception as group:
             # A bug (a brain raising KeyError, a task group's ExceptionGroup): this turn
@@ -171,7 +193,10 @@ class PrimaryAgent:
                 "turn failed unexpectedly",
                 extra={"conversation_id": conversation_id, "error": first_type(group)},
             )
+            await self._end_preview()
             await self._say_safely(TURN_FAILED, MessageKind.NOTICE)
+        finally:
+            self._preview = None
 
     # -- answering a turn ------------------------------------------------------------
 
@@ -193,6 +218,7 @@ class PrimaryAgent:
         runtime = self.runtime
         inline: tuple[UseTool, str] | None = None
         self._transcript.append(TranscriptLine(MessageRole.USER, MessageKind.REPLY, text))
+        preview = self._preview = _ReplyPreview(runtime)
         with anyio.CancelScope() as scope:
             self._turn_scope = scope
             try:
@@ -209,6 +235,7 @@ class PrimaryAgent:
                         conversation_id=runtime.conversation.id,
                         transcript=tuple(self._transcript),
                         tools=runtime.tool_infos(),
+                        preview=preview,
                     )
                 )
                 if isinstance(action, UseTool) and not self._is_slow(action.tool):
@@ -216,10 +243,17 @@ class PrimaryAgent:
             finally:
                 self._turn_scope = None
         if scope.cancelled_caught:
-            return  # barge-in: this reply is abandoned, never sent
+            # Barge-in: this reply is abandoned, never sent — but what the person was
+            # already shown of it is stored as said, so no delta is left without its
+            # message.
+            await self._end_preview()
+            return
         if inline is not None:
+            await self._end_preview()
             await self._say(inline[1], MessageKind.REPLY)
             return
+        if not isinstance(action, Reply | Delegate):
+            await self._end_preview()
         await self._act(brain, action)
 
     def _is_slow(self, tool_name: str) -> bool:
@@ -241,13 +275,31 @@ class PrimaryAgent:
 
     # -- acting on an action ---------------------------------------------------------
 
+    async def _end_preview(self) -> None:
+        """Store what the person was shown of a reply that will not be finished."""
+        preview, self._preview = self._preview, None
+        if preview is None or not preview.said:
+            return
+        with anyio.CancelScope(shield=True):
+            await self._say_safely(preview.said, MessageKind.REPLY, message_id=preview.message_id)
+
+    def _streamed_id(self) -> str | None:
+        """The id the reply's deltas carried, if any went out (taken once)."""
+        preview, self._preview = self._preview, None
+        return preview.message_id if preview is not None and preview.said else None
+
     async def _act(self, brain: Brain, action: Action) -> None:
         if isinstance(action, Reply):
-            await self._say(action.text, MessageKind.REPLY)
+            await self._say(action.text, MessageKind.REPLY, message_id=self._streamed_id())
         elif isinstance(action, UseTool):
             await self._delegate_tool(action)
         elif isinstance(action, Delegate):
-            await self._delegate(action.text, action.assignments, rollup=action.rollup)
+            await self._delegate(
+                action.text,
+                action.assignments,
+                rollup=action.rollup,
+                message_id=self._streamed_id(),
+            )
         elif isinstance(action, CheckStatus):
             await self._check_status(brain, action.task_ids)
         elif isinstance(action, Instruct):
@@ -257,10 +309,15 @@ class PrimaryAgent:
             await self._cancel(brain, action.task_ids)
 
     async def _delegate(
-        self, text: str, assignments: Sequence[Assignment], *, rollup: bool
+        self,
+        text: str,
+        assignments: Sequence[Assignment],
+        *,
+        rollup: bool,
+        message_id: str | None = None,
     ) -> None:
         if not assignments:
-            await self._say(text, MessageKind.REPLY)
+            await self._say(text, MessageKind.REPLY, message_id=message_id)
             return
         assert self._tg is not None
         try:
@@ -271,8 +328,11 @@ class PrimaryAgent:
                 rollup=rollup,
                 tg=self._tg,
                 announce=text,
+                announce_id=message_id,
             )
         except NotFound:
+            if message_id is not None:
+                await self._say(text, MessageKind.REPLY, message_id=message_id)
             await self._say("I don't have an agent in this workspace for that.", MessageKind.REPLY)
 
     async def _delegate_tool(self, action: UseTool) -> None:
@@ -387,16 +447,30 @@ class PrimaryAgent:
 
     # -- saying ----------------------------------------------------------------------
 
-    async def _say(self, text: str, kind: MessageKind, *, task_id: str | None = None) -> None:
+    async def _say(
+        self,
+        text: str,
+        kind: MessageKind,
+        *,
+        task_id: str | None = None,
+        message_id: str | None = None,
+    ) -> None:
         runtime = self.runtime
         await runtime.post(
-            runtime.conversation.chat_id, runtime.primary, text, kind=kind, task_id=task_id
+            runtime.conversation.chat_id,
+            runtime.primary,
+            text,
+            kind=kind,
+            task_id=task_id,
+            message_id=message_id,
         )
         self._transcript.append(TranscriptLine(MessageRole.AGENT, kind, text, task_id))
 
-    async def _say_safely(self, text: str, kind: MessageKind) -> None:
+    async def _say_safely(
+        self, text: str, kind: MessageKind, *, message_id: str | None = None
+    ) -> None:
         try:
-            await self._say(text, kind)
+            await self._say(text, kind, message_id=message_id)
         except SwitchboardError:
             log.error(
                 "could not store a notice", extra={"conversation_id": self.runtime.conversation.id}

@@ -35,6 +35,7 @@ from agents.brains import (
     Note,
     Outcome,
     StepRecord,
+    ToolInfo,
     Work,
 )
 from agents.exceptions import (
@@ -191,6 +192,7 @@ class TaskRunner:
                     instructions=tuple(self._instructions),
                     new_instructions=tuple(new),
                     refusal=refusal,
+                    tools=self._tools(),
                 )
                 refusal = None
                 step = await brain.step(work)
@@ -287,6 +289,7 @@ class TaskRunner:
                 history=tuple(history),
                 instructions=tuple(self._instructions),
                 new_instructions=(text,),
+                tools=self._tools(),
             )
         )
         if isinstance(step, Note):
@@ -299,6 +302,9 @@ class TaskRunner:
             await self.runtime.post(
                 self.task.chat_id, self.agent, effect, kind=MessageKind.NOTICE, task_id=self.id
             )
+
+    def _tools(self) -> tuple[ToolInfo, ...]:
+        return tuple(t for t in self.runtime.tool_infos() if t.name in self.agent.tools)
 
     def _prepare_call(self, step: CallTool) -> _StartedCall | StepRecord:
         tool = self.runtime.toolbox.get(step.tool)

@@ -90,6 +90,9 @@ class BrainSpec:
     model: str
     api_key_env: str | None = None
     timeout: float = 30.0
+    json_mode: bool = False
+    """Decisions as one schema-constrained JSON object rather than tool calls
+    (``output = "json"``: for small local models whose template cannot call tools)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -474,12 +477,17 @@ class _Reader:
                 raise self.fail(
                     path, f"a brain's name must match {ID.pattern} and not be rule or llm"
                 )
-            self.known(table, path, ("kind", "base_url", "model", "api_key_env", "timeout"))
+            self.known(
+                table, path, ("kind", "base_url", "model", "api_key_env", "timeout", "output")
+            )
             kind = self.text(table, path, "kind", default="openai")
             if kind != "openai":
                 raise self.fail(
                     (*path, "kind"), 'must be "openai" (OpenAI-compatible Chat Completions)'
                 )
+            output = self.text(table, path, "output", default="tools")
+            if output not in ("tools", "json"):
+                raise self.fail((*path, "output"), 'must be "tools" or "json"')
             key_env = self.optional_text(table, path, "api_key_env")
             if key_env is not None and not ENV_NAME.fullmatch(key_env):
                 raise self.fail((*path, "api_key_env"), "must name an environment variable")
@@ -490,6 +498,7 @@ class _Reader:
                 model=self.text(table, path, "model"),
                 api_key_env=key_env,
                 timeout=self.number(table, path, "timeout", 30.0),
+                json_mode=output == "json",
             )
         return brains
 

@@ -33,6 +33,7 @@ from server.audit_store import SqlAuditBackend
 from server.audit_store import create_schema as create_audit_schema
 from server.bus import RedisBus
 from server.leases import RedisLeases
+from server.llm import brain_factory, environment_brain, on_brain
 from server.relay import RedisRelay
 from server.sessions import SessionRegistry
 from server.settings import Settings
@@ -120,9 +121,10 @@ async def start_node(
     await store.create_schema()
     await anyio.to_thread.run_sync(create_audit_schema, engine)
     workspace_store = WorkspaceStore(engine)
+    llm = environment_brain(settings, store)
     if settings.demo_mode:
         for spec in workspaces.files:
-            await apply_spec(workspace_store, spec)
+            await apply_spec(workspace_store, spec if llm is None else on_brain(spec, "llm"))
         await store.save_agents(workspaces.agents)
         await store.save_patients(workspaces.patients)
     trail = AuditTrail(SqlAuditBackend(engine), node_id=settings.node_id)
@@ -133,8 +135,12 @@ async def start_node(
         else RedisBus(settings.redis_url, settings.node_id, catch_up=_newest_of(store))
     )
     builtins = workspaces.tools(store, settings)
-    brains = workspaces.brains(store)
-    catalog = WorkspaceCatalog(workspace_store, builtins=builtins, brains=brains)
+    brains = dict(workspaces.brains(store))
+    if llm is not None:
+        brains["llm"] = llm
+    catalog = WorkspaceCatalog(
+        workspace_store, builtins=builtins, brains=brains, brain_factory=brain_factory(store)
+    )
     services = Services(
         store=store,
         publisher=bus,

@@ -61,6 +61,12 @@ class Settings:
     progress_interval: float = 0.5
     voice_pause_grace: float = 1.5
     lease_seconds: float = 5.0
+    llm_url: str | None = None
+    """An OpenAI-compatible server's base URL: the demo's agents then use the LLM brain."""
+    llm_model: str = "default"
+    llm_api_key: str | None = field(default=None, repr=False)
+    llm_json: bool = False
+    llm_timeout: float = 30.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -101,6 +107,11 @@ class Settings:
             # How long a conversation's home lease lasts unless renewed: how soon another
             # node may take over from a node that died (DEPLOY.md).
             lease_seconds=env.seconds("SWITCHBOARD_LEASE_SECONDS", 5.0),
+            llm_url=env.http_url("SWITCHBOARD_LLM_URL"),
+            llm_model=env.text("SWITCHBOARD_LLM_MODEL") or "default",
+            llm_api_key=env.text("SWITCHBOARD_LLM_API_KEY"),
+            llm_json=env.boolean("SWITCHBOARD_LLM_JSON") is True,
+            llm_timeout=env.seconds("SWITCHBOARD_LLM_TIMEOUT_SECONDS", 30.0),
         )
 
     def origin_allowed(self, origin: str) -> bool:
@@ -191,6 +202,14 @@ class _Environment:
         if "://" not in raw or scheme.split("+", 1)[0] not in _DATABASE_SCHEMES:
             raise SettingsError(name, "must be a sqlite:// or postgresql:// URL")
         return raw
+
+    def http_url(self, name: str) -> str | None:
+        value = self.text(name)
+        if value is None:
+            return None
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+            raise SettingsError(name, "must be an http:// or https:// URL")
+        return value
 
     def redis_url(self, name: str) -> str | None:
         raw = self.text(name)

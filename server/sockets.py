@@ -528,6 +528,11 @@ class Session:
     async def _pump(self, subscription: Any, chat_id: str) -> None:
         store = self.node.store
         async for event in subscription.receive:
+            if event.is_preview:
+                # A reply still being written: sent as it comes, outside the seq order
+                # (its stored ``message`` follows, in order, with the same id).
+                self._queue(event.to_wire())
+                continue
             if event.seq <= self._last_sent:
                 continue
             if event.seq > self._last_sent + 1:

@@ -154,6 +154,18 @@ class ToolInfo:
     expected_latency: float
 
 
+class Preview(Protocol):
+    """Where a brain shows the person its reply while writing it (a model's tokens).
+
+    Each piece is sent at once as a ``message.delta``; the pieces, in order, must be
+    the start of the text of the action the brain then returns (a :class:`Reply` or
+    :class:`Delegate`), which is stored under the same message id. Text previewed
+    before any other action is stored as a reply of its own, ahead of it.
+    """
+
+    async def write(self, piece: str) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Turn:
     """A user turn, with what the agent needs to decide on it."""
@@ -168,6 +180,8 @@ class Turn:
     """The conversation's recent messages, oldest first, ending with this turn's."""
     tools: tuple[ToolInfo, ...] = ()
     """The workspace's tools that the agent or its team may use."""
+    preview: Preview | None = None
+    """Where to stream the reply while it is written, for brains that can."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +218,8 @@ class Work:
     instructions: tuple[str, ...]
     new_instructions: tuple[str, ...]
     refusal: str | None = None
+    tools: tuple[ToolInfo, ...] = ()
+    """The workspace's tools the agent may use, with their parameter schemas."""
 
 
 class Brain(Protocol):

@@ -1,0 +1,358 @@
+"""The LLM brain: an agent thinks with a model served over the Chat Completions API.
+
+A primary agent's turn is one call: the agent's instructions, its team, its tasks
+(ids, titles, live state) and the conversation's recent messages go in; the model
+answers in words (streamed to the person as it writes them), with a tool call for a
+decision — delegate, check status, send instructions, cancel, or one of its quick
+tools — or both. A sub-agent runs the usual tool loop on its own chat: each step is
+one call over its assignment and what its tools returned, until it calls ``finish``.
+
+The brain decides and the runtime acts: a task or agent the model names is looked up
+by the runtime, which treats one the caller may not see as one that does not exist.
+A malformed tool call is answered to the model once; a second fails the turn (the
+person hears a plain "couldn't do that just now"). What a turn reports from live
+state (status, cancellation, follow-ups) is written from the tasks themselves, as
+the rule brain writes it, never from the model's memory of them.
+
+With ``json_mode`` the model is asked for one schema-constrained JSON object instead
+of tool calls (for small local models whose chat template has no tool calling).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from agents.brains import (
+    Action,
+    Assignment,
+    CallTool,
+    Cancel,
+    CheckStatus,
+    Delegate,
+    Finish,
+    Instruct,
+    Outcome,
+    Reply,
+    Step,
+    StepRecord,
+    Turn,
+    UseTool,
+    Work,
+)
+from agents.brains.llm import decisions
+from agents.brains.llm.client import ChatClient, Completion, ModelError, ToolCall
+from agents.brains.llm.decisions import Malformed, TextField
+from agents.brains.rule import RuleBrain
+from agents.models import MessageRole, Task
+from agents.ports import PatientDirectory
+from agents.tools import ToolResult
+
+__all__ = ["LLMBrain", "ModelError"]
+
+DELEGATING = "I've started on that in the background and will let you know when it's done."
+STEP_TEXT_LIMIT = 2000
+"""How much of one tool result a sub-agent's next call shows the model."""
+
+
+class LLMBrain:
+    """A :class:`~agents.brains.Brain` backed by an OpenAI-compatible model server."""
+
+    def __init__(
+        self, client: ChatClient, directory: PatientDirectory, *, json_mode: bool = False
+    ) -> None:
+        self.client = client
+        self.json_mode = json_mode
+        # Replies from live state are written the same whatever the brain.
+        self._words = RuleBrain(directory)
+
+    # -- a primary agent's turn ------------------------------------------------------
+
+    async def respond(self, turn: Turn) -> Action:
+        helpers = [a for a in turn.team if a.id != turn.agent.id]
+        own = [t for t in turn.tools if t.name in turn.agent.tools]
+        messages = self._turn_messages(turn, helpers)
+        if self.json_mode:
+            return await self._respond_json(turn, helpers, messages)
+        tools = decisions.primary_tools(helpers, turn.tasks, own)
+        retried = False
+        while True:
+            completion = await self.client.complete(
+                messages, tools=tools, on_text=turn.preview.write if turn.preview else None
+            )
+            try:
+                return _action(completion, {t.name for t in own})
+            except Malformed as error:
+                if retried:
+                    raise ModelError("the model's tool call was malformed twice") from None
+                retried = True
+                messages = [*messages, *_answer_malformed(completion, str(error))]
+
+    async def _respond_json(
+        self, turn: Turn, helpers: Sequence[Any], messages: list[dict[str, Any]]
+    ) -> Action:
+        schema = decisions.primary_schema(helpers, turn.tasks)
+        field = TextField()
+        preview = turn.preview
+
+        async def on_text(piece: str) -> None:
+            shown = field.feed(piece)
+            if shown and preview is not None:
+                await preview.write(shown)
+
+        retried = False
+        while True:
+            completion = await self.client.complete(
+                messages, response_format=schema, on_text=on_text
+            )
+            try:
+                return _json_action(completion.text)
+            except Malformed as error:
+                if retried:
+                    raise ModelError("the model's answer was malformed twice") from None
+                retried = True
+                messages = [
+                    *messages,
+                    {"role": "assistant", "content": completion.text},
+                    {"role": "user", "content": f"That answer was not usable: {error}."},
+                ]
+                field = TextField()
+
+    def _turn_messages(self, turn: Turn, helpers: Sequence[Any]) -> list[dict[str, Any]]:
+        lines = [
+            turn.agent.instructions.strip() or f"You are {turn.agent.name}.",
+            "",
+            "You talk with a person. Slow work (calls, prior authorizations, records "
+            "lookups) is never done by you: delegate it to one of the team's agents, "
+            "who works in the background, and say in one short sentence that it is "
+            "started. Answer status questions with check_status, pass new instructions "
+            "with send_instructions, stop work with cancel. Never invent tasks or ids.",
+        ]
+        if helpers:
+            lines += ["", "The team:"]
+            lines += [f"- {a.id}: {a.name} — {a.description}" for a in helpers]
+        if turn.tasks:
+            lines += ["", "Background tasks you started (newest first):"]
+            for task in turn.tasks:
+                state = task.state.value + (f", {task.progress}" if task.progress else "")
+                lines.append(f"- {task.id}: {task.title} ({task.agent_id}; {state})")
+        messages: list[dict[str, Any]] = [{"role": "system", "content": "\n".join(lines)}]
+        transcript = turn.transcript or ()
+        for line in transcript:
+            role = "user" if line.role is MessageRole.USER else "assistant"
+            messages.append({"role": role, "content": line.text})
+        if not transcript or transcript[-1].text != turn.text:
+            messages.append({"role": "user", "content": turn.text})
+        return messages
+
+    # -- a sub-agent's step ----------------------------------------------------------
+
+    async def step(self, work: Work) -> Step:
+        messages = self._work_messages(work)
+        if self.json_mode:
+            return await self._step_json(work, messages)
+        tools = decisions.sub_agent_tools(work.tools)
+        retried = False
+        while True:
+            completion = await self.client.complete(messages, tools=tools)
+            try:
+                return _step(completion, {t.name for t in work.tools})
+            except Malformed as error:
+                if retried:
+                    raise ModelError("the model's tool call was malformed twice") from None
+                retried = True
+                messages = [*messages, *_answer_malformed(completion, str(error))]
+
+    async def _step_json(self, work: Work, messages: list[dict[str, Any]]) -> Step:
+        completion = await self.client.complete(
+            messages, response_format=decisions.sub_agent_schema(work.tools)
+        )
+        try:
+            answer = json.loads(completion.text)
+            action = answer["action"]
+            result = str(answer.get("result", ""))
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise ModelError("the model's step was malformed") from None
+        called = {r.step.tool for r in work.history if isinstance(r.step, CallTool)}
+        tool = work.task.params.get("tool") if isinstance(work.task.params, Mapping) else None
+        if action != decisions.FINISH and action not in called:
+            args = work.task.params.get("args") if action == tool else {}
+            return CallTool(action, dict(args or {}))
+        last = next((r for r in reversed(work.history) if r.result is not None), None)
+        return Finish(result or (last.result.text if last and last.result else "Done."))
+
+    def _work_messages(self, work: Work) -> list[dict[str, Any]]:
+        system = (
+            (work.agent.instructions.strip() or f"You are {work.agent.name}.")
+            + "\n\nYou work in the background on one task for another agent. Use your "
+            "tools; when the work is done, call finish with the result in a sentence."
+        )
+        assignment = str(work.task.params.get("instructions") or work.task.title)
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": f"Task: {work.task.title}\n{assignment}"},
+        ]
+        for index, record in enumerate(work.history):
+            step = record.step
+            if isinstance(step, CallTool):
+                call_id = f"call_{index}"
+                messages.append(
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {
+                                "id": call_id,
+                                "type": "function",
+                                "function": {
+                                    "name": step.tool,
+                                    "arguments": json.dumps(dict(step.args)),
+                                },
+                            }
+                        ],
+                    }
+                )
+                messages.append({"role": "tool", "tool_call_id": call_id, "content": _said(record)})
+            elif isinstance(step, Delegate):
+                done = "; ".join(o.task.result or o.task.state.value for o in record.outcomes)
+                messages.append({"role": "assistant", "content": step.text})
+                messages.append({"role": "user", "content": f"The delegated work ended: {done}"})
+        for text in work.instructions:
+            if text not in work.new_instructions:
+                messages.append({"role": "user", "content": f"New instructions: {text}"})
+        for text in work.new_instructions:
+            messages.append({"role": "user", "content": f"New instructions: {text}"})
+        return messages
+
+    # -- what is said from live state -------------------------------------------------
+
+    def status_text(self, tasks: Sequence[Task]) -> str:
+        return self._words.status_text(tasks)
+
+    def cancel_text(self, tasks: Sequence[Task]) -> str:
+        return self._words.cancel_text(tasks)
+
+    def instruct_text(self, task: Task) -> str:
+        return self._words.instruct_text(task)
+
+    def tool_text(self, tool: str, result: ToolResult) -> str:
+        return self._words.tool_text(tool, result)
+
+    def progress_text(self, task: Task, progress: str) -> str:
+        return self._words.progress_text(task, progress)
+
+    def followup_text(self, outcomes: Sequence[Outcome], *, rollup: bool) -> str:
+        return self._words.followup_text(outcomes, rollup=rollup)
+
+
+def _said(record: StepRecord) -> str:
+    if record.error is not None:
+        return f"error: {record.error}"
+    if record.result is None:
+        return "no result"
+    text = str(record.result.text)
+    if record.result.data:
+        text += "\n" + json.dumps(dict(record.result.data), default=str)
+    return text[:STEP_TEXT_LIMIT]
+
+
+def _answer_malformed(completion: Completion, error: str) -> list[dict[str, Any]]:
+    """The model's own malformed answer, and what was wrong with it."""
+    calls = completion.tool_calls or [ToolCall("call_0", "", "")]
+    assistant: dict[str, Any] = {
+        "role": "assistant",
+        "content": completion.text or None,
+        "tool_calls": [
+            {
+                "id": call.id or f"call_{i}",
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for i, call in enumerate(calls)
+        ],
+    }
+    answers = [
+        {"role": "tool", "tool_call_id": call.id or f"call_{i}", "content": f"error: {error}"}
+        for i, call in enumerate(calls)
+    ]
+    return [assistant, *answers]
+
+
+def _action(completion: Completion, quick: set[str]) -> Action:
+    """The decision in *completion*; :class:`Malformed` if its tool calls do not fit."""
+    text = completion.text.strip()
+    if not completion.tool_calls:
+        if not text:
+            raise Malformed("say something or call a tool")
+        return Reply(text)
+    assignments = []
+    for call in completion.tool_calls:
+        args = decisions.arguments(call.arguments)
+        if call.name == decisions.DELEGATE:
+            assignments.append(decisions.assignment(args))
+        elif call.name == decisions.CHECK_STATUS:
+            return CheckStatus(decisions.ids(args, "task_ids"))
+        elif call.name == decisions.SEND_INSTRUCTIONS:
+            return Instruct(decisions.text(args, "task_id"), decisions.text(args, "text"))
+        elif call.name == decisions.CANCEL:
+            chosen = decisions.ids(args, "task_ids")
+            if not chosen:
+                raise Malformed("name the tasks to cancel")
+            return Cancel(chosen)
+        elif call.name in quick:
+            return UseTool(call.name, args, title=call.name, subject="")
+        else:
+            raise Malformed(f"there is no tool named {call.name[:60]!r}")
+    return Delegate(text or DELEGATING, tuple(assignments), rollup=len(assignments) > 1)
+
+
+def _json_action(raw: str) -> Action:
+    try:
+        answer = json.loads(raw)
+    except json.JSONDecodeError:
+        raise Malformed("the answer is not valid JSON") from None
+    if not isinstance(answer, dict):
+        raise Malformed("the answer must be a JSON object")
+    action = answer.get("action")
+    said = answer.get("text")
+    text = said.strip() if isinstance(said, str) else ""
+    named = answer.get("task_id")
+    task_id = named if isinstance(named, str) else ""
+    if action == "reply":
+        if not text:
+            raise Malformed("a reply needs text")
+        return Reply(text)
+    if action == decisions.DELEGATE:
+        title = str(answer.get("title") or text or "Background work")[:120]
+        agent_id = str(answer.get("agent_id") or "")
+        return Delegate(
+            text or DELEGATING,
+            (Assignment(agent_id, title, title[:60], text or title),),
+        )
+    if action == decisions.CHECK_STATUS:
+        return CheckStatus((task_id,) if task_id else ())
+    if action == decisions.SEND_INSTRUCTIONS:
+        if not task_id:
+            raise Malformed("name the task")
+        return Instruct(task_id, text or "Please go on.")
+    if action == decisions.CANCEL:
+        if not task_id:
+            raise Malformed("name the task")
+        return Cancel((task_id,))
+    raise Malformed("unknown action")
+
+
+def _step(completion: Completion, tools: set[str]) -> Step:
+    if not completion.tool_calls:
+        text = completion.text.strip()
+        if not text:
+            raise Malformed("call a tool or finish")
+        return Finish(text)
+    call = completion.tool_calls[0]
+    args = decisions.arguments(call.arguments)
+    if call.name == decisions.FINISH:
+        return Finish(decisions.text(args, "result"), failed=bool(args.get("failed", False)))
+    if call.name in tools:
+        return CallTool(call.name, args)
+    raise Malformed(f"there is no tool named {call.name[:60]!r}")

@@ -1,0 +1,299 @@
+"""What the LLM brain offers a model, and how it reads the model's answer back.
+
+A primary agent's decisions are tools (``delegate``, ``check_status``,
+``send_instructions``, ``cancel``, and its own quick tools); a sub-agent's are its
+tools and ``finish``. For a model server that cannot call tools reliably, the same
+choices are one JSON object whose schema the server enforces (``response_format``),
+its ``text`` streamed as it is written (:class:`TextField`).
+
+Every name the model writes (a task, an agent) is checked only by the runtime, which
+answers one the caller may not see exactly as one that does not exist.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from agents.brains import Assignment, TaskSummary, ToolInfo
+from agents.models import AgentDefinition
+
+DELEGATE = "delegate"
+CHECK_STATUS = "check_status"
+SEND_INSTRUCTIONS = "send_instructions"
+CANCEL = "cancel"
+FINISH = "finish"
+DECISIONS = (DELEGATE, CHECK_STATUS, SEND_INSTRUCTIONS, CANCEL)
+
+
+class Malformed(ValueError):
+    """The model's tool call does not fit what it was offered (told to it, never logged)."""
+
+
+def _function(
+    name: str, description: str, properties: Mapping[str, Any], required: Sequence[str]
+) -> dict[str, Any]:
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": description,
+            "parameters": {
+                "type": "object",
+                "properties": dict(properties),
+                "required": list(required),
+                "additionalProperties": False,
+            },
+        },
+    }
+
+
+def _task_ids(tasks: Sequence[TaskSummary]) -> dict[str, Any]:
+    ids = [t.id for t in tasks]
+    return {"type": "string", "enum": ids} if ids else {"type": "string"}
+
+
+def primary_tools(
+    helpers: Sequence[AgentDefinition], tasks: Sequence[TaskSummary], own: Sequence[ToolInfo]
+) -> list[dict[str, Any]]:
+    """The tools a primary agent is offered for one turn."""
+    running = [t for t in tasks if not t.terminal]
+    offered = []
+    if helpers:
+        offered.append(
+            _function(
+                DELEGATE,
+                "Hand slow work to one of the team's agents; it runs in the background.",
+                {
+                    "agent_id": {"type": "string", "enum": [a.id for a in helpers]},
+                    "title": {"type": "string", "description": "a short title naming who and what"},
+                    "subject": {"type": "string", "description": "who or what it is about"},
+                    "instructions": {"type": "string"},
+                },
+                ["agent_id", "title", "instructions"],
+            )
+        )
+    if tasks:
+        offered.append(
+            _function(
+                CHECK_STATUS,
+                "Report the live state of background tasks (all of them if none named).",
+                {"task_ids": {"type": "array", "items": _task_ids(tasks)}},
+                [],
+            )
+        )
+    if running:
+        offered.append(
+            _function(
+                SEND_INSTRUCTIONS,
+                "Give a running background task new instructions.",
+                {"task_id": _task_ids(running), "text": {"type": "string"}},
+                ["task_id", "text"],
+            )
+        )
+        offered.append(
+            _function(
+                CANCEL,
+                "Cancel running background tasks.",
+                {"task_ids": {"type": "array", "items": _task_ids(running), "minItems": 1}},
+                ["task_ids"],
+            )
+        )
+    for tool in own:
+        offered.append(
+            {
+                "type": "function",
+                "function": {
+                    "name": tool.name,
+                    "description": tool.description,
+                    "parameters": dict(tool.parameters) or {"type": "object"},
+                },
+            }
+        )
+    return offered
+
+
+def sub_agent_tools(own: Sequence[ToolInfo]) -> list[dict[str, Any]]:
+    """The tools a sub-agent is offered for its next step."""
+    offered = [
+        {
+            "type": "function",
+            "function": {
+                "name": tool.name,
+                "description": tool.description,
+                "parameters": dict(tool.parameters) or {"type": "object"},
+            },
+        }
+        for tool in own
+    ]
+    offered.append(
+        _function(
+            FINISH,
+            "End the task with its result, for the agent that asked.",
+            {"result": {"type": "string"}, "failed": {"type": "boolean"}},
+            ["result"],
+        )
+    )
+    return offered
+
+
+def primary_schema(
+    helpers: Sequence[AgentDefinition], tasks: Sequence[TaskSummary]
+) -> dict[str, Any]:
+    """The one JSON object a primary agent answers with where tools are not used.
+
+    ``action`` comes first and ``text`` second, so that the text streams as soon as
+    the server writes it.
+    """
+    actions = ["reply"]
+    properties: dict[str, Any] = {}
+    if helpers:
+        actions.append(DELEGATE)
+    if tasks:
+        actions += [CHECK_STATUS, SEND_INSTRUCTIONS, CANCEL]
+    properties["action"] = {"type": "string", "enum": actions}
+    properties["text"] = {"type": "string", "maxLength": 600}
+    if helpers:
+        properties["agent_id"] = {"type": "string", "enum": [a.id for a in helpers]}
+        properties["title"] = {"type": "string", "maxLength": 120}
+    if tasks:
+        properties["task_id"] = {"type": "string", "enum": [t.id for t in tasks]}
+    return {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "decision",
+            "strict": True,
+            "schema": {
+                "type": "object",
+                "properties": properties,
+                "required": list(properties),
+                "additionalProperties": False,
+            },
+        },
+    }
+
+
+def sub_agent_schema(own: Sequence[ToolInfo]) -> dict[str, Any]:
+    """A sub-agent's next step as one JSON object: a tool to call, or its result."""
+    actions = [FINISH, *(t.name for t in own)]
+    return {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "step",
+            "strict": True,
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "action": {"type": "string", "enum": actions},
+                    "result": {"type": "string", "maxLength": 600},
+                },
+                "required": ["action", "result"],
+                "additionalProperties": False,
+            },
+        },
+    }
+
+
+def arguments(raw: str) -> dict[str, Any]:
+    """A tool call's arguments as an object; :class:`Malformed` if they are not one."""
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        raise Malformed("the arguments are not valid JSON") from None
+    if not isinstance(value, dict):
+        raise Malformed("the arguments must be a JSON object")
+    return value
+
+
+def text(args: Mapping[str, Any], key: str, *, required: bool = True) -> str:
+    value = args.get(key)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    if required:
+        raise Malformed(f"{key} must be a non-empty string")
+    return ""
+
+
+def ids(args: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = args.get(key, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise Malformed(f"{key} must be a list of task ids")
+    return tuple(value)
+
+
+def assignment(args: Mapping[str, Any]) -> Assignment:
+    title = text(args, "title")
+    return Assignment(
+        agent_id=text(args, "agent_id"),
+        title=title[:120],
+        subject=text(args, "subject", required=False) or title[:60],
+        instructions=text(args, "instructions", required=False) or title,
+    )
+
+
+class TextField:
+    """Streams the string value of one top-level key out of JSON as it is written.
+
+    Fed the answer piece by piece, :meth:`feed` returns the newly decoded characters
+    of ``"text": "…"`` (escapes resolved, an escape cut between pieces held back).
+    """
+
+    def __init__(self, key: str = "text") -> None:
+        self._opening = f'"{key}"'
+        self._buffer = ""
+        self._start: int | None = None
+        self._at = 0
+        self.closed = False
+
+    def feed(self, piece: str) -> str:
+        self._buffer += piece
+        if self.closed:
+            return ""
+        if self._start is None:
+            found = self._buffer.find(self._opening)
+            if found < 0:
+                return ""
+            rest = self._buffer[found + len(self._opening) :].lstrip()
+            if not rest.startswith(":"):
+                return ""
+            value = rest[1:].lstrip()
+            if not value:
+                return ""
+            if value[0] != '"':
+                self.closed = True
+                return ""
+            self._start = len(self._buffer) - len(value) + 1
+            self._at = self._start
+        out = []
+        buffer = self._buffer
+        i = self._at
+        while i < len(buffer):
+            ch = buffer[i]
+            if ch == '"':
+                self.closed = True
+                i += 1
+                break
+            if ch == "\\":
+                if i + 1 >= len(buffer):
+                    break
+                escape = buffer[i + 1]
+                if escape == "u":
+                    if i + 6 > len(buffer):
+                        break
+                    with contextlib.suppress(ValueError):
+                        out.append(chr(int(buffer[i + 2 : i + 6], 16)))
+                    i += 6
+                    continue
+                out.append({"n": "\n", "t": "\t", "r": "", "b": "", "f": ""}.get(escape, escape))
+                i += 2
+                continue
+            out.append(ch)
+            i += 1
+        self._at = i
+        return "".join(out)

@@ -1,0 +1,156 @@
+"""An OpenAI-compatible server that answers from a script: faults at the model's door.
+
+It stands in for a model only where a test injects what a real one does on a bad day
+(429, 500, a hang, a malformed tool call, a stream cut midway) or pins an exact
+answer to check the wiring around it. Run as a process, on loopback::
+
+    python -m tests.scripted_model --port P
+
+``POST /script`` queues answers, each taken by the next ``/v1/chat/completions``
+call: ``{"status": 429}``, ``{"hang": 30}``, ``{"text": "…", "pieces": 4}``,
+``{"tool": "delegate", "arguments": "{…}", "text": "…"}``, and ``"cut": 2`` to drop
+the connection after that many pieces. With the script empty it answers ``"ok"``.
+``GET /requests`` returns the request bodies received, in order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def app() -> Any:
+    import anyio
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response, StreamingResponse
+    from starlette.routing import Route
+
+    script: list[dict[str, Any]] = []
+    received: list[dict[str, Any]] = []
+
+    async def set_script(request: Request) -> Response:
+        script.extend(await request.json())
+        return JSONResponse({"queued": len(script)})
+
+    async def requests(request: Request) -> Response:
+        return JSONResponse(received)
+
+    async def completions(request: Request) -> Response:
+        body = await request.json()
+        received.append(body)
+        answer = script.pop(0) if script else {"text": "ok"}
+        if "status" in answer:
+            return JSONResponse({"error": {"message": "scripted"}}, status_code=answer["status"])
+        if "hang" in answer:
+            await anyio.sleep(float(answer["hang"]))
+        return StreamingResponse(_chunks(answer), media_type="text/event-stream")
+
+    async def _chunks(answer: dict[str, Any]) -> AsyncIterator[str]:
+        text = str(answer.get("text", ""))
+        count = max(1, int(answer.get("pieces", 1)))
+        size = max(1, -(-len(text) // count))
+        pieces = [text[i : i + size] for i in range(0, len(text), size)]
+        cut = answer.get("cut")
+        for n, piece in enumerate(pieces):
+            if cut is not None and n == cut:
+                raise ConnectionError("scripted cut")
+            yield _sse({"delta": {"content": piece}, "finish_reason": None})
+            await anyio.sleep(0.01)
+        if "tool" in answer:
+            arguments = answer.get("arguments", "{}")
+            if not isinstance(arguments, str):
+                arguments = json.dumps(arguments)
+            half = len(arguments) // 2
+            call = {"index": 0, "id": "call_1", "type": "function"}
+            yield _sse(
+                {
+                    "delta": {
+                        "tool_calls": [
+                            {
+                                **call,
+                                "function": {"name": answer["tool"], "arguments": arguments[:half]},
+                            }
+                        ]
+                    },
+                    "finish_reason": None,
+                }
+            )
+            yield _sse(
+                {
+                    "delta": {
+                        "tool_calls": [{"index": 0, "function": {"arguments": arguments[half:]}}]
+                    },
+                    "finish_reason": None,
+                }
+            )
+        if cut is not None and cut >= len(pieces):
+            raise ConnectionError("scripted cut")
+        yield _sse({"delta": {}, "finish_reason": "tool_calls" if "tool" in answer else "stop"})
+        yield "data: [DONE]\n\n"
+
+    def _sse(choice: dict[str, Any]) -> str:
+        chunk = {"id": "c1", "object": "chat.completion.chunk", "choices": [{"index": 0, **choice}]}
+        return f"data: {json.dumps(chunk)}\n\n"
+
+    return Starlette(
+        routes=[
+            Route("/script", set_script, methods=["POST"]),
+            Route("/requests", requests),
+            Route("/v1/chat/completions", completions, methods=["POST"]),
+        ]
+    )
+
+
+@contextmanager
+def running() -> Iterator[str]:
+    """Run the scripted server in a process on a free port; yields its base URL."""
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.scripted_model", "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(f"{url}/requests", timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the scripted model server did not start") from None
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.kill()
+        process.wait()
+
+
+def main() -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    uvicorn.run(app(), host="127.0.0.1", port=args.port, log_level="critical")
+
+
+if __name__ == "__main__":
+    main()
