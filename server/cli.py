@@ -2,7 +2,8 @@
 
 ::
 
-    switchboard serve [--host H] [--port P]
+    switchboard serve [--host H] [--port P] [--local-model]
+    switchboard local-model [--port P] [--threads N]
     switchboard token --workspace W --sub S --role R [--name N] [--act-for P] [--ttl S]
     switchboard audit verify
     switchboard audit export [--since ISO8601] [--output FILE]
@@ -24,7 +25,8 @@ import socket
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -37,6 +39,7 @@ from agents.exceptions import Unavailable, WorkspaceFileError
 from agents.workspace_file import load_workspace_file, spec_from_json
 from audit import AuditError, AuditRecord, InvalidAuditField, export_jsonl, verify_chain
 from bridges import voice as voice_bridge
+from server import local_model
 from server.audit_store import SqlAuditBackend
 from server.auth import issue_token
 from server.exceptions import SettingsError
@@ -99,7 +102,18 @@ def _parser() -> argparse.ArgumentParser:
         help="trust X-Forwarded-* from --forwarded-allow-ips (off by default)",
     )
     serve.add_argument("--forwarded-allow-ips", default="127.0.0.1")
+    serve.add_argument(
+        "--local-model",
+        action="store_true",
+        help="think with the bundled small model, served on loopback beside the node",
+    )
     serve.set_defaults(run=_serve)
+
+    model = commands.add_parser(
+        "local-model", help="serve the bundled small model (OpenAI-compatible, loopback)"
+    )
+    local_model.add_arguments(model)
+    model.set_defaults(run=local_model.run)
 
     token = commands.add_parser("token", help="print a signed bearer token")
     token.add_argument("--workspace", required=True)
@@ -183,7 +197,22 @@ def _serve(args: argparse.Namespace) -> int:
     # Imported here: the app pulls in the whole runtime, which the other commands skip.
     from server.app import create_app
 
-    app = create_app(settings)
+    with ExitStack() as stack:
+        if args.local_model:
+            try:
+                url = stack.enter_context(local_model.started())
+            except local_model.LocalModelError as exc:
+                print(f"switchboard: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            settings = replace(
+                settings, llm_url=url, llm_model=local_model.MODEL_NAME, llm_json=True
+            )
+            log.info("local model started", extra={"model": local_model.MODEL_NAME})
+        _run_server(create_app(settings), settings, args)
+    return EXIT_OK
+
+
+def _run_server(app: Starlette, settings: Settings, args: argparse.Namespace) -> None:
     host = args.host or settings.host
     port = args.port or settings.port
     config = uvicorn.Config(
@@ -205,7 +234,6 @@ def _serve(args: argparse.Namespace) -> int:
     log.info("starting", extra={"host": host, "port": port, "node_id": settings.node_id})
     # Server.run installs SIGINT/SIGTERM handlers and shuts down gracefully on either.
     SwitchboardServer(config, app).run()
-    return EXIT_OK
 
 
 # -- token ---------------------------------------------------------------------------

@@ -21,7 +21,7 @@ of tool calls (for small local models whose chat template has no tool calling).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from agents.brains import (
@@ -93,6 +93,12 @@ class LLMBrain:
         self, turn: Turn, helpers: Sequence[Any], messages: list[dict[str, Any]]
     ) -> Action:
         schema = decisions.primary_schema(helpers, turn.tasks)
+        # The worked examples go between the instructions and the conversation.
+        messages = [
+            messages[0],
+            *decisions.primary_examples(helpers, turn.tasks),
+            *messages[1:],
+        ]
         field = TextField()
         preview = turn.preview
 
@@ -165,22 +171,21 @@ class LLMBrain:
                 messages = [*messages, *_answer_malformed(completion, str(error))]
 
     async def _step_json(self, work: Work, messages: list[dict[str, Any]]) -> Step:
-        completion = await self.client.complete(
-            messages, response_format=decisions.sub_agent_schema(work.tools)
-        )
-        try:
-            answer = json.loads(completion.text)
-            action = answer["action"]
-            result = str(answer.get("result", ""))
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise ModelError("the model's step was malformed") from None
-        called = {r.step.tool for r in work.history if isinstance(r.step, CallTool)}
-        tool = work.task.params.get("tool") if isinstance(work.task.params, Mapping) else None
-        if action != decisions.FINISH and action not in called:
-            args = work.task.params.get("args") if action == tool else {}
-            return CallTool(action, dict(args or {}))
-        last = next((r for r in reversed(work.history) if r.result is not None), None)
-        return Finish(result or (last.result.text if last and last.result else "Done."))
+        schema = decisions.sub_agent_schema(work.tools)
+        retried = False
+        while True:
+            completion = await self.client.complete(messages, response_format=schema)
+            try:
+                return _json_step(completion.text, {t.name for t in work.tools})
+            except Malformed as error:
+                if retried:
+                    raise ModelError("the model's step was malformed twice") from None
+                retried = True
+                messages = [
+                    *messages,
+                    {"role": "assistant", "content": completion.text},
+                    {"role": "user", "content": f"That answer was not usable: {error}."},
+                ]
 
     def _work_messages(self, work: Work) -> list[dict[str, Any]]:
         system = (
@@ -307,39 +312,50 @@ def _action(completion: Completion, quick: set[str]) -> Action:
     return Delegate(text or DELEGATING, tuple(assignments), rollup=len(assignments) > 1)
 
 
-def _json_action(raw: str) -> Action:
+def _json_answer(raw: str) -> dict[str, Any]:
     try:
         answer = json.loads(raw)
     except json.JSONDecodeError:
         raise Malformed("the answer is not valid JSON") from None
     if not isinstance(answer, dict):
         raise Malformed("the answer must be a JSON object")
+    return answer
+
+
+def _json_action(raw: str) -> Action:
+    answer = _json_answer(raw)
     action = answer.get("action")
-    said = answer.get("text")
-    text = said.strip() if isinstance(said, str) else ""
-    named = answer.get("task_id")
-    task_id = named if isinstance(named, str) else ""
     if action == "reply":
-        if not text:
-            raise Malformed("a reply needs text")
-        return Reply(text)
+        return Reply(decisions.text(answer, "text"))
     if action == decisions.DELEGATE:
-        title = str(answer.get("title") or text or "Background work")[:120]
-        agent_id = str(answer.get("agent_id") or "")
+        title = decisions.text(answer, "title")[: decisions.TITLE_LIMIT]
+        said = decisions.text(answer, "text", required=False)
         return Delegate(
-            text or DELEGATING,
-            (Assignment(agent_id, title, title[:60], text or title),),
+            said or DELEGATING,
+            (Assignment(decisions.text(answer, "agent_id"), title, title, title),),
         )
     if action == decisions.CHECK_STATUS:
-        return CheckStatus((task_id,) if task_id else ())
+        return CheckStatus(decisions.ids(answer, "task_id"))
     if action == decisions.SEND_INSTRUCTIONS:
-        if not task_id:
-            raise Malformed("name the task")
-        return Instruct(task_id, text or "Please go on.")
+        return Instruct(decisions.text(answer, "task_id"), decisions.text(answer, "text"))
     if action == decisions.CANCEL:
-        if not task_id:
-            raise Malformed("name the task")
-        return Cancel((task_id,))
+        chosen = decisions.ids(answer, "task_id")
+        if not chosen:
+            raise Malformed("name the task to cancel")
+        return Cancel(chosen)
+    raise Malformed("unknown action")
+
+
+def _json_step(raw: str, tools: set[str]) -> Step:
+    answer = _json_answer(raw)
+    action = answer.get("action")
+    if action == decisions.FINISH:
+        return Finish(decisions.text(answer, "result"))
+    if isinstance(action, str) and action in tools:
+        args = answer.get("arguments", {})
+        if not isinstance(args, dict):
+            raise Malformed("the arguments must be a JSON object")
+        return CallTool(action, args)
     raise Malformed("unknown action")
 
 

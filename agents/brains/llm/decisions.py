@@ -139,61 +139,98 @@ def sub_agent_tools(own: Sequence[ToolInfo]) -> list[dict[str, Any]]:
     return offered
 
 
+TEXT_LIMIT = 160
+TITLE_LIMIT = 60
+"""How long a JSON answer's sentence and title may be: a small model that rambles is
+cut off by its grammar, not by the token limit halfway through a string."""
+
+
+def _choice_of(action: str, **properties: Any) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {"action": {"const": action}, **properties},
+        "required": ["action", *properties],
+        "additionalProperties": False,
+    }
+
+
 def primary_schema(
     helpers: Sequence[AgentDefinition], tasks: Sequence[TaskSummary]
 ) -> dict[str, Any]:
     """The one JSON object a primary agent answers with where tools are not used.
 
-    ``action`` comes first and ``text`` second, so that the text streams as soon as
-    the server writes it.
+    One shape per decision the turn allows (``anyOf``), ``action`` first so that the
+    grammar settles the decision before the words, whose ``text`` streams as written.
     """
-    actions = ["reply"]
-    properties: dict[str, Any] = {}
+    sentence = {"type": "string", "maxLength": TEXT_LIMIT}
+    choices = [_choice_of("reply", text=sentence)]
     if helpers:
-        actions.append(DELEGATE)
+        choices.append(
+            _choice_of(
+                DELEGATE,
+                agent_id={"enum": [a.id for a in helpers]},
+                title={"type": "string", "maxLength": TITLE_LIMIT},
+                text=sentence,
+            )
+        )
+    running = [t.id for t in tasks if not t.terminal]
     if tasks:
-        actions += [CHECK_STATUS, SEND_INSTRUCTIONS, CANCEL]
-    properties["action"] = {"type": "string", "enum": actions}
-    properties["text"] = {"type": "string", "maxLength": 600}
-    if helpers:
-        properties["agent_id"] = {"type": "string", "enum": [a.id for a in helpers]}
-        properties["title"] = {"type": "string", "maxLength": 120}
-    if tasks:
-        properties["task_id"] = {"type": "string", "enum": [t.id for t in tasks]}
-    return {
-        "type": "json_schema",
-        "json_schema": {
-            "name": "decision",
-            "strict": True,
-            "schema": {
-                "type": "object",
-                "properties": properties,
-                "required": list(properties),
-                "additionalProperties": False,
-            },
-        },
-    }
+        choices.append(_choice_of(CHECK_STATUS, task_id={"enum": [t.id for t in tasks]}))
+    if running:
+        choices.append(_choice_of(SEND_INSTRUCTIONS, task_id={"enum": running}, text=sentence))
+        choices.append(_choice_of(CANCEL, task_id={"enum": running}))
+    return _response_format("decision", choices)
 
 
 def sub_agent_schema(own: Sequence[ToolInfo]) -> dict[str, Any]:
-    """A sub-agent's next step as one JSON object: a tool to call, or its result."""
-    actions = [FINISH, *(t.name for t in own)]
-    return {
-        "type": "json_schema",
-        "json_schema": {
-            "name": "step",
-            "strict": True,
-            "schema": {
-                "type": "object",
-                "properties": {
-                    "action": {"type": "string", "enum": actions},
-                    "result": {"type": "string", "maxLength": 600},
-                },
-                "required": ["action", "result"],
-                "additionalProperties": False,
-            },
-        },
-    }
+    """A sub-agent's next step as one JSON object: a tool and its arguments, or the result."""
+    choices = [
+        _choice_of(tool.name, arguments=dict(tool.parameters) or {"type": "object"}) for tool in own
+    ]
+    choices.append(_choice_of(FINISH, result={"type": "string", "maxLength": 2 * TEXT_LIMIT}))
+    return _response_format("step", choices)
+
+
+def _response_format(name: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
+    schema = choices[0] if len(choices) == 1 else {"anyOf": choices}
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
+
+
+def primary_examples(
+    helpers: Sequence[AgentDefinition], tasks: Sequence[TaskSummary]
+) -> list[dict[str, Any]]:
+    """Worked examples for a small model: a turn of each kind this turn allows.
+
+    The delegations come from the workspace's own ``examples`` phrases and come last,
+    nearest the person's words, where a small model looks hardest.
+    """
+    shots: list[tuple[str, dict[str, Any]]] = [
+        ("hello", {"action": "reply", "text": "Hello! How can I help?"})
+    ]
+    running = [t for t in tasks if not t.terminal]
+    if tasks:
+        shots.append(("how is it going?", {"action": CHECK_STATUS, "task_id": tasks[0].id}))
+    if running:
+        shots.append(("stop that", {"action": CANCEL, "task_id": running[0].id}))
+    for agent in helpers:
+        for example in agent.examples[:1]:
+            said = f"I've asked the {agent.name.lower()}; I'll let you know."
+            shots.append(
+                (
+                    example,
+                    {
+                        "action": DELEGATE,
+                        "agent_id": agent.id,
+                        "title": example[:TITLE_LIMIT],
+                        "text": said,
+                    },
+                )
+            )
+    messages: list[dict[str, Any]] = []
+    for said, answer in shots:
+        messages.append({"role": "user", "content": said})
+        messages.append({"role": "assistant", "content": json.dumps(answer)})
+    return messages
 
 
 def arguments(raw: str) -> dict[str, Any]:
