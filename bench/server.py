@@ -13,19 +13,18 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import resource
 from collections.abc import Sequence
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from bench.workspace import BRAIN, BenchBrain, bench_agents, build_bench_tools
 from server.app import create_app
-from server.cli import GRACEFUL_SHUTDOWN_S, SwitchboardServer
+from server.cli import SwitchboardServer
 from server.logs import AccessLogMiddleware, configure_logging
 from server.node import Workspaces
+from server.serving import raise_open_files_limit, uvicorn_config
 from server.settings import Settings
 
 log = logging.getLogger("bench.server")
@@ -71,10 +70,7 @@ def create_bench_app(settings: Settings) -> Starlette:
 
 def raise_fd_limit() -> int:
     """Raise this process's open-file limit to its hard limit; return the new soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return raise_open_files_limit()[0]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -84,22 +80,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     configure_logging(args.log_level.upper())
-    raise_fd_limit()
     settings = Settings.from_env()
     app = create_bench_app(settings)
     # The options of `switchboard serve` (server/cli.py), minus the proxy headers.
-    config = uvicorn.Config(
-        AccessLogMiddleware(app),
-        host=args.host,
-        port=args.port,
-        lifespan="on",
-        ws_max_size=settings.max_frame_size,
-        ws_per_message_deflate=False,
-        access_log=False,
-        log_config=None,
-        server_header=False,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-    )
+    config = uvicorn_config(AccessLogMiddleware(app), settings, host=args.host, port=args.port)
     SwitchboardServer(config, app).run()
 
 

@@ -44,6 +44,7 @@ from server.audit_store import SqlAuditBackend
 from server.auth import issue_token
 from server.exceptions import SettingsError
 from server.logs import AccessLogMiddleware, configure_logging
+from server.serving import uvicorn_config
 from server.settings import Settings
 from server.storage.engine import create_engine_for, create_schema
 from server.storage.workspaces import WorkspaceStore
@@ -61,8 +62,6 @@ EXIT_USAGE = 2
 EXIT_BROKEN_PIPE = 141
 # Records per read while paging through the trail.
 PAGE_SIZE = 1000
-# uvicorn waits this long for open requests once the sockets are closed.
-GRACEFUL_SHUTDOWN_S = 10
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -215,21 +214,13 @@ def _serve(args: argparse.Namespace) -> int:
 def _run_server(app: Starlette, settings: Settings, args: argparse.Namespace) -> None:
     host = args.host or settings.host
     port = args.port or settings.port
-    config = uvicorn.Config(
+    config = uvicorn_config(
         AccessLogMiddleware(app),
+        settings,
         host=host,
         port=port,
-        lifespan="on",
-        ws_max_size=settings.max_frame_size,
-        ws_per_message_deflate=False,
-        # Requests are logged by AccessLogMiddleware, with route templates.
-        access_log=False,
-        # Keep the JSON logging configured above; uvicorn's would print raw paths.
-        log_config=None,
         proxy_headers=args.proxy_headers,
         forwarded_allow_ips=args.forwarded_allow_ips,
-        server_header=False,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
     log.info("starting", extra={"host": host, "port": port, "node_id": settings.node_id})
     # Server.run installs SIGINT/SIGTERM handlers and shuts down gracefully on either.

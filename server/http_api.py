@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 import anyio.to_thread
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
@@ -188,6 +188,10 @@ def _api(method: str, path: str, handler: Handler) -> Route:
             return error_response(exc.code)
         except _MalformedId:
             return await _malformed_id(call)
+        except ClientDisconnect:
+            # The client left (or was dropped as too slow) mid-body: no error of ours;
+            # the access log records it (server.logs.AccessLogMiddleware).
+            raise
         except Exception as exc:
             code = error_code_for(exc)
             if code is ErrorCode.INTERNAL:

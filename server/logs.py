@@ -21,6 +21,7 @@ import traceback
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: The ``extra`` keys a log line may carry. Each holds an id, an enumeration, a number
@@ -50,6 +51,13 @@ ALLOWED_FIELDS: frozenset[str] = frozenset(
         "close_code",
         "host",
         "port",
+        "limit",
+        "hard_limit",
+        "waiting",
+        "dropped_head_timeout",
+        "dropped_body_timeout",
+        "dropped_head_too_large",
+        "dropped_evicted",
     }
 )
 
@@ -57,6 +65,9 @@ ALLOWED_FIELDS: frozenset[str] = frozenset(
 MAX_FIELD_CHARS = 200
 MAX_FRAMES = 10
 UNMATCHED_ROUTE = "unmatched"
+# The status an access line gives a request whose client left before it was read
+# (nginx's convention; it is never sent).
+CLIENT_CLOSED_REQUEST = 499
 
 _HANDLER_MARK = "_switchboard_json_handler"
 _THIRD_PARTY_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
@@ -226,10 +237,15 @@ class AccessLogMiddleware:
                 outcome["close_code"] = message.get("code", 1005)
             return message
 
+        gone = False
         try:
             await self.app(scope, observe_receive if websocket else receive, observe_send)
+        except ClientDisconnect:
+            # The client left before its request was read (or was dropped as too slow,
+            # server.slow_clients): ordinary, and nothing can be answered any more.
+            gone = True
         finally:
-            status = outcome["status"]
+            status = CLIENT_CLOSED_REQUEST if gone else outcome["status"]
             extra: dict[str, object] = {
                 "method": "WS" if websocket else scope.get("method", ""),
                 "path_template": route_template(scope),

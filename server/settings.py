@@ -61,6 +61,10 @@ class Settings:
     progress_interval: float = 0.5
     voice_pause_grace: float = 1.5
     lease_seconds: float = 5.0
+    head_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_waiting_requests: int = 256
+    max_head_bytes: int = 65_536
     llm_url: str | None = None
     """An OpenAI-compatible server's base URL: the demo's agents then use the LLM brain."""
     llm_model: str = "default"
@@ -107,6 +111,13 @@ class Settings:
             # How long a conversation's home lease lasts unless renewed: how soon another
             # node may take over from a node that died (DEPLOY.md).
             lease_seconds=env.seconds("SWITCHBOARD_LEASE_SECONDS", 5.0),
+            # Slow clients (server/slow_clients.py): how long a request's head and body
+            # may take, how many connections may wait for a head at once (also capped
+            # by the open-files limit), and how large a head may be.
+            head_timeout=env.seconds("SWITCHBOARD_HEAD_TIMEOUT_SECONDS", 10.0),
+            body_timeout=env.seconds("SWITCHBOARD_BODY_TIMEOUT_SECONDS", 30.0),
+            max_waiting_requests=env.integer("SWITCHBOARD_MAX_WAITING_REQUESTS", 256, minimum=1),
+            max_head_bytes=env.integer("SWITCHBOARD_MAX_HEAD_BYTES", 65_536, minimum=1024),
             llm_url=env.http_url("SWITCHBOARD_LLM_URL"),
             llm_model=env.text("SWITCHBOARD_LLM_MODEL") or "default",
             llm_api_key=env.text("SWITCHBOARD_LLM_API_KEY"),

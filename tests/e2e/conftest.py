@@ -46,6 +46,8 @@ class ServerProcess:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    #: RLIMIT_NOFILE (soft, hard) the server starts with; the test runner's if None.
+    open_files: tuple[int, int] | None = None
 
     @property
     def http(self) -> str:
@@ -75,6 +77,7 @@ class ServerProcess:
                 env=env,
                 stdout=log,
                 stderr=log,
+                preexec_fn=None if self.open_files is None else self._limit_open_files,
             )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -87,6 +90,12 @@ class ServerProcess:
                 pass
             time.sleep(0.05)
         raise RuntimeError(f"server did not become ready: {self.logs()[-2000:]}")
+
+    def _limit_open_files(self) -> None:
+        import resource
+
+        assert self.open_files is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, self.open_files)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
         assert self.process is not None
@@ -106,9 +115,11 @@ class ServerProcess:
 def server_factory(tmp_path: Path) -> Iterator[Any]:
     servers: list[ServerProcess] = []
 
-    def make(database_url: str | None = None, **env: str) -> ServerProcess:
+    def make(
+        database_url: str | None = None, open_files: tuple[int, int] | None = None, **env: str
+    ) -> ServerProcess:
         url = database_url or f"sqlite:///{tmp_path / 'switchboard.db'}"
-        server = ServerProcess(url, dict(env))
+        server = ServerProcess(url, dict(env), open_files=open_files)
         server.log_path = tmp_path / f"server-{len(servers)}.log"
         server.start()
         servers.append(server)

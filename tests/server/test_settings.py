@@ -59,6 +59,10 @@ def test_every_variable_is_read() -> None:
             "SWITCHBOARD_RATE_LIMIT_BURST": "10",
             "SWITCHBOARD_MAX_CONNECTIONS_PER_PRINCIPAL": "4",
             "SWITCHBOARD_PROGRESS_INTERVAL_SECONDS": "0.1",
+            "SWITCHBOARD_HEAD_TIMEOUT_SECONDS": "4",
+            "SWITCHBOARD_BODY_TIMEOUT_SECONDS": "12.5",
+            "SWITCHBOARD_MAX_WAITING_REQUESTS": "32",
+            "SWITCHBOARD_MAX_HEAD_BYTES": "8192",
         }
     )
     assert settings == Settings(
@@ -82,6 +86,10 @@ def test_every_variable_is_read() -> None:
         rate_limit_burst=10,
         max_connections_per_principal=4,
         progress_interval=0.1,
+        head_timeout=4.0,
+        body_timeout=12.5,
+        max_waiting_requests=32,
+        max_head_bytes=8192,
     )
 
 
@@ -164,6 +172,10 @@ def test_runtime_settings_carry_the_limits() -> None:
         ("SWITCHBOARD_RATE_LIMIT_BURST", "0"),
         ("SWITCHBOARD_MAX_CONNECTIONS_PER_PRINCIPAL", "many"),
         ("SWITCHBOARD_PROGRESS_INTERVAL_SECONDS", "0"),
+        ("SWITCHBOARD_HEAD_TIMEOUT_SECONDS", "0"),
+        ("SWITCHBOARD_BODY_TIMEOUT_SECONDS", "never"),
+        ("SWITCHBOARD_MAX_WAITING_REQUESTS", "0"),
+        ("SWITCHBOARD_MAX_HEAD_BYTES", "100"),
         ("SWITCHBOARD_DEMO", "maybe"),
         ("SWITCHBOARD_NODE_ID", "node a"),
         ("SWITCHBOARD_NODE_ID", "n" * 129),
