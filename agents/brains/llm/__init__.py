@@ -21,7 +21,8 @@ of tool calls (for small local models whose chat template has no tool calling).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from agents.brains import (
@@ -33,6 +34,7 @@ from agents.brains import (
     Delegate,
     Finish,
     Instruct,
+    Note,
     Outcome,
     Reply,
     Step,
@@ -45,6 +47,7 @@ from agents.brains.llm import decisions
 from agents.brains.llm.client import ChatClient, Completion, ModelError, ToolCall
 from agents.brains.llm.decisions import Malformed, TextField
 from agents.brains.rule import RuleBrain
+from agents.brains.rule.steps import acknowledge
 from agents.models import MessageRole, Task
 from agents.ports import PatientDirectory
 from agents.tools import ToolResult
@@ -72,9 +75,9 @@ class LLMBrain:
     async def respond(self, turn: Turn) -> Action:
         helpers = [a for a in turn.team if a.id != turn.agent.id]
         own = [t for t in turn.tools if t.name in turn.agent.tools]
-        messages = self._turn_messages(turn, helpers)
         if self.json_mode:
-            return await self._respond_json(turn, helpers, messages)
+            return await self._respond_json(turn, helpers)
+        messages = [_system(turn, helpers), *_transcript(turn)]
         tools = decisions.primary_tools(helpers, turn.tasks, own)
         retried = False
         while True:
@@ -89,15 +92,24 @@ class LLMBrain:
                 retried = True
                 messages = [*messages, *_answer_malformed(completion, str(error))]
 
-    async def _respond_json(
-        self, turn: Turn, helpers: Sequence[Any], messages: list[dict[str, Any]]
-    ) -> Action:
-        schema = decisions.primary_schema(helpers, turn.tasks)
-        # The worked examples go between the instructions and the conversation.
+    async def _respond_json(self, turn: Turn, helpers: Sequence[Any]) -> Action:
+        """One schema-constrained JSON decision, for a small model.
+
+        Its chat is kept to one pattern, which such a model follows far better than
+        prose: the instructions (the team, the tasks and their live state), worked
+        examples of each decision this turn allows, then the person's words. The
+        earlier messages are left out: measured on SmolLM2-135M, any transcript (even
+        the person's lines alone) turned its status questions into new delegations.
+        """
+        # Tasks go by short handles (t1 newest): nothing random in the prompt, so the
+        # same words get the same decision, and no id is the model's to copy.
+        handles = {f"t{n}": task.id for n, task in enumerate(turn.tasks, start=1)}
+        shown = tuple(replace(t, id=h) for h, t in zip(handles, turn.tasks, strict=True))
+        schema = decisions.primary_schema(helpers, shown)
         messages = [
-            messages[0],
-            *decisions.primary_examples(helpers, turn.tasks),
-            *messages[1:],
+            _system(replace(turn, tasks=shown), helpers),
+            *decisions.primary_examples(helpers, shown),
+            {"role": "user", "content": turn.text},
         ]
         field = TextField()
         preview = turn.preview
@@ -113,7 +125,7 @@ class LLMBrain:
                 messages, response_format=schema, on_text=on_text
             )
             try:
-                return _json_action(completion.text)
+                return _json_action(completion.text, handles)
             except Malformed as error:
                 if retried:
                     raise ModelError("the model's answer was malformed twice") from None
@@ -125,39 +137,16 @@ class LLMBrain:
                 ]
                 field = TextField()
 
-    def _turn_messages(self, turn: Turn, helpers: Sequence[Any]) -> list[dict[str, Any]]:
-        lines = [
-            turn.agent.instructions.strip() or f"You are {turn.agent.name}.",
-            "",
-            "You talk with a person. Slow work (calls, prior authorizations, records "
-            "lookups) is never done by you: delegate it to one of the team's agents, "
-            "who works in the background, and say in one short sentence that it is "
-            "started. Answer status questions with check_status, pass new instructions "
-            "with send_instructions, stop work with cancel. Never invent tasks or ids.",
-        ]
-        if helpers:
-            lines += ["", "The team:"]
-            lines += [f"- {a.id}: {a.name} — {a.description}" for a in helpers]
-        if turn.tasks:
-            lines += ["", "Background tasks you started (newest first):"]
-            for task in turn.tasks:
-                state = task.state.value + (f", {task.progress}" if task.progress else "")
-                lines.append(f"- {task.id}: {task.title} ({task.agent_id}; {state})")
-        messages: list[dict[str, Any]] = [{"role": "system", "content": "\n".join(lines)}]
-        transcript = turn.transcript or ()
-        for line in transcript:
-            role = "user" if line.role is MessageRole.USER else "assistant"
-            messages.append({"role": role, "content": line.text})
-        if not transcript or transcript[-1].text != turn.text:
-            messages.append({"role": "user", "content": turn.text})
-        return messages
-
     # -- a sub-agent's step ----------------------------------------------------------
 
     async def step(self, work: Work) -> Step:
-        messages = self._work_messages(work)
+        if work.new_instructions:
+            # Acknowledged at once, in words written from the instructions themselves;
+            # the model hears them from the next step on.
+            return Note(acknowledge(work))
         if self.json_mode:
-            return await self._step_json(work, messages)
+            return await self._step_json(work)
+        messages = self._work_messages(work)
         tools = decisions.sub_agent_tools(work.tools)
         retried = False
         while True:
@@ -170,13 +159,24 @@ class LLMBrain:
                 retried = True
                 messages = [*messages, *_answer_malformed(completion, str(error))]
 
-    async def _step_json(self, work: Work, messages: list[dict[str, Any]]) -> Step:
-        schema = decisions.sub_agent_schema(work.tools)
+    async def _step_json(self, work: Work) -> Step:
+        """One schema-constrained JSON step, for a small model.
+
+        The model chooses what to do; the words of the result are what the tools
+        answered, never its own (a small model's own summary of a chart is made up).
+        A tool is not offered straight after it answered, and ``finish`` not before
+        anything has answered.
+        """
+        answers = [r for r in work.history if isinstance(r.step, CallTool)]
+        last = answers[-1].step.tool if answers and isinstance(answers[-1].step, CallTool) else None
+        offered = [t for t in work.tools if t.name != last]
+        schema = decisions.sub_agent_schema(offered, may_finish=bool(answers))
+        messages = _json_work_messages(work)
         retried = False
         while True:
             completion = await self.client.complete(messages, response_format=schema)
             try:
-                return _json_step(completion.text, {t.name for t in work.tools})
+                return _json_step(completion.text, {t.name for t in offered}, answers)
             except Malformed as error:
                 if retried:
                     raise ModelError("the model's step was malformed twice") from None
@@ -224,9 +224,6 @@ class LLMBrain:
                 messages.append({"role": "assistant", "content": step.text})
                 messages.append({"role": "user", "content": f"The delegated work ended: {done}"})
         for text in work.instructions:
-            if text not in work.new_instructions:
-                messages.append({"role": "user", "content": f"New instructions: {text}"})
-        for text in work.new_instructions:
             messages.append({"role": "user", "content": f"New instructions: {text}"})
         return messages
 
@@ -249,6 +246,41 @@ class LLMBrain:
 
     def followup_text(self, outcomes: Sequence[Outcome], *, rollup: bool) -> str:
         return self._words.followup_text(outcomes, rollup=rollup)
+
+
+def _system(turn: Turn, helpers: Sequence[Any]) -> dict[str, Any]:
+    """The primary agent's instructions, its team and its tasks."""
+    lines = [
+        turn.agent.instructions.strip() or f"You are {turn.agent.name}.",
+        "",
+        "You talk with a person. Slow work (calls, prior authorizations, records "
+        "lookups) is never done by you: delegate it to one of the team's agents, "
+        "who works in the background, and say in one short sentence that it is "
+        "started. Answer status questions with check_status, pass new instructions "
+        "with send_instructions, stop work with cancel. Never invent tasks or ids.",
+    ]
+    if helpers:
+        lines += ["", "The team:"]
+        lines += [f"- {a.id}: {a.name} — {a.description}" for a in helpers]
+    if turn.tasks:
+        lines += ["", "Background tasks you started (newest first):"]
+        for task in turn.tasks:
+            shown = task.progress if task.progress and not task.terminal else None
+            state = task.state.value + (f", {shown}" if shown else "")
+            lines.append(f"- {task.id}: {task.title} ({task.agent_id}; {state})")
+    return {"role": "system", "content": "\n".join(lines)}
+
+
+def _transcript(turn: Turn) -> list[dict[str, Any]]:
+    """The conversation's recent messages as chat turns, ending with the person's."""
+    transcript = turn.transcript or ()
+    messages: list[dict[str, Any]] = []
+    for line in transcript:
+        role = "user" if line.role is MessageRole.USER else "assistant"
+        messages.append({"role": role, "content": line.text})
+    if not transcript or transcript[-1].text != turn.text:
+        messages.append({"role": "user", "content": turn.text})
+    return messages
 
 
 def _said(record: StepRecord) -> str:
@@ -322,9 +354,14 @@ def _json_answer(raw: str) -> dict[str, Any]:
     return answer
 
 
-def _json_action(raw: str) -> Action:
+def _json_action(raw: str, handles: Mapping[str, str]) -> Action:
     answer = _json_answer(raw)
     action = answer.get("action")
+
+    def task_ids() -> tuple[str, ...]:
+        # A handle the turn did not show goes on as it is: the runtime finds no such task.
+        return tuple(handles.get(h, h) for h in decisions.ids(answer, "task_id"))
+
     if action == "reply":
         return Reply(decisions.text(answer, "text"))
     if action == decisions.DELEGATE:
@@ -335,28 +372,58 @@ def _json_action(raw: str) -> Action:
             (Assignment(decisions.text(answer, "agent_id"), title, title, title),),
         )
     if action == decisions.CHECK_STATUS:
-        return CheckStatus(decisions.ids(answer, "task_id"))
+        return CheckStatus(task_ids())
     if action == decisions.SEND_INSTRUCTIONS:
-        return Instruct(decisions.text(answer, "task_id"), decisions.text(answer, "text"))
+        chosen = task_ids()
+        return Instruct(chosen[0] if chosen else "", decisions.text(answer, "text"))
     if action == decisions.CANCEL:
-        chosen = decisions.ids(answer, "task_id")
+        chosen = task_ids()
         if not chosen:
             raise Malformed("name the task to cancel")
         return Cancel(chosen)
     raise Malformed("unknown action")
 
 
-def _json_step(raw: str, tools: set[str]) -> Step:
+def _json_step(raw: str, tools: set[str], answers: Sequence[StepRecord]) -> Step:
     answer = _json_answer(raw)
     action = answer.get("action")
-    if action == decisions.FINISH:
-        return Finish(decisions.text(answer, "result"))
+    if action == decisions.FINISH and answers:
+        last = answers[-1]
+        if last.error is not None:
+            return Finish(f"I couldn't finish: {last.error}", failed=True)
+        return Finish(last.result.text if last.result is not None else "Done.")
     if isinstance(action, str) and action in tools:
         args = answer.get("arguments", {})
         if not isinstance(args, dict):
             raise Malformed("the arguments must be a JSON object")
         return CallTool(action, args)
     raise Malformed("unknown action")
+
+
+def _json_work_messages(work: Work) -> list[dict[str, Any]]:
+    """A sub-agent's chat for a small model: its steps as the JSON it wrote, each
+    tool's answer as the next user turn."""
+    tools = "\n".join(f"- {t.name}: {t.description}" for t in work.tools)
+    system = (
+        (work.agent.instructions.strip() or f"You are {work.agent.name}.")
+        + "\n\nYou work in the background on one task for another agent. Call a tool;"
+        " when a tool has answered what the task asks, finish.\n\nYour tools:\n" + tools
+    )
+    assignment = str(work.task.params.get("instructions") or work.task.title)
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": f"Task: {work.task.title}\n{assignment}"},
+    ]
+    for text in work.instructions:
+        messages[-1]["content"] += f"\nNew instructions: {text}"
+    for record in work.history:
+        if isinstance(record.step, CallTool):
+            step = {"action": record.step.tool, "arguments": dict(record.step.args)}
+            messages.append({"role": "assistant", "content": json.dumps(step, default=str)})
+            messages.append(
+                {"role": "user", "content": f"{record.step.tool} answered: {_said(record)}"}
+            )
+    return messages
 
 
 def _step(completion: Completion, tools: set[str]) -> Step:

@@ -182,13 +182,24 @@ def primary_schema(
     return _response_format("decision", choices)
 
 
-def sub_agent_schema(own: Sequence[ToolInfo]) -> dict[str, Any]:
-    """A sub-agent's next step as one JSON object: a tool and its arguments, or the result."""
-    choices = [
-        _choice_of(tool.name, arguments=dict(tool.parameters) or {"type": "object"}) for tool in own
-    ]
-    choices.append(_choice_of(FINISH, result={"type": "string", "maxLength": 2 * TEXT_LIMIT}))
+def sub_agent_schema(own: Sequence[ToolInfo], *, may_finish: bool = True) -> dict[str, Any]:
+    """A sub-agent's next step as one JSON object: a tool and its arguments, or ``finish``
+    (the result is what the tools answered).
+
+    Without *may_finish* only its tools are offered: a small model's result before
+    any tool has answered would be made up.
+    """
+    choices = [_choice_of(tool.name, arguments=_parameters(tool)) for tool in own]
+    if may_finish or not choices:
+        choices.append(_choice_of(FINISH))
     return _response_format("step", choices)
+
+
+def _parameters(tool: ToolInfo) -> dict[str, Any]:
+    """A tool's argument schema; one that declares none takes no arguments."""
+    if tool.parameters.get("properties"):
+        return dict(tool.parameters)
+    return {"type": "object", "properties": {}, "additionalProperties": False}
 
 
 def _response_format(name: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
@@ -196,22 +207,35 @@ def _response_format(name: str, choices: list[dict[str, Any]]) -> dict[str, Any]
     return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
 
 
+STATUS_SHOTS = ("how is it going?", "is it done?", "any news?")
+CANCEL_SHOTS = ("stop that", "cancel it")
+INSTRUCT_SHOTS = (("tell them to be quick", "Please be quick."),)
+
+
 def primary_examples(
     helpers: Sequence[AgentDefinition], tasks: Sequence[TaskSummary]
 ) -> list[dict[str, Any]]:
-    """Worked examples for a small model: a turn of each kind this turn allows.
+    """Worked examples for a small model: turns of each kind this turn allows.
 
-    The delegations come from the workspace's own ``examples`` phrases and come last,
-    nearest the person's words, where a small model looks hardest.
+    Each decision gets as many examples as the model needs to pick it as often as
+    delegation (measured on SmolLM2-135M: with one status example against three
+    delegations, most status questions started new work). The delegations come from
+    the workspace's own ``examples`` phrases, one per agent.
     """
     shots: list[tuple[str, dict[str, Any]]] = [
         ("hello", {"action": "reply", "text": "Hello! How can I help?"})
     ]
     running = [t for t in tasks if not t.terminal]
     if tasks:
-        shots.append(("how is it going?", {"action": CHECK_STATUS, "task_id": tasks[0].id}))
+        latest = (running or tasks)[0].id
+        shots += [(said, {"action": CHECK_STATUS, "task_id": latest}) for said in STATUS_SHOTS]
     if running:
-        shots.append(("stop that", {"action": CANCEL, "task_id": running[0].id}))
+        first = running[0].id
+        shots += [(said, {"action": CANCEL, "task_id": first}) for said in CANCEL_SHOTS]
+        shots += [
+            (said, {"action": SEND_INSTRUCTIONS, "task_id": first, "text": text})
+            for said, text in INSTRUCT_SHOTS
+        ]
     for agent in helpers:
         for example in agent.examples[:1]:
             said = f"I've asked the {agent.name.lower()}; I'll let you know."

@@ -30,7 +30,7 @@ async def next_step(work: Work, directory: PatientDirectory) -> Step:
     """Acknowledge new instructions, call the tool, finish; fan out for several patients."""
     await anyio.lowlevel.checkpoint()
     if work.new_instructions:
-        return Note(_acknowledge(work))
+        return Note(acknowledge(work))
     for record in work.history:
         if isinstance(record.step, CallTool) and record.error:
             return Finish(f"I couldn't finish: {lower_first(record.error)}", failed=True)
@@ -51,7 +51,8 @@ async def next_step(work: Work, directory: PatientDirectory) -> Step:
     return _finish(done[-1], work.instructions)
 
 
-def _acknowledge(work: Work) -> str:
+def acknowledge(work: Work) -> str:
+    """What a sub-agent says on taking new instructions (and what becomes of them)."""
     said = "; ".join(_noted(i) for i in work.new_instructions)
     started = any(isinstance(r.step, CallTool) and r.result for r in work.history)
     last = work.history[-1] if work.history else None

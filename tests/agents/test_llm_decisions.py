@@ -1,0 +1,131 @@
+"""What the LLM brain offers a model and how it reads the answers back (no model needed)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agents.brains import (
+    CallTool,
+    Cancel,
+    CheckStatus,
+    Delegate,
+    Finish,
+    Instruct,
+    Reply,
+    StepRecord,
+    TaskSummary,
+    ToolInfo,
+)
+from agents.brains.llm import _json_action, _json_step
+from agents.brains.llm.decisions import (
+    Malformed,
+    TextField,
+    primary_examples,
+    primary_schema,
+    sub_agent_schema,
+)
+from agents.models import AgentDefinition, TaskState
+from agents.tools import ToolResult
+
+HELPER = AgentDefinition(
+    "nw", "benefits", "Benefits checker", "Checks coverage.", "", examples=("is Tom covered",)
+)
+DONE = TaskSummary("t1", "Coverage for Tom B.", "Tom", "benefits", True, TaskState.COMPLETED)
+RUNNING = TaskSummary("t2", "Coverage for Ann C.", "Ann", "benefits", False, TaskState.WORKING)
+
+
+def actions(schema: dict) -> list[str]:
+    inner = schema["json_schema"]["schema"]
+    choices = inner.get("anyOf", [inner])
+    return [c["properties"]["action"]["const"] for c in choices]
+
+
+def test_the_schema_offers_only_the_decisions_the_turn_allows() -> None:
+    assert actions(primary_schema([], [])) == ["reply"]
+    assert actions(primary_schema([HELPER], [])) == ["reply", "delegate"]
+    assert actions(primary_schema([HELPER], [DONE])) == ["reply", "delegate", "check_status"]
+    assert actions(primary_schema([HELPER], [RUNNING, DONE])) == [
+        "reply",
+        "delegate",
+        "check_status",
+        "send_instructions",
+        "cancel",
+    ]
+    choices = primary_schema([HELPER], [RUNNING, DONE])["json_schema"]["schema"]["anyOf"]
+    cancel = next(c for c in choices if c["properties"]["action"]["const"] == "cancel")
+    assert cancel["properties"]["task_id"] == {"enum": ["t2"]}  # only running tasks
+
+
+def test_every_worked_example_fits_the_schema_of_its_turn() -> None:
+    for tasks in ([], [DONE], [RUNNING, DONE]):
+        allowed = set(actions(primary_schema([HELPER], tasks)))
+        shots = primary_examples([HELPER], tasks)
+        answers = [json.loads(m["content"]) for m in shots if m["role"] == "assistant"]
+        assert {a["action"] for a in answers} == allowed
+        for answer in answers:
+            if "task_id" in answer:
+                assert answer["task_id"] in {t.id for t in tasks}
+
+
+def test_a_sub_agent_may_not_finish_before_a_tool_answered() -> None:
+    tool = ToolInfo("eligibility.check", "Ask the insurer.", {}, 3)
+    assert actions(sub_agent_schema([tool], may_finish=False)) == ["eligibility.check"]
+    assert actions(sub_agent_schema([tool])) == ["eligibility.check", "finish"]
+    assert actions(sub_agent_schema([], may_finish=False)) == ["finish"]
+    # A tool that declares no parameters takes none (nothing for the model to invent).
+    choice = sub_agent_schema([tool])["json_schema"]["schema"]["anyOf"][0]
+    assert choice["properties"]["arguments"] == {
+        "type": "object",
+        "properties": {},
+        "additionalProperties": False,
+    }
+
+
+def test_handles_map_back_to_task_ids_and_unknown_ones_go_on_as_they_are() -> None:
+    handles = {"t1": "task_real"}
+    assert _json_action('{"action": "check_status", "task_id": "t1"}', handles) == CheckStatus(
+        ("task_real",)
+    )
+    assert _json_action('{"action": "cancel", "task_id": "t9"}', handles) == Cancel(("t9",))
+    assert _json_action(
+        '{"action": "send_instructions", "task_id": "t1", "text": "hurry"}', handles
+    ) == Instruct("task_real", "hurry")
+    assert _json_action('{"action": "reply", "text": "Hi"}', handles) == Reply("Hi")
+    delegate = _json_action(
+        '{"action": "delegate", "agent_id": "benefits", "title": "Tom", "text": ""}', handles
+    )
+    assert isinstance(delegate, Delegate)
+    assert delegate.assignments[0].agent_id == "benefits"
+
+
+@pytest.mark.parametrize(
+    "raw", ["", "[1]", '{"action": "dance"}', '{"action": "reply", "text": ""}', "{oops"]
+)
+def test_an_unusable_answer_is_malformed(raw: str) -> None:
+    with pytest.raises(Malformed):
+        _json_action(raw, {})
+
+
+def test_a_small_models_result_is_what_the_tool_answered() -> None:
+    asked = StepRecord(CallTool("eligibility.check", {}), result=ToolResult("Tom is covered."))
+    assert _json_step('{"action": "finish"}', set(), [asked]) == Finish("Tom is covered.")
+    failed = StepRecord(CallTool("eligibility.check", {}), error="the insurer is down")
+    step = _json_step('{"action": "finish"}', set(), [failed])
+    assert step == Finish("I couldn't finish: the insurer is down", failed=True)
+    with pytest.raises(Malformed):
+        _json_step('{"action": "finish"}', set(), [])  # nothing answered yet
+    with pytest.raises(Malformed):
+        _json_step('{"action": "records.delete", "arguments": {}}', {"records.get"}, [])
+
+
+def test_the_text_field_streams_as_written_with_escapes_cut_between_pieces() -> None:
+    answer = '{"action": "reply", "text": "Caf\\u00e9 \\"Bo\\" \\\\ line\\nnext"}'
+    field = TextField()
+    shown = "".join(field.feed(answer[i : i + 3]) for i in range(0, len(answer), 3))
+    assert shown == 'Café "Bo" \\ line\nnext'
+    assert field.closed
+    assert json.loads(answer)["text"] == shown
+    other = TextField()
+    assert other.feed('{"action": "check_status", "task_id": "t1"}') == ""
