@@ -112,6 +112,43 @@ export function tokenClaims(token) {
 }
 
 /** An answer the server refused: `code` is PROTOCOL.md's error code. */
+/**
+ * Streamed agent text (PROTOCOL.md, additions): `message.delta` pieces gathered per
+ * `message_id` until the stored `message` with that id replaces them. Only a preview:
+ * the message event is the message. `add` returns the text so far; `take` forgets a
+ * message and returns what had been shown of it; `clear` forgets all (a new socket:
+ * deltas are never replayed, the stored messages are).
+ */
+export class DeltaAssembler {
+  constructor() {
+    this._texts = new Map();
+  }
+
+  add(frame) {
+    const id = frame?.message_id;
+    if (typeof id !== "string" || !id || typeof frame.text !== "string") return null;
+    const text = (this._texts.get(id) ?? "") + frame.text;
+    this._texts.set(id, text);
+    return text;
+  }
+
+  has(messageId) {
+    return this._texts.has(messageId);
+  }
+
+  take(messageId) {
+    const text = this._texts.get(messageId);
+    this._texts.delete(messageId);
+    return text;
+  }
+
+  clear() {
+    const ids = [...this._texts.keys()];
+    this._texts.clear();
+    return ids;
+  }
+}
+
 export class RequestError extends Error {
   constructor(code, message) {
     super(message || code);
@@ -125,11 +162,12 @@ export class RequestError extends Error {
  *
  * Callbacks: `onEvent(event)` once per seq, in order; `onStatus(state, detail)` with
  * state `connecting`, `open`, `reconnecting` ({delayMs}) or `closed` ({code});
- * `onWelcome(frame)`; `onReplayed()` once the replay after a welcome is applied.
+ * `onWelcome(frame)`; `onReplayed()` once the replay after a welcome is applied;
+ * `onDelta(frame)` for each `message.delta` (live only, never replayed).
  * `fetchAfter(after, limit)` returns stored events (HTTP) to fill a gap.
  */
 export class StreamConnection {
-  constructor({ url, hello, fetchAfter, onEvent, onStatus, onWelcome, onReplayed, onResync }) {
+  constructor({ url, hello, fetchAfter, onEvent, onStatus, onWelcome, onReplayed, onResync, onDelta }) {
     this.url = url;
     this.hello = hello;
     this.fetchAfter = fetchAfter;
@@ -138,6 +176,7 @@ export class StreamConnection {
     this.onWelcome = onWelcome ?? (() => {});
     this.onReplayed = onReplayed ?? (() => {});
     this.onResync = onResync ?? (() => {});
+    this.onDelta = onDelta ?? (() => {});
     this.lastSeq = 0;
     this.replayed = false;
     this._ws = null;
@@ -247,6 +286,10 @@ export class StreamConnection {
     // An ack carries the seq it stored too: it answers a request, it is no stream event.
     if (typeof frame.seq === "number" && frame.type !== "ack") {
       this._ingest(frame);
+      return;
+    }
+    if (frame.type === "message.delta") {
+      this.onDelta(frame);
       return;
     }
     if (frame.type === "error" && frame.code === "resync" && frame.id === undefined) {
@@ -486,6 +529,8 @@ header {
   font-size: 0.875rem; text-align: center; border: 1px dashed var(--sb-border);
 }
 .msg.pending { opacity: 0.7; }
+.msg.streaming .meta time { visibility: hidden; }
+.msg.streaming .text > :last-child::after { content: "…"; opacity: 0.6; }
 .msg.failed { outline: 2px solid var(--sb-bad); }
 .meta { display: flex; gap: 8px; align-items: baseline; font-size: 0.75rem; color: var(--sb-muted); margin-bottom: 2px; }
 .author { font-weight: 600; }
@@ -651,6 +696,8 @@ export class SwitchboardChat extends BaseElement {
     this._connection = null;
     this._tasks = new Map(); // task id → {view, node}
     this._progressLines = new Map(); // task id → its one progress line in the conversation
+    this._deltas = new DeltaAssembler();
+    this._streaming = new Map(); // message id → the reply being written, until it is stored
     this._ticker = null; // updates the running cards' elapsed time
     this._outbox = []; // messages typed here, until the stream shows them stored
     this._chatTaskId = null; // chat mode: the task this chat belongs to
@@ -859,6 +906,7 @@ export class SwitchboardChat extends BaseElement {
       onWelcome: () => this._log.setAttribute("aria-busy", "true"),
       onReplayed: () => this._onReplayed(),
       onResync: () => this._reset(),
+      onDelta: (frame) => this._onDelta(frame),
     });
     connection.lastSeq = this._seq;
     this._connection = connection;
@@ -984,6 +1032,7 @@ export class SwitchboardChat extends BaseElement {
     this._empty.hidden = false;
     this._tasks.clear();
     this._progressLines.clear();
+    this._dropStreaming();
     clearInterval(this._ticker);
     this._ticker = null;
     this._outbox = [];
@@ -1008,6 +1057,7 @@ export class SwitchboardChat extends BaseElement {
     } else if (state === "reconnecting") {
       this._setStatus("reconnecting", "Reconnecting…");
       this._markUnconfirmed();
+      this._dropStreaming();
     } else if (state === "closed") {
       const code = detail.code;
       this._connection = null;
@@ -1018,6 +1068,7 @@ export class SwitchboardChat extends BaseElement {
       this._setStatus("closed", text, code);
       this._reclaim.hidden = code !== 4409;
       this._markUnconfirmed();
+      this._dropStreaming();
       this._emit("switchboard-close", { code, reason: detail.reason ?? "" });
       if (code === 4401) this._emit("switchboard-unauthorized", {});
     }
@@ -1066,7 +1117,42 @@ export class SwitchboardChat extends BaseElement {
     else if (event.type === "task" && event.task) this._onTask(event.task, true);
   }
 
+  /** A piece of a reply being written: shown at the end until its message comes. */
+  _onDelta(frame) {
+    if (this.chatId && frame.chat_id && frame.chat_id !== this.chatId) return;
+    const text = this._deltas.add(frame);
+    if (text === null) return;
+    const stick = this._nearEnd();
+    let node = this._streaming.get(frame.message_id);
+    if (!node) {
+      node = this._messageNode({ role: "agent", kind: "reply", text, ts: new Date().toISOString() });
+      delete node.dataset.seq;
+      node.classList.add("streaming");
+      node.dataset.messageId = frame.message_id;
+      // Screen readers hear the reply once, when it is stored, not piece by piece.
+      node.setAttribute("aria-hidden", "true");
+      this._streaming.set(frame.message_id, node);
+      this._messages.append(node);
+      this._empty.hidden = true;
+    } else {
+      node.querySelector(".text").replaceChildren(renderMarkdown(text, document));
+    }
+    if (stick) this._scrollToEnd();
+  }
+
+  /** Deltas whose message will not come on this socket (it closed): the replay has it. */
+  _dropStreaming() {
+    this._deltas.clear();
+    for (const node of this._streaming.values()) node.remove();
+    this._streaming.clear();
+  }
+
   _onMessage(event) {
+    if (event.message_id && this._streaming.has(event.message_id)) {
+      this._deltas.take(event.message_id);
+      this._streaming.get(event.message_id).remove();
+      this._streaming.delete(event.message_id);
+    }
     if (this._updateProgressLine(event)) return;
     const stick = this._nearEnd();
     const mine = event.role === "user" && event.author?.id && event.author.id === this._sub;

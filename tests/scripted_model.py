@@ -10,7 +10,8 @@ answer to check the wiring around it. Run as a process, on loopback::
 call: ``{"status": 429}``, ``{"hang": 30}``, ``{"text": "…", "pieces": 4}``,
 ``{"tool": "delegate", "arguments": "{…}", "text": "…"}``, and ``"cut": 2`` to drop
 the connection after that many pieces. With the script empty it answers ``"ok"``.
-``GET /requests`` returns the request bodies received, in order.
+``GET /requests`` returns the request bodies received, in order; ``DELETE /script``
+forgets both.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ def app() -> Any:
     received: list[dict[str, Any]] = []
 
     async def set_script(request: Request) -> Response:
+        if request.method == "DELETE":
+            script.clear()
+            received.clear()
+            return JSONResponse({"queued": 0})
         script.extend(await request.json())
         return JSONResponse({"queued": len(script)})
 
@@ -105,7 +110,7 @@ def app() -> Any:
 
     return Starlette(
         routes=[
-            Route("/script", set_script, methods=["POST"]),
+            Route("/script", set_script, methods=["POST", "DELETE"]),
             Route("/requests", requests),
             Route("/v1/chat/completions", completions, methods=["POST"]),
         ]

@@ -432,3 +432,21 @@ def postgres_schema_url() -> Iterator[str]:
     finally:
         with psycopg.connect(plain, connect_timeout=3, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(scope="session")
+def local_model_url() -> Iterator[str]:
+    """A real small model (SmolLM2-135M through llama.cpp's OpenAI-compatible server)
+    on loopback, shared by the session's tests; skips without it, fails under CI."""
+    from server import local_model
+
+    try:
+        local_model.model_path()
+        import xllamacpp  # noqa: F401
+    except (local_model.LocalModelError, ImportError) as exc:
+        reason = f"the local model is not installed ({exc})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI=true requires the LLM brain's tests to run")
+        pytest.skip(reason)
+    with local_model.started(threads=1) as url:
+        yield url

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-CONTROL_TYPES = frozenset({"welcome", "ack", "result", "error", "pong"})
+CONTROL_TYPES = frozenset({"welcome", "ack", "result", "error", "pong", "message.delta"})
 ROLES = frozenset({"user", "agent"})
 KINDS = frozenset({"reply", "progress", "followup", "notice"})
 ACTIVE_STATES = frozenset({"submitted", "working", "input_required", "cancelling"})
@@ -149,6 +149,9 @@ def _message_problems(event: Mapping[str, Any], where: str, *, voice: bool) -> l
         problems.append(f"{where}: kind not in {sorted(KINDS)}, got {event.get('kind')!r}")
     if not isinstance(event.get("text"), str) or not event["text"]:
         problems.append(f"{where}: text should be a non-empty string, got {event.get('text')!r}")
+    message_id = event.get("message_id")
+    if not (isinstance(message_id, str) and message_id):
+        problems.append(f"{where}: message_id should be a non-empty string, got {message_id!r}")
     if "task_id" in event and not (isinstance(event["task_id"], str) and event["task_id"]):
         problems.append(f"{where}: task_id should be a task id, got {event['task_id']!r}")
     if event.get("role") == "user" and event.get("kind") != "reply":
@@ -172,7 +175,8 @@ def stream_problems(
     chat (chats it does not name start after 0). With *chat_id* every event must be
     that chat's.
     """
-    problems: list[str] = []
+    frames = list(frames)
+    problems = delta_problems(frames, chat_id=chat_id)
     last_seq: dict[str, int] = {}
     # Per (chat, task): the last view seen, and the ts of its last progress-only update.
     last_view: dict[tuple[str, str], dict[str, Any]] = {}
@@ -228,6 +232,48 @@ def stream_problems(
             last_view[key] = view
         elif kind is None:
             problems.append(f"{where}: no type")
+    return problems
+
+
+def delta_problems(frames: Iterable[Mapping[str, Any]], *, chat_id: str | None = None) -> list[str]:
+    """How the ``message.delta`` frames among *frames* break PROTOCOL.md ("Streamed
+    agent text"): control frames (no ``seq``) with ``message_id``, ``chat_id`` and a
+    piece of ``text``; their pieces, in order, the start of the text of the ``message``
+    event with that ``message_id`` that follows them on the same socket."""
+    problems: list[str] = []
+    pieces: dict[str, list[str]] = {}
+    chats: dict[str, str] = {}
+    for frame in frames:
+        if frame.get("type") == "message.delta":
+            where = f"message.delta {frame.get('message_id')!r}"
+            if "seq" in frame:
+                problems.append(f"{where}: a delta with a seq (deltas are not stored)")
+            message_id, chat, text = (
+                frame.get("message_id"),
+                frame.get("chat_id"),
+                frame.get("text"),
+            )
+            if not (isinstance(message_id, str) and message_id):
+                problems.append(f"{where}: message_id should be a non-empty string")
+                continue
+            if not (isinstance(chat, str) and chat) or (chat_id is not None and chat != chat_id):
+                problems.append(f"{where}: chat_id {chat!r} is not this stream's")
+            if not isinstance(text, str) or not text:
+                problems.append(f"{where}: text should be a non-empty string")
+                continue
+            if chats.setdefault(message_id, str(chat)) != chat:
+                problems.append(f"{where}: one message streamed to two chats")
+            pieces.setdefault(message_id, []).append(text)
+        elif frame.get("type") == "message" and "seq" in frame:
+            said = "".join(pieces.pop(str(frame.get("message_id")), []))
+            text = frame.get("text")
+            if said and not (isinstance(text, str) and text.startswith(said)):
+                problems.append(
+                    f"message {frame.get('message_id')!r}: its deltas do not add up to the "
+                    "start of its text"
+                )
+    for message_id in pieces:
+        problems.append(f"message.delta {message_id!r}: deltas never followed by their message")
     return problems
 
 

@@ -8,6 +8,7 @@ Screenshots of the widget and of the Chats view are written to ``docs/screenshot
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from collections.abc import AsyncIterator
@@ -183,6 +184,48 @@ async def screenshot(page: Page, name: str) -> None:
 
 
 # -- tests ---------------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+@pytest.mark.model
+async def test_a_reply_streams_into_the_widget_as_a_real_model_writes_it(
+    browser: Browser, server_factory: Any, local_model_url: str
+) -> None:
+    from server.local_model import MODEL_NAME
+
+    server = server_factory(
+        SWITCHBOARD_LLM_URL=local_model_url,
+        SWITCHBOARD_LLM_MODEL=MODEL_NAME,
+        SWITCHBOARD_LLM_JSON="true",
+    )
+    browsing = browsing_for(browser, server)
+    page = await open_demo(await browsing.person())
+    # Every text a reply being written showed, in order, as the page rendered it.
+    await page.evaluate(
+        """() => {
+          const root = document.querySelector("switchboard-chat").shadowRoot;
+          window.streamed = [];
+          new MutationObserver(() => {
+            for (const node of root.querySelectorAll("li.msg.streaming .text")) {
+              const text = node.textContent;
+              if (window.streamed.at(-1) !== text) window.streamed.push(text);
+            }
+          }).observe(root, { subtree: true, childList: true, characterData: true });
+        }"""
+    )
+    await say(page, PRIOR_AUTH)
+    reply = messages(page, role="agent", kind="reply").first
+    await expect(reply).to_have_attribute("data-seq", re.compile(r"^\d+$"), timeout=60_000)
+    final = (await reply.locator(".text").text_content() or "").strip()
+    streamed: list[str] = await page.evaluate("window.streamed")
+    assert len(streamed) >= 2, streamed  # shown piece by piece, not at once
+    for shorter, longer in itertools.pairwise(streamed):
+        assert longer.startswith(shorter), (shorter, longer)
+    assert streamed[-1].strip() == final
+    # The stored message took the preview's place: nothing is left half-written.
+    await expect(widget(page).locator("li.msg.streaming")).to_have_count(0)
+    await expect(messages(page, role="agent", kind="reply")).to_have_count(1)
+    browsing.assert_clean()
 
 
 @pytest.mark.browser

@@ -47,6 +47,7 @@ def message(seq: int, **changes: Any) -> dict[str, Any]:
         "author": {"id": "front-desk", "name": "Front desk"},
         "kind": "reply",
         "text": "Hello",
+        "message_id": f"msg_{seq}",
     }
     event.update(changes)
     return event
@@ -62,8 +63,14 @@ def good_stream() -> list[dict[str, Any]]:
         task_event(4, view("working", progress="Dialing"), ts="2026-01-01T10:00:01.100Z"),
         task_event(5, view("working", progress="Ringing"), ts="2026-01-01T10:00:01.700Z"),
         task_event(6, view("completed", progress="Ringing")),
+        delta("msg_7", "Hel"),
+        delta("msg_7", "lo"),
         message(7, kind="followup", task_id="task_1"),
     ]
+
+
+def delta(message_id: str, text: str) -> dict[str, Any]:
+    return {"type": "message.delta", "message_id": message_id, "chat_id": CHAT, "text": text}
 
 
 def test_a_good_stream_passes() -> None:
@@ -99,6 +106,11 @@ def spoil(index: int, path: tuple[str, ...], value: Any) -> list[dict[str, Any]]
         (spoil(7, ("task", "result"), None), "TaskView.result should be the outcome"),
         (spoil(5, ("ts",), "2026-01-01T10:00:01.300Z"), "at most twice a second"),
         (spoil(4, ("task", "title"), "Call Bob Tran"), "changed its title"),
+        (spoil(1, ("message_id",), KeyError), "message_id should be a non-empty string"),
+        (spoil(9, ("text",), "p!"), "deltas do not add up"),
+        (spoil(8, ("seq",), 7), "a delta with a seq"),
+        (spoil(8, ("chat_id",), "chat_other"), "is not this stream's"),
+        (good_stream()[:10], "deltas never followed by their message"),
         (
             [
                 *good_stream()[:8],
@@ -117,7 +129,7 @@ def test_each_violation_is_caught(stream: list[dict[str, Any]], problem: str) ->
 
 
 def test_a_replay_starts_after_resume_after() -> None:
-    resumed = [e for e in good_stream() if e["type"] not in ("welcome", "ack") and e["seq"] > 3]
+    resumed = [e for e in good_stream() if "seq" in e and e["type"] != "ack" and e["seq"] > 3]
     assert stream_problems(resumed, after=3, chat_id=CHAT) == []
     assert any("seq 4 where 1 was due" in p for p in stream_problems(resumed, after=0))
 
