@@ -12,8 +12,12 @@ concurrent writers cannot fork the chain (:mod:`audit.backend`). :func:`verify_c
 detects an edited, missing or reordered record and names the first;
 :func:`export_jsonl` writes the trail as JSON Lines.
 
-This package imports nothing of the project's and only the standard library; the SQL
-backend lives in ``server.audit_store``.
+:mod:`audit.checkpoints` signs the chain's head with a key the database never holds,
+so that a truncated tail or a chain rewritten with fresh hashes is found too.
+
+This package imports nothing of the project's, and only the standard library (and
+``cryptography``, for the checkpoints' signatures); the SQL backend lives in
+``server.audit_store``.
 """
 
 from __future__ import annotations

@@ -5,8 +5,10 @@
     switchboard serve [--host H] [--port P] [--local-model]
     switchboard local-model [--port P] [--threads N]
     switchboard token --workspace W --sub S --role R [--name N] [--act-for P] [--ttl S]
-    switchboard audit verify
+    switchboard audit verify [--checkpoints PATH] [--public-key FILE]
     switchboard audit export [--since ISO8601] [--output FILE]
+    switchboard audit keygen --private-key FILE [--public-key FILE]
+    switchboard audit checkpoint [--key FILE] [--to PATH]
     switchboard workspace apply FILE
     switchboard workspace show ID [--json]
 
@@ -37,7 +39,28 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from agents.exceptions import Unavailable, WorkspaceFileError
 from agents.workspace_file import load_workspace_file, spec_from_json
-from audit import AuditError, AuditRecord, InvalidAuditField, export_jsonl, verify_chain
+from audit import (
+    AuditError,
+    AuditRecord,
+    InvalidAuditField,
+    VerifyReport,
+    export_jsonl,
+    verify_chain,
+)
+from audit.checkpoints import (
+    CheckpointProblem,
+    InvalidCheckpoint,
+    generate_key,
+    load_private_key,
+    load_public_key,
+    private_key_pem,
+    public_key_pem,
+    read_checkpoints,
+    sign_head,
+    verify_with_checkpoints,
+    write_checkpoint,
+)
+from audit.checkpoints import key_id as checkpoint_key_id
 from bridges import voice as voice_bridge
 from server import local_model
 from server.audit_store import SqlAuditBackend
@@ -128,7 +151,44 @@ def _parser() -> argparse.ArgumentParser:
     verify = audit_commands.add_parser(
         "verify", help="check the whole hash chain; exit 1 naming the first bad record"
     )
+    verify.add_argument(
+        "--checkpoints",
+        type=Path,
+        metavar="PATH",
+        help="also check against the signed checkpoints in this directory or file",
+    )
+    verify.add_argument(
+        "--public-key",
+        type=Path,
+        metavar="FILE",
+        help="the key checkpoints are signed with (default: $SWITCHBOARD_AUDIT_PUBLIC_KEY, "
+        "or the public half of $SWITCHBOARD_AUDIT_SIGNING_KEY)",
+    )
     verify.set_defaults(run=_audit_verify)
+    keygen = audit_commands.add_parser(
+        "keygen", help="make an Ed25519 key pair for signing checkpoints"
+    )
+    keygen.add_argument("--private-key", type=Path, required=True, metavar="FILE")
+    keygen.add_argument(
+        "--public-key", type=Path, metavar="FILE", help="default: the private key's path + .pub"
+    )
+    keygen.set_defaults(run=_audit_keygen)
+    checkpoint = audit_commands.add_parser(
+        "checkpoint", help="sign the chain's head and keep it outside the database"
+    )
+    checkpoint.add_argument(
+        "--key",
+        type=Path,
+        metavar="FILE",
+        help="the private key (default: $SWITCHBOARD_AUDIT_SIGNING_KEY)",
+    )
+    checkpoint.add_argument(
+        "--to",
+        metavar="PATH",
+        help="a directory (a file each), a file to append to, or - for stdout "
+        "(default: $SWITCHBOARD_AUDIT_CHECKPOINTS)",
+    )
+    checkpoint.set_defaults(run=_audit_checkpoint)
     export = audit_commands.add_parser("export", help="write the trail as JSON Lines")
     export.add_argument(
         "--since",
@@ -188,6 +248,13 @@ class SwitchboardServer(uvicorn.Server):
 def _serve(args: argparse.Namespace) -> int:
     configure_logging(args.log_level.upper())
     settings = Settings.from_env()
+    if settings.audit_checkpoint_every is not None and settings.audit_signing_key is not None:
+        # Read now, so that a missing key stops the start with a message, not a trace.
+        try:
+            load_private_key(settings.audit_signing_key)
+        except InvalidCheckpoint as exc:
+            print(f"switchboard serve: SWITCHBOARD_AUDIT_SIGNING_KEY: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     if settings.secret_is_default:
         log.warning(
             "SWITCHBOARD_SECRET is not set: tokens are signed with the public development "
@@ -277,6 +344,8 @@ def _records(backend: SqlAuditBackend) -> Iterator[AuditRecord]:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
+    if args.checkpoints is not None:
+        return _audit_verify_checkpoints(args)
     with _audit_backend() as backend:
         try:
             report = verify_chain(_records(backend))
@@ -293,6 +362,11 @@ def _audit_verify(args: argparse.Namespace) -> int:
             f"head hash {report.head_hash}"
         )
         return EXIT_OK
+    _print_broken(report)
+    return EXIT_BROKEN_CHAIN
+
+
+def _print_broken(report: VerifyReport) -> None:
     record = report.record_id or "missing"
     print(
         f"audit trail BROKEN at seq {report.seq} (record {record}): "
@@ -300,7 +374,103 @@ def _audit_verify(args: argparse.Namespace) -> int:
         f"{report.checked} records verified before it, last good seq {report.last_seq}, "
         f"head hash {report.head_hash}"
     )
+
+
+def _audit_verify_checkpoints(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    key_path = args.public_key or settings.audit_public_key or settings.audit_signing_key
+    if key_path is None:
+        print(
+            "switchboard audit verify: --checkpoints needs --public-key "
+            "(or SWITCHBOARD_AUDIT_PUBLIC_KEY)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if not args.checkpoints.exists():
+        print(f"switchboard audit verify: no {args.checkpoints}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        key = load_public_key(key_path)
+        with _audit_backend() as backend:
+            report = verify_with_checkpoints(
+                _records(backend), read_checkpoints(args.checkpoints), key
+            )
+    except InvalidCheckpoint as exc:
+        print(f"switchboard audit verify: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except InvalidAuditField as exc:
+        print(f"audit trail BROKEN: {exc}")
+        return EXIT_BROKEN_CHAIN
+    except AuditError as exc:
+        print(f"switchboard audit verify: cannot read the trail: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    chain = report.chain
+    if report.ok:
+        print(
+            f"audit trail intact: {chain.checked} records, last seq {chain.last_seq}, "
+            f"head hash {chain.head_hash}; {report.matched} checkpoints agree, "
+            f"the newest at seq {report.newest_seq}"
+        )
+        return EXIT_OK
+    if isinstance(report.problem, CheckpointProblem):
+        print(f"audit trail BROKEN: {report.problem}: {report.detail}")
+        if report.problem is not CheckpointProblem.BAD_CHECKPOINT:
+            print(
+                f"{chain.checked} records in an intact chain, last seq {chain.last_seq}; "
+                f"{report.matched} of {report.checkpoints} checkpoints agree"
+            )
+    else:
+        _print_broken(chain)
     return EXIT_BROKEN_CHAIN
+
+
+def _audit_keygen(args: argparse.Namespace) -> int:
+    public_path = args.public_key or args.private_key.with_name(args.private_key.name + ".pub")
+    for path in (args.private_key, public_path):
+        if path.exists():
+            print(f"switchboard audit keygen: {path} exists; not replaced", file=sys.stderr)
+            return EXIT_USAGE
+    key = generate_key()
+    # Created readable by its owner only, and never over an existing file.
+    fd = os.open(args.private_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(private_key_pem(key))
+    public_path.write_bytes(public_key_pem(key.public_key()))
+    print(
+        f"signing key {checkpoint_key_id(key.public_key())}: private {args.private_key} "
+        f"(keep it off the database host), public {public_path}"
+    )
+    return EXIT_OK
+
+
+def _audit_checkpoint(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    key_path = args.key or settings.audit_signing_key
+    target = args.to or (settings.audit_checkpoints and str(settings.audit_checkpoints))
+    if key_path is None or target is None:
+        print(
+            "switchboard audit checkpoint: needs --key and --to "
+            "(or SWITCHBOARD_AUDIT_SIGNING_KEY and SWITCHBOARD_AUDIT_CHECKPOINTS)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
+        key = load_private_key(key_path)
+        with _audit_backend() as backend:
+            checkpoint = sign_head(key, backend.head(), datetime.now(UTC))
+        if target == "-":
+            print(checkpoint.to_json())
+            where = "stdout"
+        else:
+            where = str(write_checkpoint(checkpoint, Path(target)))
+    except (AuditError, OSError) as exc:
+        print(f"switchboard audit checkpoint: failed: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(
+        f"checkpoint of seq {checkpoint.seq} (head hash {checkpoint.hash}) written to {where}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
 
 
 def _audit_export(args: argparse.Namespace) -> int:

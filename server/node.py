@@ -28,6 +28,8 @@ from agents.ports import Leases, PatientDirectory
 from agents.tools import ToolBox
 from agents.workspace_file import WorkspaceSpec
 from audit import AuditTrail
+from audit.checkpoints import load_private_key
+from server.audit_checkpoints import Checkpointer
 from server.audit_sink import TrailAuditSink
 from server.audit_store import SqlAuditBackend
 from server.audit_store import create_schema as create_audit_schema
@@ -127,7 +129,9 @@ async def start_node(
             await apply_spec(workspace_store, spec if llm is None else on_brain(spec, "llm"))
         await store.save_agents(workspaces.agents)
         await store.save_patients(workspaces.patients)
-    trail = AuditTrail(SqlAuditBackend(engine), node_id=settings.node_id)
+    audit_backend = SqlAuditBackend(engine)
+    trail = AuditTrail(audit_backend, node_id=settings.node_id)
+    checkpointer = _checkpointer(settings, audit_backend)
     audit = TrailAuditSink(trail)
     bus = (
         MemoryBus()
@@ -169,6 +173,10 @@ async def start_node(
         async with anyio.create_task_group() as tg:
             # The store's one writer outlives the host, whose stopping tasks still commit.
             await tg.start(store.run)
+            if checkpointer is not None:
+                # Cancelled with the group, after the host: its last checkpoint covers
+                # what the stopping tasks recorded.
+                await tg.start(checkpointer.run)
             if relay is not None:
                 await tg.start(relay.run)
             if isinstance(bus, RedisBus):
@@ -200,6 +208,22 @@ async def start_node(
     finally:
         with anyio.CancelScope(shield=True):
             await store.close()
+
+
+def _checkpointer(settings: Settings, backend: SqlAuditBackend) -> Checkpointer | None:
+    """The scheduled audit checkpoints, if configured; raises
+    :class:`~audit.checkpoints.InvalidCheckpoint` if the key cannot be read."""
+    if settings.audit_checkpoint_every is None:
+        return None
+    # Settings.from_env refuses a schedule without both.
+    assert settings.audit_signing_key is not None
+    assert settings.audit_checkpoints is not None
+    return Checkpointer(
+        backend,
+        load_private_key(settings.audit_signing_key),
+        settings.audit_checkpoints,
+        settings.audit_checkpoint_every,
+    )
 
 
 def _newest_of(store: SqlStore) -> Callable[[Sequence[str]], Awaitable[list[StreamEvent]]]:

@@ -14,6 +14,7 @@ import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from agents.settings import RuntimeSettings
@@ -65,6 +66,12 @@ class Settings:
     body_timeout: float = 30.0
     max_waiting_requests: int = 256
     max_head_bytes: int = 65_536
+    audit_signing_key: Path | None = None
+    """The Ed25519 private key (PEM file) checkpoints are signed with; never in the database."""
+    audit_public_key: Path | None = None
+    audit_checkpoints: Path | None = None
+    """Where checkpoints are kept: a directory (a file each) or a file (a line each)."""
+    audit_checkpoint_every: float | None = None
     llm_url: str | None = None
     """An OpenAI-compatible server's base URL: the demo's agents then use the LLM brain."""
     llm_model: str = "default"
@@ -118,6 +125,10 @@ class Settings:
             body_timeout=env.seconds("SWITCHBOARD_BODY_TIMEOUT_SECONDS", 30.0),
             max_waiting_requests=env.integer("SWITCHBOARD_MAX_WAITING_REQUESTS", 256, minimum=1),
             max_head_bytes=env.integer("SWITCHBOARD_MAX_HEAD_BYTES", 65_536, minimum=1024),
+            audit_signing_key=env.path("SWITCHBOARD_AUDIT_SIGNING_KEY"),
+            audit_public_key=env.path("SWITCHBOARD_AUDIT_PUBLIC_KEY"),
+            audit_checkpoints=env.path("SWITCHBOARD_AUDIT_CHECKPOINTS"),
+            audit_checkpoint_every=env.checkpoint_every(),
             llm_url=env.http_url("SWITCHBOARD_LLM_URL"),
             llm_model=env.text("SWITCHBOARD_LLM_MODEL") or "default",
             llm_api_key=env.text("SWITCHBOARD_LLM_API_KEY"),
@@ -203,6 +214,20 @@ class _Environment:
         if raw == DEVELOPMENT_SECRET:
             raise SettingsError(name, "must not be the public development secret")
         return raw
+
+    def path(self, name: str) -> Path | None:
+        raw = self.text(name)
+        return None if raw is None else Path(raw)
+
+    def checkpoint_every(self) -> float | None:
+        """How often the server signs the audit chain's head; it needs a key and a place."""
+        name = "SWITCHBOARD_AUDIT_CHECKPOINT_EVERY_SECONDS"
+        if self.text(name) is None:
+            return None
+        needed = ("SWITCHBOARD_AUDIT_SIGNING_KEY", "SWITCHBOARD_AUDIT_CHECKPOINTS")
+        if any(self.text(other) is None for other in needed):
+            raise SettingsError(name, f"needs {needed[0]} and {needed[1]}")
+        return self.seconds(name, 1.0)
 
     def database_url(self, name: str) -> str | None:
         # URLs may carry a password, so the value is never echoed.

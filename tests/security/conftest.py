@@ -6,6 +6,6 @@ on asyncio only; the in-process tests of this package are synchronous.
 
 from __future__ import annotations
 
-from tests.e2e.conftest import anyio_backend, server_factory, shared_servers
+from tests.e2e.conftest import anyio_backend, postgres_schema_url, server_factory, shared_servers
 
-__all__ = ["anyio_backend", "server_factory", "shared_servers"]
+__all__ = ["anyio_backend", "postgres_schema_url", "server_factory", "shared_servers"]

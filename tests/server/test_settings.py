@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -222,3 +223,36 @@ def test_database_urls_accepted(url: str) -> None:
 @pytest.mark.parametrize("url", ["redis://h:6379/0", "rediss://h", "unix:///run/redis.sock"])
 def test_redis_urls_accepted(url: str) -> None:
     assert Settings.from_env({"REDIS_URL": url}).redis_url == url
+
+
+def test_audit_checkpoints_on_a_schedule_need_a_key_and_a_place() -> None:
+    settings = Settings.from_env(
+        {
+            "SWITCHBOARD_AUDIT_SIGNING_KEY": "/run/secrets/audit.pem",
+            "SWITCHBOARD_AUDIT_PUBLIC_KEY": "/etc/switchboard/audit.pub",
+            "SWITCHBOARD_AUDIT_CHECKPOINTS": "/mnt/worm/checkpoints",
+            "SWITCHBOARD_AUDIT_CHECKPOINT_EVERY_SECONDS": "60",
+        }
+    )
+    assert settings.audit_signing_key == Path("/run/secrets/audit.pem")
+    assert settings.audit_public_key == Path("/etc/switchboard/audit.pub")
+    assert settings.audit_checkpoints == Path("/mnt/worm/checkpoints")
+    assert settings.audit_checkpoint_every == 60.0
+    assert Settings.from_env({}).audit_checkpoint_every is None
+    for missing in ("SWITCHBOARD_AUDIT_SIGNING_KEY", "SWITCHBOARD_AUDIT_CHECKPOINTS"):
+        environ = {
+            "SWITCHBOARD_AUDIT_SIGNING_KEY": "/k.pem",
+            "SWITCHBOARD_AUDIT_CHECKPOINTS": "/c",
+            "SWITCHBOARD_AUDIT_CHECKPOINT_EVERY_SECONDS": "60",
+        }
+        del environ[missing]
+        with pytest.raises(SettingsError, match=missing):
+            Settings.from_env(environ)
+    with pytest.raises(SettingsError, match="CHECKPOINT_EVERY"):
+        Settings.from_env(
+            {
+                "SWITCHBOARD_AUDIT_SIGNING_KEY": "/k.pem",
+                "SWITCHBOARD_AUDIT_CHECKPOINTS": "/c",
+                "SWITCHBOARD_AUDIT_CHECKPOINT_EVERY_SECONDS": "0",
+            }
+        )
