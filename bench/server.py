@@ -19,6 +19,10 @@ from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from agents.brains import Brain
+from agents.brains.llm import LLMBrain
+from agents.brains.llm.client import ChatClient, ChatModel
+from agents.ports import PatientDirectory
 from bench.workspace import BRAIN, BenchBrain, bench_agents, build_bench_tools
 from server.app import create_app
 from server.cli import SwitchboardServer
@@ -34,12 +38,24 @@ MEMORY_PATH = "/bench/memory"
 
 
 def bench_workspaces() -> Workspaces:
-    """The bench's workspace, served by an otherwise unchanged node."""
+    """The bench's workspace, served by an otherwise unchanged node.
+
+    With ``BENCH_LLM_URL`` its agents think with the LLM brain on that model server
+    instead (P8), everything else unchanged.
+    """
+    model_url = os.environ.get("BENCH_LLM_URL")
+
+    def brains(directory: PatientDirectory) -> dict[str, Brain]:
+        if model_url:
+            client = ChatClient(ChatModel(model_url, "bench", timeout=10.0, deadline=20.0))
+            return {BRAIN: LLMBrain(client, directory)}
+        return {BRAIN: BenchBrain()}
+
     return Workspaces(
         agents=bench_agents(),
         patients=(),
         tools=lambda _directory, _settings: build_bench_tools(),
-        brains=lambda _directory: {BRAIN: BenchBrain()},
+        brains=brains,
     )
 
 

@@ -8,8 +8,9 @@ answer to check the wiring around it. Run as a process, on loopback::
 
 ``POST /script`` queues answers, each taken by the next ``/v1/chat/completions``
 call: ``{"status": 429}``, ``{"hang": 30}``, ``{"text": "…", "pieces": 4}``,
-``{"tool": "delegate", "arguments": "{…}", "text": "…"}``, and ``"cut": 2`` to drop
-the connection after that many pieces. With the script empty it answers ``"ok"``.
+``{"tool": "delegate", "arguments": "{…}", "text": "…"}``, ``"every": 0.5`` seconds
+between pieces, and ``"cut": 2`` to drop the connection after that many pieces. With
+the script empty it answers ``"ok"``.
 ``GET /requests`` returns the request bodies received, in order; ``DELETE /script``
 forgets both.
 """
@@ -71,7 +72,7 @@ def app() -> Any:
             if cut is not None and n == cut:
                 raise ConnectionError("scripted cut")
             yield _sse({"delta": {"content": piece}, "finish_reason": None})
-            await anyio.sleep(0.01)
+            await anyio.sleep(float(answer.get("every", 0.01)))
         if "tool" in answer:
             arguments = answer.get("arguments", "{}")
             if not isinstance(arguments, str):

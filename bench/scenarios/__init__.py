@@ -1,9 +1,18 @@
-"""The benchmarks, P1 to P7, in the order they run."""
+"""The benchmarks, P1 to P8, in the order they run."""
 
 from __future__ import annotations
 
 from bench.scenario import Scenario
-from bench.scenarios import cancel, fanout, latency, resume, rule_brain, sockets, throughput
+from bench.scenarios import (
+    cancel,
+    fanout,
+    latency,
+    llm_brain,
+    resume,
+    rule_brain,
+    sockets,
+    throughput,
+)
 
 SCENARIOS: dict[str, Scenario] = {
     s.id: s
@@ -15,5 +24,6 @@ SCENARIOS: dict[str, Scenario] = {
         sockets.SCENARIO,
         resume.SCENARIO,
         rule_brain.SCENARIO,
+        llm_brain.SCENARIO,
     )
 }

@@ -240,3 +240,28 @@ async def test_a_task_the_caller_may_not_see_gets_the_answer_of_one_that_does_no
     for body in (await received(model))[-3:]:
         assert {t["function"]["name"] for t in body["tools"]} == {"delegate"}
         assert theirs not in json.dumps(body)
+
+
+async def test_a_barge_in_abandons_the_reply_being_streamed(
+    node: ServerProcess, model: str
+) -> None:
+    words = "One moment while I read the whole of the notes from the last visit to you now"
+    await script(model, {"text": words, "pieces": 16, "every": 0.25}, {"text": "Go ahead."})
+    tok = token()
+    url = conversation_ws(node, await conversation(node, tok))
+    async with open_wire(url, tok, client="voice") as wire:
+        seq = await wire.say("read me the notes")
+        await wire.wait(lambda w: sum(f.get("type") == "message.delta" for f in w.frames) >= 2)
+        await wire.send({"type": "speech", "state": "started"})
+        said = await wire.message(since=seq, role="agent", within=20)
+        pieces = deltas(wire.frames, said["message_id"])
+        # Stored as far as it was said, and not a word further.
+        assert said["kind"] == "reply"
+        assert said["text"] == "".join(pieces)
+        assert words.startswith(said["text"])
+        assert len(said["text"]) < len(words)
+        await wire.send({"type": "speech", "state": "stopped"})
+        seq = await wire.say("sorry, go on")
+        reply = await wire.message(since=seq, role="agent", within=20)
+        assert reply["text"] == "Go ahead."
+    assert not any(f.get("type") == "message" and f.get("text") == TURN_FAILED for f in wire.frames)
