@@ -165,6 +165,19 @@ class TaskRunner:
             # Another node has taken the conversation over (this one paused past its
             # lease): nothing more of this task can be stored here, nor should be.
             log.info("task taken over", extra={"task_id": self.id})
+        except* SwitchboardError as group:
+            # A known failure below us (its model gave no usable answer, the store is
+            # away): this task fails with a reason that quotes nothing it was working on.
+            code = next(
+                (e.code for e in group.exceptions if isinstance(e, SwitchboardError)), "internal"
+            )
+            log.warning("task failed", extra={"task_id": self.id, "error": code})
+            reason = (
+                "its model gave no usable answer"
+                if code == "model_unavailable"
+                else "something it needed is not available just now"
+            )
+            finish = Finish(result=f"{self.agent.name} could not finish: {reason}.", failed=True)
         except* Exception as group:
             # A bug below us (a brain raising, say): fail this task, never its
             # conversation or its siblings. Only ids reach the log.

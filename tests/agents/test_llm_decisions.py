@@ -129,3 +129,27 @@ def test_the_text_field_streams_as_written_with_escapes_cut_between_pieces() -> 
     assert json.loads(answer)["text"] == shown
     other = TextField()
     assert other.feed('{"action": "check_status", "task_id": "t1"}') == ""
+
+
+def test_a_tools_arrays_and_strings_are_bounded_for_a_small_model() -> None:
+    tool = ToolInfo(
+        "records.lookup",
+        "Look up a chart.",
+        {
+            "type": "object",
+            "properties": {
+                "patient": {"type": "string"},
+                "fields": {"type": "array", "items": {"enum": ["mrn", "phone"]}},
+                "notes": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
+            },
+        },
+        1,
+    )
+    choice = sub_agent_schema([tool])["json_schema"]["schema"]["anyOf"][0]
+    properties = choice["properties"]["arguments"]["properties"]
+    assert properties["patient"]["maxLength"] == 200
+    assert properties["fields"]["maxItems"] == 8
+    assert properties["fields"]["uniqueItems"] is True
+    assert properties["notes"]["maxItems"] == 3  # the tool's own bound stays
+    assert properties["notes"]["items"]["maxLength"] == 200
+    assert tool.parameters["properties"]["patient"] == {"type": "string"}  # not changed

@@ -195,11 +195,34 @@ def sub_agent_schema(own: Sequence[ToolInfo], *, may_finish: bool = True) -> dic
     return _response_format("step", choices)
 
 
+ARRAY_LIMIT = 8
+STRING_LIMIT = 200
+"""Bounds put on a tool's arrays and strings where its schema sets none: a small model
+under a grammar otherwise repeats an item until it runs out of tokens."""
+
+
 def _parameters(tool: ToolInfo) -> dict[str, Any]:
-    """A tool's argument schema; one that declares none takes no arguments."""
+    """A tool's argument schema, bounded; one that declares none takes no arguments."""
     if tool.parameters.get("properties"):
-        return dict(tool.parameters)
+        bounded: dict[str, Any] = _bounded(dict(tool.parameters))
+        return bounded
     return {"type": "object", "properties": {}, "additionalProperties": False}
+
+
+def _bounded(schema: Any) -> Any:
+    """*schema* with a length limit on every array and string that has none."""
+    if isinstance(schema, list):
+        return [_bounded(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    bounded = {key: _bounded(value) for key, value in schema.items()}
+    if bounded.get("type") == "array":
+        bounded.setdefault("maxItems", ARRAY_LIMIT)
+        if "enum" in (bounded.get("items") or {}):
+            bounded.setdefault("uniqueItems", True)
+    if bounded.get("type") == "string" and "enum" not in bounded:
+        bounded.setdefault("maxLength", STRING_LIMIT)
+    return bounded
 
 
 def _response_format(name: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
