@@ -265,3 +265,31 @@ async def test_a_barge_in_abandons_the_reply_being_streamed(
         reply = await wire.message(since=seq, role="agent", within=20)
         assert reply["text"] == "Go ahead."
     assert not any(f.get("type") == "message" and f.get("text") == TURN_FAILED for f in wire.frames)
+
+
+async def test_a_sub_agent_whose_model_fails_fails_its_task_alone(
+    node: ServerProcess, model: str
+) -> None:
+    good = {"agent_id": "benefits-checker", "title": "Eligibility", "instructions": CANARY}
+    await script(
+        model,
+        {"tool": "delegate", "arguments": good, "text": "On it."},
+        {"tool": "eligibility.check", "arguments": "{oops"},
+        {"tool": "eligibility.check", "arguments": "[1, 2]"},
+        {"text": "Still here."},
+    )
+    tok = token()
+    async with open_wire(conversation_ws(node, await conversation(node, tok)), tok) as wire:
+        seq = await wire.say("check the eligibility please")
+        (task,) = await wire.wait(lambda w: w.views())
+        done = await wire.task_state(task["id"], "completed", "failed", within=20)
+        assert done["state"] == "failed"
+        assert (
+            done["result"] == "Benefits checker could not finish: its model gave no usable answer."
+        )
+        await wire.message(since=seq, kind="followup", task_id=task["id"], within=20)
+        seq = await wire.say("are you there?")
+        assert (await wire.message(since=seq, role="agent", within=20))["text"] == "Still here."
+    logs = node.logs()
+    assert '"level":"ERROR"' not in logs
+    clean_logs(node)
