@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 import anyio
@@ -69,6 +69,8 @@ from agents.ports import (
     Changes,
     Fence,
     NewEvent,
+    NoObserver,
+    Observer,
     Publisher,
     Store,
     WorkspaceKit,
@@ -95,6 +97,8 @@ class Services:
     settings: RuntimeSettings
     workspaces: WorkspaceSource | None = None
     """Each workspace's current agents, tools and brains; without it, the ones above."""
+    observer: Observer = field(default_factory=NoObserver)
+    """Where turn and task durations go (the node's metrics)."""
 
 
 class ConversationRuntime:
@@ -711,6 +715,9 @@ class ConversationRuntime:
     def task_ended(self, runner: TaskRunner) -> None:
         """Called by a runner once its terminal state is stored."""
         self._runners.pop(runner.id, None)
+        task = self._tasks[runner.id]
+        took = (task.updated_at - task.created_at).total_seconds()
+        self.services.observer.task_ended(task.agent.id, task.state.value, max(took, 0.0))
         if self._tasks[runner.id].state is TaskState.INTERRUPTED and runner.parent is None:
             self._interrupted_here.add(runner.id)
         if runner.parent is None:

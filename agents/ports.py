@@ -286,3 +286,27 @@ class WorkspaceSource(Protocol):
         revision at most every so often. Raises ``Unavailable`` if the store refuses.
         """
         ...
+
+
+class Observer(Protocol):
+    """Where the runtime reports how long things took (the node's metrics).
+
+    Only durations, states and agent ids (workspace configuration): never a
+    conversation, task or person id, never words.
+    """
+
+    def turn_answered(self, seconds: float) -> None:
+        """A person's turn was answered: *seconds* from its words stored to the answer."""
+
+    def task_ended(self, agent_id: str, state: str, seconds: float) -> None:
+        """A background task reached *state*, *seconds* after it was submitted."""
+
+
+class NoObserver:
+    """An :class:`Observer` that keeps nothing."""
+
+    def turn_answered(self, seconds: float) -> None:
+        pass
+
+    def task_ended(self, agent_id: str, state: str, seconds: float) -> None:
+        pass

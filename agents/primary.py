@@ -21,9 +21,10 @@ Invariants:
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import anyio
@@ -57,6 +58,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class _UserTurn:
     text: str
+    queued: float = field(default_factory=time.perf_counter)
+    """When the person's words, already stored, were queued for an answer."""
 
 
 TURN_FAILED = "Sorry — I couldn't do that just now. Please try again in a moment."
@@ -176,6 +179,8 @@ class PrimaryAgent:
                 self._answering = True
                 self._queued_turns -= 1
                 await self._answer(item.text)
+                observer = self.runtime.services.observer
+                observer.turn_answered(time.perf_counter() - item.queued)
             else:
                 await self._on_task_news(item.task_id)
         except* SwitchboardError as group:

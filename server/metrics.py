@@ -1,18 +1,31 @@
-"""The node's metrics in the Prometheus text exposition format (version 0.0.4).
+"""The node's metrics, through ``prometheus-client``, in the text format (version 0.0.4).
 
-Gauges for what is open now (sockets, live conversations and tasks, stored tasks by
-state) and counters for what this process has done since it started (events stored
-and published, audit records written and failed). Only counts: no ids, no labels
-beyond the task state, so nothing here can hold PHI.
+Gauges for what is open now (sockets, live conversations and tasks, leases, stored tasks
+by state) and counters for what this process has done since it started (events stored
+and published, audit records, takeovers, relays, Redis reconnects), read from the
+node's own counts when scraped; histograms of how long things take (say → ack, a
+person's turn until it is answered, a task by agent and end state, a socket's replay);
+and the process's own (CPU, memory, open files). Labels are task states and agent ids
+(workspace configuration) only: never a conversation, task or person id, nothing from a
+record, so nothing here can hold PHI.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 import anyio.to_thread
+from prometheus_client import (
+    CollectorRegistry,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 
 from agents.models import TaskState
@@ -24,6 +37,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+FAST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+TURN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+TASK_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0)
 
 # (metric, type, help, key of Node.statistics())
 _FIGURES: tuple[tuple[str, str, str, str], ...] = (
@@ -106,45 +123,114 @@ def count_tasks_by_state(engine: Engine) -> dict[str, int]:
         return {str(state): int(count) for state, count in connection.execute(query)}
 
 
-def render_metrics(statistics: Mapping[str, int], task_states: Mapping[str, int] | None) -> str:
-    """The exposition text for *statistics* (``Node.statistics()``) and task counts.
+class _Figures(Collector):
+    """The node's counts, read when scraped, and the stored tasks by state."""
 
-    Every :class:`TaskState` gets a sample, zero included, so series do not appear
-    and vanish. With *task_states* ``None`` (the store did not answer) the task gauge
-    is left out and ``switchboard_store_up`` is 0.
-    """
-    lines: list[str] = []
-    for name, kind, help_text, key in _FIGURES:
-        lines.extend(_metric(name, kind, help_text, [("", statistics.get(key, 0))]))
-    lines.extend(
-        _metric(
+    def __init__(
+        self,
+        statistics: Callable[[], Mapping[str, int]],
+        task_states: Callable[[], Mapping[str, int] | None],
+    ) -> None:
+        self._statistics = statistics
+        self._task_states = task_states
+
+    def collect(self) -> Iterator[Metric]:
+        statistics = self._statistics()
+        for name, kind, help_text, key in _FIGURES:
+            value = statistics.get(key, 0)
+            if kind == "counter":
+                yield CounterMetricFamily(name.removesuffix("_total"), help_text, value=value)
+            else:
+                yield GaugeMetricFamily(name, help_text, value=value)
+        task_states = self._task_states()
+        yield GaugeMetricFamily(
             "switchboard_store_up",
-            "gauge",
             "Whether the store answered the task count (1) or not (0).",
-            [("", 0 if task_states is None else 1)],
+            value=0 if task_states is None else 1,
         )
-    )
-    if task_states is not None:
-        samples = [
-            (f'{{state="{state.value}"}}', task_states.get(state.value, 0)) for state in TaskState
-        ]
-        lines.extend(_metric("switchboard_tasks", "gauge", "Stored tasks by state.", samples))
-    return "\n".join(lines) + "\n"
+        if task_states is not None:
+            # Every state gets a sample, zero included, so series do not come and go.
+            tasks = GaugeMetricFamily(
+                "switchboard_tasks", "Stored tasks by state.", labels=["state"]
+            )
+            for state in TaskState:
+                tasks.add_metric([state.value], task_states.get(state.value, 0))
+            yield tasks
+
+
+def render_metrics(statistics: Mapping[str, int], task_states: Mapping[str, int] | None) -> str:
+    """The exposition text for *statistics* (``Node.statistics()``) and task counts alone.
+
+    With *task_states* ``None`` (the store did not answer) the task gauge is left out
+    and ``switchboard_store_up`` is 0.
+    """
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Figures(lambda: statistics, lambda: task_states))
+    return generate_latest(registry).decode()
+
+
+class NodeMetrics:
+    """One node's registry: its counts, its histograms, its process. Also the runtime's
+    :class:`~agents.ports.Observer`."""
+
+    def __init__(
+        self, statistics: Callable[[], Mapping[str, int]], engine: Engine | None = None
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self._engine = engine
+        self.registry.register(_Figures(statistics, self._task_states))
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.say_ack = Histogram(
+            "switchboard_say_ack_seconds",
+            "A say frame read → its ack queued (the words stored, on whichever node).",
+            buckets=FAST_BUCKETS,
+            registry=self.registry,
+        )
+        self.turn = Histogram(
+            "switchboard_turn_seconds",
+            "A person's words stored → the agent's answer to them stored (say → reply).",
+            buckets=TURN_BUCKETS,
+            registry=self.registry,
+        )
+        self.task = Histogram(
+            "switchboard_task_seconds",
+            "A background task submitted → its terminal state, by agent and state.",
+            ["agent", "state"],
+            buckets=TASK_BUCKETS,
+            registry=self.registry,
+        )
+        self.replay = Histogram(
+            "switchboard_replay_seconds",
+            "A socket's replay of missed events: welcome sent → the last one sent.",
+            buckets=FAST_BUCKETS,
+            registry=self.registry,
+        )
+
+    def _task_states(self) -> dict[str, int] | None:
+        if self._engine is None:
+            return None
+        try:
+            return count_tasks_by_state(self._engine)
+        except Exception as exc:
+            log.warning("task count failed", extra={"error": type(exc).__name__})
+            return None
+
+    # -- agents.ports.Observer ---------------------------------------------------------
+
+    def turn_answered(self, seconds: float) -> None:
+        self.turn.observe(seconds)
+
+    def task_ended(self, agent_id: str, state: str, seconds: float) -> None:
+        self.task.labels(agent=agent_id, state=state).observe(seconds)
+
+    # -- exposition --------------------------------------------------------------------
+
+    async def render(self) -> bytes:
+        """The exposition text (the task count reads the store: off the event loop)."""
+        return await anyio.to_thread.run_sync(generate_latest, self.registry)
 
 
 async def render_node_metrics(node: Node) -> str:
-    """Collect *node*'s figures and render them; a failing store only drops the task gauge."""
-    try:
-        task_states: dict[str, int] | None = await anyio.to_thread.run_sync(
-            count_tasks_by_state, node.store.engine
-        )
-    except Exception as exc:
-        log.warning("task count failed", extra={"error": type(exc).__name__})
-        task_states = None
-    return render_metrics(node.statistics(), task_states)
-
-
-def _metric(name: str, kind: str, help_text: str, samples: Iterable[tuple[str, int]]) -> list[str]:
-    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-    lines.extend(f"{name}{labels} {value}" for labels, value in samples)
-    return lines
+    """*node*'s metrics as exposition text."""
+    return (await node.metrics.render()).decode()

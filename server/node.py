@@ -36,6 +36,7 @@ from server.audit_store import create_schema as create_audit_schema
 from server.bus import RedisBus
 from server.leases import RedisLeases
 from server.llm import brain_factory, environment_brain, on_brain
+from server.metrics import NodeMetrics
 from server.relay import RedisRelay
 from server.sessions import SessionRegistry
 from server.settings import Settings
@@ -61,6 +62,7 @@ class Node:
     sessions: SessionRegistry = field(default_factory=SessionRegistry)
     started: bool = False
     relay: RedisRelay | None = None
+    metrics: NodeMetrics = field(default_factory=lambda: NodeMetrics(dict))
 
     def statistics(self) -> dict[str, int]:
         return {
@@ -145,6 +147,8 @@ async def start_node(
     catalog = WorkspaceCatalog(
         workspace_store, builtins=builtins, brains=brains, brain_factory=brain_factory(store)
     )
+    # Read when scraped: the node's counts, once the node exists.
+    metrics = NodeMetrics(lambda: node.statistics(), store.engine)
     services = Services(
         store=store,
         publisher=bus,
@@ -153,6 +157,7 @@ async def start_node(
         brains=brains,
         settings=settings.runtime(),
         workspaces=catalog,
+        observer=metrics,
     )
     leases: Leases
     relay: RedisRelay | None = None
@@ -165,7 +170,7 @@ async def start_node(
     else:
         leases = MemoryLeases(settings.node_id, ttl=settings.lease_seconds)
     host = ConversationHost(services, leases, relay)
-    node = Node(settings, store, bus, trail, audit, host, relay=relay)
+    node = Node(settings, store, bus, trail, audit, host, relay=relay, metrics=metrics)
     if relay is not None:
         relay.handler = host.run_relayed
         relay.on_claim = node.sessions.claimed_elsewhere

@@ -276,7 +276,9 @@ class Session:
                 # bug): it is told to drop its copy, and gets what comes next.
                 await self._send_now(protocol.error(ErrorCode.RESYNC))
                 after = last_seq
+            replay = time.perf_counter()
             await self._replay(chat_id, after, audit=conversation is not None)
+            self.node.metrics.replay.observe(time.perf_counter() - replay)
             target = conversation or await store.get_conversation(
                 self.principal.workspace_id, chat.conversation_id if chat else ""
             )
@@ -370,12 +372,14 @@ class Session:
         channel = "ws:"
         if isinstance(frame, protocol.Say):
             self.turns.said()
+            read = time.perf_counter()
             try:
                 event = await host.say(self.principal, conversation, frame.text)
             except SwitchboardError:
                 self.turns.say_failed()
                 raise
             self._queue(protocol.ack(frame.id, event.seq))
+            self.node.metrics.say_ack.observe(time.perf_counter() - read)
         elif isinstance(frame, protocol.Ping):
             self._queue(protocol.pong(frame.id))
         elif isinstance(frame, protocol.TaskList):

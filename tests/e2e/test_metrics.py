@@ -20,6 +20,12 @@ METRICS = {
     "switchboard_audit_write_failures_total": "counter",
     "switchboard_store_up": "gauge",
     "switchboard_tasks": "gauge",
+    "switchboard_say_ack_seconds": "histogram",
+    "switchboard_turn_seconds": "histogram",
+    "switchboard_task_seconds": "histogram",
+    "switchboard_replay_seconds": "histogram",
+    "process_resident_memory_bytes": "gauge",
+    "process_open_fds": "gauge",
 }
 STATES = (
     "submitted",
@@ -56,8 +62,17 @@ def parse_exposition(text: str) -> tuple[dict[str, str], dict[str, float]]:
             assert found is not None, f"not a sample line: {line!r}"
             key = found["name"] + (found["labels"] or "")
             assert key not in samples, f"{key} sampled twice"
-            base = found["name"]
-            assert base in types, f"{base} has no TYPE line"
+            name = found["name"]
+            # A histogram's samples are its name's _bucket, _count and _sum.
+            family = next(
+                (
+                    name.removesuffix(suffix)
+                    for suffix in ("_bucket", "_count", "_sum")
+                    if name.endswith(suffix) and types.get(name.removesuffix(suffix)) == "histogram"
+                ),
+                name,
+            )
+            assert family in types, f"{name} has no TYPE line"
             samples[key] = float(found["value"])
     return types, samples
 
@@ -101,9 +116,17 @@ async def test_health_readiness_and_metrics(server: ServerProcess) -> None:
         assert busy["switchboard_events_stored_total"] >= wire.last_seq
         assert busy["switchboard_audit_events_written_total"] > 0
         assert busy["switchboard_audit_write_failures_total"] == 0
+        # How long things took: the say acked, the turn answered, three calls by their
+        # agent, the socket's replay.
+        assert busy["switchboard_say_ack_seconds_count"] == 1
+        assert busy["switchboard_turn_seconds_count"] >= 1
+        calls = 'switchboard_task_seconds_count{agent="outreach-caller",state="completed"}'
+        assert busy[calls] == 3
+        assert busy["switchboard_replay_seconds_count"] == 1
+        assert busy["process_resident_memory_bytes"] > 0
 
     async with httpx.AsyncClient(base_url=server.http, timeout=15) as client:
         text = (await client.get("/metrics")).text
     # Counts only: no ids, no names, nothing from a record.
     for secret in (conv["conversation_id"], conv["chat_id"], "Alice", "pat"):
-        assert secret not in text
+        assert re.search(rf"\b{re.escape(secret)}\b", text) is None, secret

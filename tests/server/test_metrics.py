@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ from agents.models import (
     utcnow,
 )
 from agents.ports import Changes
-from server.metrics import count_tasks_by_state, render_metrics, render_node_metrics
+from server.metrics import NodeMetrics, count_tasks_by_state, render_metrics
 from server.storage import SqlStore, create_engine_for
 
 WS = "ws_metrics"
@@ -35,18 +34,29 @@ STATISTICS = {
     "audit_failed": 1,
 }
 # name, optional {labels}, value: the shape of every sample line.
-SAMPLE = re.compile(r"[a-z_]+(\{[a-z_]+=\"[a-z_]+\"\})? -?[0-9]+")
+SAMPLE = re.compile(r"[a-z_]+(\{[a-z_]+=\"[a-z_]+\"\})? -?[0-9]+\.[0-9]+")
 
 
-def samples(text: str) -> dict[str, int]:
-    found: dict[str, int] = {}
+def samples(text: str) -> dict[str, float]:
+    found: dict[str, float] = {}
     for line in text.splitlines():
         if line.startswith("#"):
             continue
         assert SAMPLE.fullmatch(line), line
         name, value = line.rsplit(" ", 1)
-        found[name] = int(value)
+        found[name] = float(value)
     return found
+
+
+def figures(text: bytes) -> dict[str, float]:
+    """The samples of the node's own counts (not its histograms, not the process's)."""
+    lines = text.decode().splitlines()
+    ours = [
+        line
+        for line in lines
+        if line.startswith("switchboard_") and "_seconds" not in line.split(" ")[0]
+    ]
+    return samples("\n".join(ours))
 
 
 def test_every_figure_is_a_sample_with_help_and_type() -> None:
@@ -139,14 +149,10 @@ async def test_tasks_are_counted_by_state_in_the_store(store: SqlStore) -> None:
     assert count_tasks_by_state(store.engine) == {"working": 2, "failed": 1}
 
 
-def node_like(store: Any) -> Any:
-    return SimpleNamespace(store=store, statistics=lambda: dict(STATISTICS))
-
-
 @pytest.mark.anyio
 async def test_a_node_renders_with_its_statistics_and_stored_tasks(store: SqlStore) -> None:
     await seed_tasks(store, [TaskState.CANCELLED])
-    values = samples(await render_node_metrics(node_like(store)))
+    values = figures(await NodeMetrics(lambda: STATISTICS, store.engine).render())
     assert values['switchboard_tasks{state="cancelled"}'] == 1
     assert values['switchboard_tasks{state="working"}'] == 0
     assert values["switchboard_audit_events_written_total"] == 17
@@ -155,10 +161,30 @@ async def test_a_node_renders_with_its_statistics_and_stored_tasks(store: SqlSto
 @pytest.mark.anyio
 async def test_a_failing_store_drops_only_the_task_gauge() -> None:
     class Broken:
-        @property
-        def engine(self) -> Any:
+        def connect(self) -> Any:
             raise RuntimeError("database gone")
 
-    values = samples(await render_node_metrics(node_like(Broken())))
+    values = figures(await NodeMetrics(lambda: STATISTICS, Broken()).render())  # type: ignore[arg-type]
     assert values["switchboard_store_up"] == 0
     assert values["switchboard_live_conversations"] == 1
+
+
+@pytest.mark.anyio
+async def test_a_nodes_histograms_and_process_figures(store: SqlStore) -> None:
+    metrics = NodeMetrics(lambda: STATISTICS, store.engine)
+    metrics.turn_answered(0.2)
+    metrics.task_ended("outreach-caller", "completed", 4.0)
+    metrics.task_ended("outreach-caller", "completed", 40.0)
+    metrics.say_ack.observe(0.003)
+    text = (await metrics.render()).decode()
+    lines = text.splitlines()
+    assert "# TYPE switchboard_turn_seconds histogram" in lines
+    assert 'switchboard_turn_seconds_bucket{le="0.25"} 1.0' in lines
+    assert "switchboard_turn_seconds_count 1.0" in lines
+    calls = 'switchboard_task_seconds_bucket{agent="outreach-caller",le="5.0",state="completed"}'
+    assert f"{calls} 1.0" in lines
+    assert 'switchboard_task_seconds_count{agent="outreach-caller",state="completed"} 2.0' in lines
+    assert "switchboard_say_ack_seconds_count 1.0" in lines
+    assert any(line.startswith("process_resident_memory_bytes ") for line in lines)
+    assert "switchboard_open_sockets 2.0" in lines
+    assert "switchboard_store_up 1.0" in lines
