@@ -17,12 +17,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, text
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, func, insert, inspect, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from agents.models import utcnow
-from server.storage.tables import METADATA, SCHEMA_VERSION, SCHEMA_VERSIONS, TABLES
+from server.storage.tables import SCHEMA_VERSION, SCHEMA_VERSIONS
 
 SQLITE_BUSY_TIMEOUT_MS = 5_000
 SQLITE_POOL_SIZE = 8
@@ -162,48 +166,52 @@ def begin_write(engine: Engine) -> Iterator[Connection]:
             yield connection
 
 
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+REVISIONS = {1: "0001", 2: "0002", 3: "0003"}
+"""The Alembic revision of each schema version (databases from before Alembic say
+only their version)."""
+
+
+def _alembic(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
 def create_schema(engine: Engine) -> None:
-    """Create the tables that are missing and record the schema version.
+    """Create or migrate the schema (Alembic, ``migrations/``) and record its version.
 
     Safe to run on every start and from several nodes at once (PostgreSQL serializes
-    them with an advisory lock). Raises :class:`SchemaTooNew` if the database was
-    migrated by newer code, and SQLAlchemy's errors if the database refuses.
+    them with an advisory lock); all of it is one transaction. A database from before
+    Alembic is stamped at the revision of the version it records, then upgraded.
+    Raises :class:`SchemaTooNew` if the database was migrated by newer code, and
+    SQLAlchemy's errors if the database refuses.
     """
     with begin_write(engine) as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(select(func.pg_advisory_xact_lock(_SCHEMA_LOCK_KEY)))
-        METADATA.create_all(connection, tables=list(TABLES), checkfirst=True)
-        current = connection.execute(select(func.max(SCHEMA_VERSIONS.c.version))).scalar()
-        if current is not None and current > SCHEMA_VERSION:
+        config = _alembic(connection)
+        known = {r.revision for r in ScriptDirectory.from_config(config).walk_revisions()}
+        current = MigrationContext.configure(connection).get_current_revision()
+        recorded: int | None = None
+        if inspect(connection).has_table(SCHEMA_VERSIONS.name):
+            recorded = connection.execute(select(func.max(SCHEMA_VERSIONS.c.version))).scalar()
+        if (recorded is not None and recorded > SCHEMA_VERSION) or (
+            current is not None and current not in known
+        ):
             raise SchemaTooNew(
-                f"database schema version {current} is newer than this server's ({SCHEMA_VERSION})"
+                f"the database schema ({current or recorded}) is newer than this server's "
+                f"({REVISIONS[SCHEMA_VERSION]})"
             )
-        if current is not None and current < 2:
-            _migrate_to_2(connection)
-        if current is not None and current < 3:
-            connection.execute(text("ALTER TABLE conversations ADD COLUMN home_owner TEXT"))
-        # Later migrations go here: each moves `current` up by one and records it.
-        if current is None or current < SCHEMA_VERSION:
+        if current is None and recorded is not None:
+            command.stamp(config, REVISIONS[recorded])
+        command.upgrade(config, REVISIONS[SCHEMA_VERSION])
+        if recorded is None or recorded < SCHEMA_VERSION:
+            # Still recorded: a node from before Alembic refuses a schema newer than its own.
             connection.execute(
                 insert(SCHEMA_VERSIONS).values(version=SCHEMA_VERSION, applied_at=utcnow())
             )
-
-
-def _migrate_to_2(connection: Connection) -> None:
-    """Schema 2: conversations carry their home's fencing number; tasks, their follow-up.
-
-    (Schema 3 adds the ``nodes`` heartbeats, created with the missing tables, and the
-    conversations' ``home_owner``.)
-
-    Tasks stored before schema 2 count as followed up: their follow-ups, if any, were
-    sent long ago, and recovery must not announce them again.
-    """
-    connection.execute(
-        text("ALTER TABLE conversations ADD COLUMN home_fence INTEGER NOT NULL DEFAULT 0")
-    )
-    connection.execute(
-        text("ALTER TABLE tasks ADD COLUMN followed_up BOOLEAN NOT NULL DEFAULT TRUE")
-    )
 
 
 def schema_version(engine: Engine) -> int:

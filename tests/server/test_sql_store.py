@@ -19,6 +19,7 @@ from pathlib import Path
 import anyio
 import psycopg
 import pytest
+from alembic import command
 from sqlalchemy import Engine, text
 
 from agents.exceptions import Fenced, HomedElsewhere, NotFound, Unavailable
@@ -824,6 +825,79 @@ def _downgrade_to_1(engine: Engine) -> None:
         connection.execute(text("ALTER TABLE tasks DROP COLUMN followed_up"))
         connection.execute(SCHEMA_VERSIONS.delete())
         connection.execute(SCHEMA_VERSIONS.insert().values(version=1, applied_at=T0))
+        # Schema 1 came before Alembic: it knew only its version number.
+        connection.execute(text("DROP TABLE alembic_version"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_engine(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_reachable: bool
+) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        engine = create_engine_for(f"sqlite:///{tmp_path / 'empty.db'}")
+        yield engine
+        engine.dispose()
+        return
+    with postgres_schema(postgres_reachable) as schema:
+        engine = create_engine_for(
+            POSTGRES_URL, connect_args={"options": f"-csearch_path={schema}"}
+        )
+        yield engine
+        engine.dispose()
+
+
+SCHEMA_1_ROWS = (
+    "INSERT INTO conversations (id, workspace_id, person_id, agent_id, chat_id, created_at)"
+    " VALUES ('conv_1', 'ws_1', 'pat_1', 'front-desk', 'chat_1', '2026-11-25 10:00:00')",
+    "INSERT INTO chats (id, workspace_id, conversation_id, kind, title, agent_id, agent_name,"
+    " person_id, created_at) VALUES ('chat_1', 'ws_1', 'conv_1', 'conversation', 'Front desk',"
+    " 'front-desk', 'Front desk', 'pat_1', '2026-11-25 10:00:00')",
+    "INSERT INTO tasks (id, workspace_id, conversation_id, chat_id, title, agent_id, agent_name,"
+    " state, depth, owner_agent_id, person_id, created_at, updated_at, subject, params)"
+    " VALUES ('task_1', 'ws_1', 'conv_1', 'chat_1', 'Call Bob', 'caller', 'Caller',"
+    " 'completed', 1, 'front-desk', 'pat_1', '2026-11-25 10:00:00', '2026-11-25 10:01:00',"
+    " 'Bob', '{}')",
+)
+
+
+def test_the_first_released_schema_migrates_to_this_one_with_its_rows(
+    empty_engine: Engine,
+) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from server.storage.engine import REVISIONS, _alembic
+    from server.storage.tables import METADATA
+
+    with begin_write(empty_engine) as connection:
+        command.upgrade(_alembic(connection), REVISIONS[1])
+        connection.execute(SCHEMA_VERSIONS.insert().values(version=1, applied_at=T0))
+        for row in SCHEMA_1_ROWS:
+            connection.execute(text(row))
+    create_schema(empty_engine)
+    create_schema(empty_engine)  # a restart: nothing to do
+    assert schema_version(empty_engine) == SCHEMA_VERSION
+    with empty_engine.connect() as connection:
+        context = MigrationContext.configure(connection)
+        assert context.get_current_revision() == REVISIONS[SCHEMA_VERSION]
+        # The migrated schema is the one this code declares, column for column.
+        assert compare_metadata(context, METADATA) == []
+        fence, owner = connection.execute(
+            text("SELECT home_fence, home_owner FROM conversations WHERE id = 'conv_1'")
+        ).one()
+        followed_up = connection.execute(
+            text("SELECT followed_up FROM tasks WHERE id = 'task_1'")
+        ).scalar()
+    assert (fence, owner) == (0, None)
+    assert bool(followed_up) is True
+
+
+def test_a_schema_from_newer_code_is_refused(empty_engine: Engine) -> None:
+    create_schema(empty_engine)
+    with begin_write(empty_engine) as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    with pytest.raises(SchemaTooNew, match="0099"):
+        create_schema(empty_engine)
 
 
 @pytest.mark.anyio
