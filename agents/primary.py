@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING
 
 import anyio
 from anyio.abc import TaskGroup
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 
 from agents.brains import (
     Action,
@@ -60,7 +62,11 @@ class _UserTurn:
     text: str
     queued: float = field(default_factory=time.perf_counter)
     """When the person's words, already stored, were queued for an answer."""
+    trace: otel_context.Context = field(default_factory=otel_context.get_current)
+    """The trace the words came in on (the say, or the relay of it)."""
 
+
+_tracer = trace.get_tracer("switchboard.agents")
 
 TURN_FAILED = "Sorry — I couldn't do that just now. Please try again in a moment."
 """What the person is told when a turn fails, whatever the reason (never the reason)."""
@@ -178,7 +184,14 @@ class PrimaryAgent:
             if isinstance(item, _UserTurn):
                 self._answering = True
                 self._queued_turns -= 1
-                await self._answer(item.text)
+                with _tracer.start_as_current_span(
+                    "switchboard.turn",
+                    context=item.trace,
+                    attributes={"switchboard.conversation": conversation_id},
+                    record_exception=False,
+                    set_status_on_exception=False,
+                ):
+                    await self._answer(item.text)
                 observer = self.runtime.services.observer
                 observer.turn_answered(time.perf_counter() - item.queued)
             else:

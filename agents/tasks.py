@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup
+from opentelemetry import trace
 
 from agents.brains import (
     CallTool,
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from agents.conversation import ConversationRuntime
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("switchboard.agents")
 
 MAX_STEPS = 64
 """A sub-agent that has not finished after this many steps fails: no endless loops."""
@@ -149,7 +151,26 @@ class TaskRunner:
     # -- the task's life -----------------------------------------------------------
 
     async def run(self) -> None:
-        """Run the sub-agent until it finishes, fails, is cancelled or interrupted."""
+        """Run the sub-agent until it finishes, fails, is cancelled or interrupted.
+
+        Traced as ``switchboard.task``, a child of the turn (or task) that started it.
+        """
+        with _tracer.start_as_current_span(
+            "switchboard.task",
+            attributes={
+                "switchboard.task": self.id,
+                "switchboard.agent": self.agent.id,
+                "switchboard.depth": self.task.depth,
+            },
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                await self._run()
+            finally:
+                span.set_attribute("switchboard.state", self.task.state.value)
+
+    async def _run(self) -> None:
         finish: Finish | None = None
         try:
             with self.scope:

@@ -62,7 +62,7 @@ from audit.checkpoints import (
 )
 from audit.checkpoints import key_id as checkpoint_key_id
 from bridges import voice as voice_bridge
-from server import local_model
+from server import local_model, tracing
 from server.audit_store import SqlAuditBackend
 from server.auth import issue_token
 from server.exceptions import SettingsError
@@ -264,6 +264,7 @@ def _serve(args: argparse.Namespace) -> int:
     from server.app import create_app
 
     with ExitStack() as stack:
+        stack.enter_context(tracing.exporting(settings.node_id))
         if args.local_model:
             try:
                 url = stack.enter_context(local_model.started())

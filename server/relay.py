@@ -25,6 +25,7 @@ from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
+from opentelemetry import propagate, trace
 
 from agents.commands import Answer, CancelTask, Command, InstructTask, InterruptTurn, SayText
 from agents.exceptions import (
@@ -54,6 +55,7 @@ from agents.models import (
 from server.bus import FAILURES, RedisBus
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("switchboard.server")
 
 CLAIMS = "switchboard:claims"
 CLAIM_KEY = "switchboard:claim:"
@@ -135,6 +137,8 @@ class RedisRelay:
             "principal": _principal_to_json(principal),
             "command": _command_to_json(command),
         }
+        # The trace goes on at the home (W3C traceparent): its spans are this one's.
+        propagate.inject(message.setdefault("trace", {}))
         try:
             with anyio.fail_after(self._timeout):
                 heard = await self._bus.client.publish(node_channel(home), json.dumps(message))
@@ -179,12 +183,21 @@ class RedisRelay:
             try:
                 if self.handler is None:
                     raise NotHome()
-                answer = await self.handler(
-                    str(message["ws"]),
-                    str(message["conv"]),
-                    _principal_from_json(message["principal"]),
-                    _command_from_json(message["command"]),
-                )
+                carrier = message.get("trace")
+                with _tracer.start_as_current_span(
+                    "switchboard.relay",
+                    context=propagate.extract(carrier if isinstance(carrier, dict) else {}),
+                    kind=trace.SpanKind.SERVER,
+                    attributes={"switchboard.conversation": str(message.get("conv"))},
+                    record_exception=False,
+                    set_status_on_exception=False,
+                ):
+                    answer = await self.handler(
+                        str(message["ws"]),
+                        str(message["conv"]),
+                        _principal_from_json(message["principal"]),
+                        _command_from_json(message["command"]),
+                    )
                 reply.update(ok=True, answer=_answer_to_json(answer))
                 self.served += 1
             except SwitchboardError as exc:

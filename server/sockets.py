@@ -27,6 +27,7 @@ from typing import Any, NoReturn
 
 import anyio
 from anyio.abc import TaskGroup
+from opentelemetry import trace
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from agents.exceptions import NotFound, SwitchboardError, Unavailable
@@ -49,6 +50,7 @@ from server.protocol import CloseCode, ErrorCode, FrameError
 from server.voice_turns import VoiceTurns
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("switchboard.server")
 
 REPLAY_PAGE = 1000
 _WAKE: dict[str, Any] = {}
@@ -374,7 +376,14 @@ class Session:
             self.turns.said()
             read = time.perf_counter()
             try:
-                event = await host.say(self.principal, conversation, frame.text)
+                with _tracer.start_as_current_span(
+                    "switchboard.say",
+                    kind=trace.SpanKind.SERVER,
+                    attributes={"switchboard.conversation": conversation.id},
+                    record_exception=False,
+                    set_status_on_exception=False,
+                ):
+                    event = await host.say(self.principal, conversation, frame.text)
             except SwitchboardError:
                 self.turns.say_failed()
                 raise

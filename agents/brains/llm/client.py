@@ -21,10 +21,12 @@ from typing import Any
 
 import anyio
 import httpx
+from opentelemetry import trace
 
 from agents.exceptions import SwitchboardError
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("switchboard.agents")
 
 RETRY_FIRST_S = 0.25
 RETRY_MAX_S = 4.0
@@ -119,6 +121,19 @@ class ChatClient:
         if response_format is not None:
             body["response_format"] = dict(response_format)
         self.calls += 1
+        with _tracer.start_as_current_span(
+            "chat.completions",
+            attributes={"gen_ai.request.model": self.model.model},
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                return await self._complete(body, on_text)
+            except ModelError:
+                span.set_attribute("error.type", "model_unavailable")
+                raise
+
+    async def _complete(self, body: Mapping[str, Any], on_text: OnText | None) -> Completion:
         backoff = RETRY_FIRST_S
         reason = "timeout"
         with anyio.move_on_after(self.model.deadline):
