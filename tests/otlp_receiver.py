@@ -10,16 +10,10 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from contextlib import AbstractContextManager
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.processes import serving
 
 
 def _value(value: Any) -> Any:
@@ -77,35 +71,9 @@ def app() -> Any:
     )
 
 
-@contextmanager
-def running() -> Iterator[str]:
+def running() -> AbstractContextManager[str]:
     """The receiver in its own process on a free port; yields its base URL."""
-    import httpx
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.otlp_receiver", "--port", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"{url}/spans", timeout=1)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("the OTLP receiver did not start") from None
-                time.sleep(0.05)
-        yield url
-    finally:
-        process.kill()
-        process.wait()
+    return serving("tests.otlp_receiver", ready="/spans", what="the OTLP receiver")
 
 
 def main() -> None:

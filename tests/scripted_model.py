@@ -19,16 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.processes import serving
 
 
 def app() -> Any:
@@ -118,35 +113,9 @@ def app() -> Any:
     )
 
 
-@contextmanager
-def running() -> Iterator[str]:
+def running() -> AbstractContextManager[str]:
     """Run the scripted server in a process on a free port; yields its base URL."""
-    import httpx
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.scripted_model", "--port", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"{url}/requests", timeout=1)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("the scripted model server did not start") from None
-                time.sleep(0.05)
-        yield url
-    finally:
-        process.kill()
-        process.wait()
+    return serving("tests.scripted_model", ready="/requests", what="the scripted model server")
 
 
 def main() -> None:

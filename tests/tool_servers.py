@@ -15,16 +15,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from contextlib import AbstractContextManager
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.processes import serving
 
 ELIGIBILITY_TOKEN = "test-eligibility-token-7f3a"
 """The bearer token the endpoint wants; tests put it in the environment, never a file."""
@@ -119,35 +113,10 @@ def mcp_server() -> Any:
     return server
 
 
-@contextmanager
-def running(kind: str) -> Iterator[str]:
+def running(kind: str) -> AbstractContextManager[str]:
     """Run ``http`` or ``mcp-http`` in a process on a free port; yields its base URL."""
-    import httpx
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.tool_servers", kind, "--port", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"{url}/calls" if kind == "http" else f"{url}/mcp", timeout=1)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError(f"the {kind} tool server did not start") from None
-                time.sleep(0.05)
-        yield url
-    finally:
-        process.kill()
-        process.wait()
+    ready = "/calls" if kind == "http" else "/mcp"
+    return serving("tests.tool_servers", kind, ready=ready, what=f"the {kind} tool server")
 
 
 def main() -> None:
