@@ -107,7 +107,15 @@ async def _open(url: str, token: str, resume_after: int = 0) -> tuple[Any, _Sock
     return manager, sock
 
 
-def _node(folder: Path, database: str, redis_port: int, name: str, lease: float) -> Any:
+def _node(
+    folder: Path,
+    database: str,
+    redis_port: int,
+    name: str,
+    lease: float,
+    command: tuple[str, ...] = ("server", "serve"),
+    extra_env: dict[str, str] | None = None,
+) -> Any:
     port = _free_port()
     env = {
         **os.environ,
@@ -117,11 +125,12 @@ def _node(folder: Path, database: str, redis_port: int, name: str, lease: float)
         "SWITCHBOARD_NODE_ID": name,
         "SWITCHBOARD_LEASE_SECONDS": str(lease),
         "SWITCHBOARD_TOOL_LATENCY_SCALE": "1",
+        **(extra_env or {}),
     }
     env.pop("SWITCHBOARD_SECRET", None)
     log = (folder / f"{name}.log").open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "server", "serve", "--port", str(port)],
+        [sys.executable, "-m", *command, "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=log,
@@ -157,7 +166,12 @@ class _Cluster:
             conn.execute(f"DROP DATABASE {self.database} WITH (FORCE)")
 
 
-def _start_cluster(lease: float) -> _Cluster:
+def _start_cluster(
+    lease: float,
+    names: tuple[str, ...] = ("bench-a", "bench-b"),
+    command: tuple[str, ...] = ("server", "serve"),
+    extra_env: dict[str, str] | None = None,
+) -> _Cluster:
     folder = Path(tempfile.mkdtemp(prefix="failover-"))
     database = f"bench_{secrets.token_hex(5)}"
     with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as conn:
@@ -171,8 +185,10 @@ def _start_cluster(lease: float) -> _Cluster:
     cluster = _Cluster(folder, database, redis)
     try:
         time.sleep(0.3)
-        for name in ("bench-a", "bench-b"):
-            cluster.nodes.append(_node(folder, f"{POSTGRES}/{database}", redis_port, name, lease))
+        url = f"{POSTGRES}/{database}"
+        for name in names:
+            node = _node(folder, url, redis_port, name, lease, command, extra_env)
+            cluster.nodes.append(node)
     except BaseException:
         cluster.stop()
         raise
