@@ -43,20 +43,18 @@ from agents.brains import (
     UseTool,
     Work,
 )
-from agents.brains.llm import decisions
+from agents.brains.llm import decisions, prompts
 from agents.brains.llm.client import ChatClient, Completion, ModelError, ToolCall
 from agents.brains.llm.decisions import Malformed, TextField
 from agents.brains.rule import RuleBrain
 from agents.brains.rule.steps import acknowledge
-from agents.models import MessageRole, Task
+from agents.models import Task
 from agents.ports import PatientDirectory
 from agents.tools import ToolResult
 
 __all__ = ["LLMBrain", "ModelError"]
 
 DELEGATING = "I've started on that in the background and will let you know when it's done."
-STEP_TEXT_LIMIT = 2000
-"""How much of one tool result a sub-agent's next call shows the model."""
 
 
 class LLMBrain:
@@ -77,7 +75,7 @@ class LLMBrain:
         own = [t for t in turn.tools if t.name in turn.agent.tools]
         if self.json_mode:
             return await self._respond_json(turn, helpers)
-        messages = [_system(turn, helpers), *_transcript(turn)]
+        messages = [prompts.system(turn, helpers), *prompts.transcript(turn)]
         tools = decisions.primary_tools(helpers, turn.tasks, own)
         retried = False
         while True:
@@ -107,7 +105,7 @@ class LLMBrain:
         shown = tuple(replace(t, id=h) for h, t in zip(handles, turn.tasks, strict=True))
         schema = decisions.primary_schema(helpers, shown)
         messages = [
-            _system(replace(turn, tasks=shown), helpers),
+            prompts.system(replace(turn, tasks=shown), helpers),
             *decisions.primary_examples(helpers, shown),
             {"role": "user", "content": turn.text},
         ]
@@ -146,7 +144,7 @@ class LLMBrain:
             return Note(acknowledge(work))
         if self.json_mode:
             return await self._step_json(work)
-        messages = self._work_messages(work)
+        messages = prompts.work_messages(work)
         tools = decisions.sub_agent_tools(work.tools)
         retried = False
         while True:
@@ -171,7 +169,7 @@ class LLMBrain:
         last = answers[-1].step.tool if answers and isinstance(answers[-1].step, CallTool) else None
         offered = [t for t in work.tools if t.name != last]
         schema = decisions.sub_agent_schema(offered, may_finish=bool(answers))
-        messages = _json_work_messages(work)
+        messages = prompts.json_work_messages(work)
         retried = False
         while True:
             completion = await self.client.complete(messages, response_format=schema)
@@ -186,46 +184,6 @@ class LLMBrain:
                     {"role": "assistant", "content": completion.text},
                     {"role": "user", "content": f"That answer was not usable: {error}."},
                 ]
-
-    def _work_messages(self, work: Work) -> list[dict[str, Any]]:
-        system = (
-            (work.agent.instructions.strip() or f"You are {work.agent.name}.")
-            + "\n\nYou work in the background on one task for another agent. Use your "
-            "tools; when the work is done, call finish with the result in a sentence."
-        )
-        assignment = str(work.task.params.get("instructions") or work.task.title)
-        messages: list[dict[str, Any]] = [
-            {"role": "system", "content": system},
-            {"role": "user", "content": f"Task: {work.task.title}\n{assignment}"},
-        ]
-        for index, record in enumerate(work.history):
-            step = record.step
-            if isinstance(step, CallTool):
-                call_id = f"call_{index}"
-                messages.append(
-                    {
-                        "role": "assistant",
-                        "content": None,
-                        "tool_calls": [
-                            {
-                                "id": call_id,
-                                "type": "function",
-                                "function": {
-                                    "name": step.tool,
-                                    "arguments": json.dumps(dict(step.args)),
-                                },
-                            }
-                        ],
-                    }
-                )
-                messages.append({"role": "tool", "tool_call_id": call_id, "content": _said(record)})
-            elif isinstance(step, Delegate):
-                done = "; ".join(o.task.result or o.task.state.value for o in record.outcomes)
-                messages.append({"role": "assistant", "content": step.text})
-                messages.append({"role": "user", "content": f"The delegated work ended: {done}"})
-        for text in work.instructions:
-            messages.append({"role": "user", "content": f"New instructions: {text}"})
-        return messages
 
     # -- what is said from live state -------------------------------------------------
 
@@ -246,52 +204,6 @@ class LLMBrain:
 
     def followup_text(self, outcomes: Sequence[Outcome], *, rollup: bool) -> str:
         return self._words.followup_text(outcomes, rollup=rollup)
-
-
-def _system(turn: Turn, helpers: Sequence[Any]) -> dict[str, Any]:
-    """The primary agent's instructions, its team and its tasks."""
-    lines = [
-        turn.agent.instructions.strip() or f"You are {turn.agent.name}.",
-        "",
-        "You talk with a person. Slow work (calls, prior authorizations, records "
-        "lookups) is never done by you: delegate it to one of the team's agents, "
-        "who works in the background, and say in one short sentence that it is "
-        "started. Answer status questions with check_status, pass new instructions "
-        "with send_instructions, stop work with cancel. Never invent tasks or ids.",
-    ]
-    if helpers:
-        lines += ["", "The team:"]
-        lines += [f"- {a.id}: {a.name} — {a.description}" for a in helpers]
-    if turn.tasks:
-        lines += ["", "Background tasks you started (newest first):"]
-        for task in turn.tasks:
-            shown = task.progress if task.progress and not task.terminal else None
-            state = task.state.value + (f", {shown}" if shown else "")
-            lines.append(f"- {task.id}: {task.title} ({task.agent_id}; {state})")
-    return {"role": "system", "content": "\n".join(lines)}
-
-
-def _transcript(turn: Turn) -> list[dict[str, Any]]:
-    """The conversation's recent messages as chat turns, ending with the person's."""
-    transcript = turn.transcript or ()
-    messages: list[dict[str, Any]] = []
-    for line in transcript:
-        role = "user" if line.role is MessageRole.USER else "assistant"
-        messages.append({"role": role, "content": line.text})
-    if not transcript or transcript[-1].text != turn.text:
-        messages.append({"role": "user", "content": turn.text})
-    return messages
-
-
-def _said(record: StepRecord) -> str:
-    if record.error is not None:
-        return f"error: {record.error}"
-    if record.result is None:
-        return "no result"
-    text = str(record.result.text)
-    if record.result.data:
-        text += "\n" + json.dumps(dict(record.result.data), default=str)
-    return text[:STEP_TEXT_LIMIT]
 
 
 def _answer_malformed(completion: Completion, error: str) -> list[dict[str, Any]]:
@@ -398,32 +310,6 @@ def _json_step(raw: str, tools: set[str], answers: Sequence[StepRecord]) -> Step
             raise Malformed("the arguments must be a JSON object")
         return CallTool(action, args)
     raise Malformed("unknown action")
-
-
-def _json_work_messages(work: Work) -> list[dict[str, Any]]:
-    """A sub-agent's chat for a small model: its steps as the JSON it wrote, each
-    tool's answer as the next user turn."""
-    tools = "\n".join(f"- {t.name}: {t.description}" for t in work.tools)
-    system = (
-        (work.agent.instructions.strip() or f"You are {work.agent.name}.")
-        + "\n\nYou work in the background on one task for another agent. Call a tool;"
-        " when a tool has answered what the task asks, finish.\n\nYour tools:\n" + tools
-    )
-    assignment = str(work.task.params.get("instructions") or work.task.title)
-    messages: list[dict[str, Any]] = [
-        {"role": "system", "content": system},
-        {"role": "user", "content": f"Task: {work.task.title}\n{assignment}"},
-    ]
-    for text in work.instructions:
-        messages[-1]["content"] += f"\nNew instructions: {text}"
-    for record in work.history:
-        if isinstance(record.step, CallTool):
-            step = {"action": record.step.tool, "arguments": dict(record.step.args)}
-            messages.append({"role": "assistant", "content": json.dumps(step, default=str)})
-            messages.append(
-                {"role": "user", "content": f"{record.step.tool} answered: {_said(record)}"}
-            )
-    return messages
 
 
 def _step(completion: Completion, tools: set[str]) -> Step:
