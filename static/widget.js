@@ -454,6 +454,8 @@ export class StreamConnection {
 const STYLES = `
 :host {
   --sb-accent: #1d4ed8;
+  /* What white text sits on (bubbles, badges, the send button): 4.5:1 and up. */
+  --sb-accent-fill: #1d4ed8;
   --sb-accent-text: #ffffff;
   --sb-accent-soft: #e8efff;
   --sb-bg: #ffffff;
@@ -475,6 +477,7 @@ const STYLES = `
 @media (prefers-color-scheme: dark) {
   :host {
     --sb-accent: #3b82f6;
+    --sb-accent-fill: #2563eb;
     --sb-accent-soft: #172554;
     --sb-bg: #111827;
     --sb-surface: #1f2937;
@@ -517,8 +520,8 @@ header {
   max-width: 85%; padding: 8px 12px; border-radius: 14px; overflow-wrap: anywhere;
   background: var(--sb-surface); align-self: flex-start;
 }
-.msg[data-role="user"] { align-self: flex-end; background: var(--sb-accent); color: var(--sb-accent-text); }
-.msg[data-role="user"] .meta { color: inherit; opacity: 0.85; }
+.msg[data-role="user"] { align-self: flex-end; background: var(--sb-accent-fill); color: var(--sb-accent-text); }
+.msg[data-role="user"] .meta { color: inherit; }
 .msg[data-kind="progress"] {
   background: transparent; color: var(--sb-muted); font-size: 0.875rem; font-style: italic;
   padding: 2px 10px; border-left: 3px solid var(--sb-border); border-radius: 0;
@@ -536,7 +539,7 @@ header {
 .author { font-weight: 600; }
 .badge {
   font-size: 0.7rem; font-weight: 700; text-transform: uppercase; letter-spacing: 0.04em;
-  padding: 0 6px; border-radius: 999px; background: var(--sb-accent); color: var(--sb-accent-text);
+  padding: 0 6px; border-radius: 999px; background: var(--sb-accent-fill); color: var(--sb-accent-text);
   font-style: normal;
 }
 .text { margin: 0; }
@@ -619,7 +622,7 @@ textarea {
   flex: 1; font: inherit; font-size: 16px; line-height: 1.4; resize: none; min-height: 44px; max-height: 30vh;
   padding: 10px 12px; border-radius: 10px; border: 1px solid var(--sb-border); background: var(--sb-bg); color: var(--sb-text);
 }
-.send { background: var(--sb-accent); color: var(--sb-accent-text); border-color: var(--sb-accent); min-height: 44px; padding: 0 18px; font-weight: 600; }
+.send { background: var(--sb-accent-fill); color: var(--sb-accent-text); border-color: var(--sb-accent-fill); min-height: 44px; padding: 0 18px; font-weight: 600; }
 :focus-visible { outline: 3px solid var(--sb-focus); outline-offset: 2px; }
 textarea:focus-visible { outline-offset: 0; }
 .visually-hidden {

@@ -8,6 +8,7 @@ Screenshots of the widget and of the Chats view are written to ``docs/screenshot
 
 from __future__ import annotations
 
+import importlib.resources
 import itertools
 import os
 import re
@@ -184,6 +185,58 @@ async def screenshot(page: Page, name: str) -> None:
 
 
 # -- tests ---------------------------------------------------------------------------------
+
+
+AXE = importlib.resources.files("axe_playwright_python") / "axe.min.js"
+"""axe-core (MPL-2.0), as the ``axe-playwright-python`` wheel carries it: nothing fetched."""
+AXE_RULES = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
+
+
+async def axe_violations(page: Page) -> list[str]:
+    """What axe-core finds on *page* (its shadow roots included), one line a node."""
+    await page.evaluate(AXE.read_text())
+    found = await page.evaluate(
+        "rules => axe.run(document, {runOnly: {type: 'tag', values: rules}})", AXE_RULES
+    )
+    return [
+        f"{v['id']} ({v['impact']}): {node['target']}: {node.get('failureSummary', '')}"
+        for v in found["violations"]
+        for node in v["nodes"]
+    ]
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize(
+    ("width", "height", "scheme"), [(1280, 800, "light"), (390, 844, "light"), (1280, 800, "dark")]
+)
+async def test_the_demo_page_the_chats_view_and_a_sub_agent_chat_pass_axe(
+    browser: Browser, server_factory: Any, width: int, height: int, scheme: str
+) -> None:
+    server = server_factory(SWITCHBOARD_TOOL_LATENCY_SCALE=RUNNING_SCALE)
+    browsing = browsing_for(browser, server)
+    # The pages forbid inline script (CSP): axe is evaluated through the browser's
+    # own debugging channel instead, so the policy stays as served.
+    context = await browsing.person(
+        viewport={"width": width, "height": height}, color_scheme=scheme, bypass_csp=True
+    )
+    page = await open_demo(context)
+    await say(page, PRIOR_AUTH)
+    await expect(chips(page)).to_have_count(1)
+    await expect(messages(page, role="agent", kind="reply")).to_have_count(1)
+    assert await axe_violations(page) == []
+
+    async with context.expect_page() as opened:
+        await chips(page).locator("a.chip-open").click()
+    tab = await opened.value
+    await expect(widget(tab).locator(".status")).to_have_attribute("data-state", "open")
+    await expect(messages(tab).first).to_be_visible()
+    assert await axe_violations(tab) == []
+
+    chats = await context.new_page()
+    await chats.goto("/chats")
+    await expect(chats.locator("li.task-chat")).to_have_count(1)
+    assert await axe_violations(chats) == []
+    browsing.assert_clean()
 
 
 @pytest.mark.browser
