@@ -611,7 +611,7 @@ button {
   font: inherit; border-radius: 8px; border: 1px solid var(--sb-border); background: var(--sb-bg);
   color: var(--sb-text); padding: 6px 12px; cursor: pointer; min-height: 36px;
 }
-button:disabled { opacity: 0.55; cursor: not-allowed; }
+button:disabled, button[aria-disabled="true"] { opacity: 0.55; cursor: not-allowed; }
 button.link { border: none; background: none; color: var(--sb-accent); padding: 0 2px; min-height: 0; text-decoration: underline; }
 .chip-cancel { padding: 2px 10px; min-height: 32px; }
 .problem { margin: 0; padding: 6px 12px; color: var(--sb-bad); font-size: 0.875rem; border-top: 1px solid var(--sb-border); }
@@ -685,6 +685,15 @@ function serverBase(attribute) {
 let instances = 0;
 
 // Node's test runner imports this module for StreamConnection: no DOM there.
+/**
+ * A button that cannot act now but keeps the focus: `aria-disabled` rather than
+ * `disabled`, which would drop the keyboard user's focus to the page (a card's Cancel
+ * while the task is cancelling). Its click handler checks the attribute.
+ */
+function blockButton(button, blocked) {
+  button.setAttribute("aria-disabled", String(Boolean(blocked)));
+}
+
 const BaseElement = globalThis.HTMLElement ?? class {};
 
 export class SwitchboardChat extends BaseElement {
@@ -1097,7 +1106,7 @@ export class SwitchboardChat extends BaseElement {
     const open = Boolean(this._connection?.open);
     for (const { view, node } of this._tasks.values()) {
       const button = node.querySelector(":scope > .chip-actions > .chip-cancel");
-      if (button && button.dataset.busy !== "true") button.disabled = !open || view.state === "cancelling";
+      if (button && button.dataset.busy !== "true") blockButton(button, !open || view.state === "cancelling");
     }
   }
 
@@ -1266,7 +1275,9 @@ export class SwitchboardChat extends BaseElement {
       text: "Cancel",
       "aria-label": `Cancel: ${title}`,
     });
-    cancel.addEventListener("click", () => this._askCancel(view.id, cancel));
+    cancel.addEventListener("click", () => {
+      if (cancel.getAttribute("aria-disabled") !== "true") this._askCancel(view.id, cancel);
+    });
     const own = this.chatId && view.chat_id === this.chatId;
     const link = own
       ? null
@@ -1348,7 +1359,7 @@ export class SwitchboardChat extends BaseElement {
       node.querySelector(":scope > .chip-confirm").hidden = true;
     } else {
       cancel.textContent = view.state === "cancelling" ? "Cancelling…" : "Cancel";
-      cancel.disabled = view.state === "cancelling" || !this._connection?.open;
+      blockButton(cancel, view.state === "cancelling" || !this._connection?.open);
     }
     if (this._chatTaskId === view.id) this._syncComposer();
     this._countTasks();
@@ -1417,7 +1428,7 @@ export class SwitchboardChat extends BaseElement {
   }
 
   async _cancel(taskId, button) {
-    button.disabled = true;
+    blockButton(button, true);
     button.dataset.busy = "true";
     const frame = { type: "task.cancel" };
     // On a chat's own socket the task is implied (PROTOCOL.md: task_id may be omitted).

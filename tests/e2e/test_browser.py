@@ -315,6 +315,65 @@ async def test_a_question_is_answered_and_the_widget_is_keyboard_usable(
     browsing.assert_clean()
 
 
+async def focused_in_widget(page: Page, selector: str = "*") -> str | None:
+    """The outline style of what has the focus inside the widget, if it matches
+    *selector*; ``None`` if nothing there has it, or something else does."""
+    found = await page.evaluate(
+        "selector => { const a = document.activeElement?.shadowRoot?.activeElement;"
+        " return a && a.matches(selector) ? getComputedStyle(a).outlineStyle : null; }",
+        selector,
+    )
+    return None if found is None else str(found)
+
+
+async def tab_to(page: Page, selector: str, *, presses: int = 40) -> None:
+    """Press Tab until the focus is on the widget's element matching *selector*; its
+    focus ring must show."""
+    for _ in range(presses):
+        await page.keyboard.press("Tab")
+        outline = await focused_in_widget(page, selector)
+        if outline is not None:
+            assert outline != "none", f"{selector} has the focus but shows no ring"
+            return
+    raise AssertionError(f"Tab never reached {selector}")
+
+
+@pytest.mark.browser
+async def test_the_prior_auth_story_by_keyboard_alone(
+    browser: Browser, server_factory: Any
+) -> None:
+    server = server_factory(SWITCHBOARD_TOOL_LATENCY_SCALE="2")
+    browsing = browsing_for(browser, server)
+    context = await browsing.person()
+    page = await open_demo(context)
+    await tab_to(page, "textarea")
+    await page.keyboard.type(PRIOR_AUTH)
+    await page.keyboard.press("Enter")
+    chip = chips(page)
+    await expect(chip).to_have_count(1)
+    await expect(chip).to_have_attribute("data-state", re.compile("submitted|working"))
+
+    # The sub-agent's chat, opened from the card with Enter, in a new tab.
+    await tab_to(page, ".chip-open")
+    async with context.expect_page() as opened:
+        await page.keyboard.press("Enter")
+    tab = await opened.value
+    await expect(tab.locator("#title")).to_have_text("Prior auth: Ozempic for Dana W.")
+    await tab.close()
+
+    # A status question, typed; then the work cancelled from its card.
+    await page.bring_to_front()
+    await tab_to(page, "textarea")
+    await page.keyboard.type("How is Dana's prior auth going?")
+    await page.keyboard.press("Enter")
+    await expect(messages(page, role="agent", kind="reply")).to_have_count(2)
+    await tab_to(page, ".chip-cancel")
+    await page.keyboard.press("Enter")
+    await expect(chip).to_have_attribute("data-state", "cancelled")
+    assert await focused_in_widget(page) is not None  # the focus was not lost
+    browsing.assert_clean()
+
+
 @pytest.mark.browser
 async def test_the_widget_reads_on_a_phone(browser: Browser, server: ServerProcess) -> None:
     browsing = browsing_for(browser, server)
