@@ -43,6 +43,7 @@ from .call import (
     PlaybackStopped,
     Received,
     Sent,
+    Sentences,
     TaskChanged,
     Welcomed,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "Say",
     "ScriptError",
     "Sent",
+    "Sentences",
     "Speaker",
     "Speech",
     "Step",

@@ -33,6 +33,7 @@ from .call import (
     PlaybackStopped,
     Received,
     Sent,
+    Sentences,
     Welcomed,
 )
 from .exceptions import CallEnded, Refused, WaitTimeout
@@ -312,6 +313,9 @@ class VoiceBridge:
             self.received.append(event)
             if event.speak:
                 await self.playback.queue(event)
+        elif isinstance(event, Sentences):
+            # Only agent replies stream, and a voice connection speaks every one.
+            await self.playback.queue(event)
         elif isinstance(event, Answered | Failed) and event.id is not None:
             self._answers[event.id] = event
         self._notify()

@@ -7,6 +7,7 @@ unit-tested without sockets. The :data:`Entry` types are the call's record, as
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,13 +25,31 @@ class Welcomed:
 
 @dataclass(frozen=True, slots=True)
 class AgentMessage:
-    """An agent's message from the stream; ``speak`` as the server marked it."""
+    """An agent's message from the stream; ``speak`` as the server marked it.
+
+    ``spoken_ahead`` is how much of ``text`` was already handed to playback sentence by
+    sentence while it streamed (:class:`Sentences`): only the rest is still to say.
+    """
 
     seq: int
     kind: str
     text: str
     speak: bool
     task_id: str | None = None
+    spoken_ahead: int = 0
+
+    @property
+    def unsaid(self) -> str:
+        return self.text[self.spoken_ahead :].strip()
+
+
+@dataclass(frozen=True, slots=True)
+class Sentences:
+    """Whole sentences of a reply still being streamed (``message.delta``), to be said
+    before the reply is stored: the caller hears the first while the rest is written."""
+
+    message_id: str
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +76,7 @@ class Failed:
     code: str
 
 
-Event = Welcomed | AgentMessage | TaskChanged | Answered | Failed
+Event = Welcomed | AgentMessage | Sentences | TaskChanged | Answered | Failed
 
 
 class CallState:
@@ -76,6 +95,8 @@ class CallState:
         self.speaking = False
         self._ahead: set[int] = set()
         self._next_id = 0
+        # Per streamed message: its text so far, and how much of it was handed on.
+        self._drafts: dict[str, tuple[str, int]] = {}
 
     def hello(self, token: str) -> dict[str, Any]:
         """The first frame of every connection: resume where the call left off."""
@@ -107,21 +128,43 @@ class CallState:
             return Answered(str(frame.get("id")), _int(frame.get("seq")))
         if kind == "error":
             return Failed(_str(frame.get("id")), str(frame.get("code")))
+        if kind == "message.delta":
+            return self._delta(frame)
         seq = _int(frame.get("seq"))
         if seq is None or not self._first_time(seq):
             return None
         if kind == "message" and frame.get("role") == "agent":
+            text = str(frame.get("text", ""))
+            draft = self._drafts.pop(str(frame.get("message_id")), None)
+            # What was said ahead counts only if the stored text begins with it.
+            ahead = draft[1] if draft is not None and text.startswith(draft[0][: draft[1]]) else 0
             return AgentMessage(
                 seq,
                 str(frame.get("kind")),
-                str(frame.get("text", "")),
+                text,
                 frame.get("speak") is True,
                 _str(frame.get("task_id")),
+                ahead,
             )
         task = frame.get("task")
         if kind == "task" and isinstance(task, Mapping):
             return TaskChanged(seq, task)
         return None
+
+    def _delta(self, frame: Mapping[str, Any]) -> Sentences | None:
+        message_id, piece = _str(frame.get("message_id")), frame.get("text")
+        if message_id is None or not isinstance(piece, str):
+            return None
+        if message_id not in self._drafts and len(self._drafts) >= MAX_DRAFTS:
+            # A stream whose message never came (a dropped connection): forget the oldest.
+            self._drafts.pop(next(iter(self._drafts)))
+        text, handed = self._drafts.get(message_id, ("", 0))
+        text += piece
+        end = _last_sentence_end(text, handed)
+        self._drafts[message_id] = (text, max(end, handed))
+        if end <= handed:
+            return None
+        return Sentences(message_id, text[handed:end].strip())
 
     def _first_time(self, seq: int) -> bool:
         if seq <= self.last_seq or seq in self._ahead:
@@ -131,6 +174,20 @@ class CallState:
             self.last_seq += 1
             self._ahead.remove(self.last_seq)
         return True
+
+
+MAX_DRAFTS = 8
+"""Streamed messages a call follows at once (one is usual: the reply being written)."""
+
+_SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*\s+")
+
+
+def _last_sentence_end(text: str, start: int) -> int:
+    """Where the last whole sentence of *text* after *start* ends (*start* if none)."""
+    end = start
+    for found in _SENTENCE_END.finditer(text, start):
+        end = found.end()
+    return end
 
 
 def _int(value: object) -> int | None:
@@ -165,7 +222,7 @@ class PlaybackStopped:
     """Barge-in: the caller spoke over these messages, so they were cut."""
 
     at: float
-    cut: tuple[AgentMessage, ...]
+    cut: tuple[AgentMessage | Sentences, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from typing import Protocol, TextIO
 import anyio
 import anyio.lowlevel
 
-from .call import AgentMessage
+from .call import AgentMessage, Sentences
 
 PLAYBACK_QUEUE_SIZE = 64
 
@@ -55,14 +55,18 @@ class Playback:
         self._on_heard = on_heard
         # Bounded: when full, queue() waits, so the bridge stops reading its socket;
         # the server then closes it with 4001 and the bridge resumes from last_seq.
-        self._send, self._receive = anyio.create_memory_object_stream[AgentMessage](
+        self._send, self._receive = anyio.create_memory_object_stream[AgentMessage | Sentences](
             PLAYBACK_QUEUE_SIZE
         )
-        self._current: AgentMessage | None = None
+        self._current: AgentMessage | Sentences | None = None
         self._scope: anyio.CancelScope | None = None
 
-    async def queue(self, message: AgentMessage) -> None:
-        """Speak *message* after those already queued; waits while the queue is full."""
+    async def queue(self, message: AgentMessage | Sentences) -> None:
+        """Speak *message* after those already queued; waits while the queue is full.
+
+        :class:`Sentences` of a reply still streaming are said as they come; the reply
+        itself, once stored, says only what they did not (``unsaid``).
+        """
         await self._send.send(message)
 
     def close(self) -> None:
@@ -77,14 +81,18 @@ class Playback:
                 with anyio.CancelScope() as scope:
                     self._current, self._scope = message, scope
                     try:
-                        await self.speaker.speak(message.text)
+                        if isinstance(message, Sentences):
+                            await self.speaker.speak(message.text)
+                            continue
+                        if message.unsaid:
+                            await self.speaker.speak(message.unsaid)
                         self._on_heard(message)
                     finally:
                         self._current, self._scope = None, None
 
-    def stop(self) -> tuple[AgentMessage, ...]:
+    def stop(self) -> tuple[AgentMessage | Sentences, ...]:
         """Cut what is playing and drop what is queued; returns what was cut."""
-        cut = [] if self._current is None else [self._current]
+        cut: list[AgentMessage | Sentences] = [] if self._current is None else [self._current]
         if self._scope is not None:
             self._scope.cancel()
         while True:

@@ -19,6 +19,7 @@ from bridges.voice import (
     Playback,
     Say,
     ScriptError,
+    Sentences,
     Speech,
     TaskChanged,
     Wait,
@@ -277,6 +278,41 @@ def test_a_stream_event_without_an_integer_seq_is_ignored(seq: object) -> None:
     assert state.last_seq == 0
 
 
+def delta(message_id: str, text: str) -> dict[str, object]:
+    return {"type": "message.delta", "message_id": message_id, "chat_id": "chat-1", "text": text}
+
+
+def test_a_streamed_reply_is_handed_on_a_whole_sentence_at_a_time() -> None:
+    state = CallState()
+    assert state.receive(delta("m1", "Let me check")) is None
+    assert state.receive(delta("m1", " that. It may")) == Sentences("m1", "Let me check that.")
+    assert state.receive(delta("m1", " take a minute! Dana's")) == Sentences(
+        "m1", "It may take a minute!"
+    )
+    assert state.receive(delta("m1", " PA is filed")) is None
+    # The stored message: only what was not said ahead is still to say.
+    text = "Let me check that. It may take a minute! Dana's PA is filed."
+    stored = state.receive(message(1, text, message_id="m1"))
+    assert isinstance(stored, AgentMessage)
+    assert stored.text == text
+    assert stored.unsaid == "Dana's PA is filed."
+    # A message that never streamed is said whole; one whose text does not begin with
+    # what streamed (it was stored otherwise) is said whole too.
+    assert state.receive(message(2, "Hello.", message_id="m2")).unsaid == "Hello."  # type: ignore[union-attr]
+    state.receive(delta("m3", "One thing. "))
+    other = state.receive(message(3, "Something else entirely.", message_id="m3"))
+    assert isinstance(other, AgentMessage)
+    assert other.unsaid == "Something else entirely."
+
+
+def test_streams_whose_message_never_came_are_forgotten() -> None:
+    state = CallState()
+    for n in range(20):
+        state.receive(delta(f"m{n}", "Half a sentence. And"))
+    assert len(state._drafts) <= 8
+    assert state.receive({"type": "message.delta", "text": "no id"}) is None
+
+
 # -- playback --------------------------------------------------------------------------
 
 
@@ -355,3 +391,27 @@ def test_the_conversation_socket_url(server: str, url: str) -> None:
 def test_only_http_servers_are_accepted() -> None:
     with pytest.raises(ValueError, match="http"):
         conversation_ws_url("file:///etc/passwd", "conv_1")
+
+
+@pytest.mark.anyio
+async def test_a_streamed_reply_is_spoken_as_its_sentences_come_then_the_rest() -> None:
+    speaker = RecordingSpeaker()
+    heard: list[AgentMessage] = []
+    both = anyio.Event()
+
+    def on_heard(message: AgentMessage) -> None:
+        heard.append(message)
+        if len(heard) == 2:
+            both.set()
+
+    playback = Playback(speaker, on_heard)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(playback.run)
+        await playback.queue(Sentences("m1", "Let me check that."))
+        await playback.queue(AgentMessage(1, "reply", "Let me check that. Done.", True, None, 19))
+        await playback.queue(AgentMessage(2, "reply", "Let me check that.", True, None, 19))
+        with anyio.fail_after(5):
+            await both.wait()
+        tg.cancel_scope.cancel()
+    assert speaker.started == ["Let me check that.", "Done."]
+    assert [m.seq for m in heard] == [1, 2]  # each stored message heard once

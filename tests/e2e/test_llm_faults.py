@@ -9,13 +9,16 @@ injection at the boundary. The happy path against a real model is
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio.lowlevel
 import httpx
 import pytest
 
+from bridges.voice import BRIDGE_ID, Received, VoiceBridge
 from server.auth import issue_token
 
 from .. import scripted_model
@@ -293,3 +296,43 @@ async def test_a_sub_agent_whose_model_fails_fails_its_task_alone(
     logs = node.logs()
     assert '"level":"ERROR"' not in logs
     clean_logs(node)
+
+
+class TimedSpeaker:
+    """Says nothing aloud; remembers what it was given to say, and when."""
+
+    def __init__(self) -> None:
+        self.said: list[tuple[str, float]] = []
+
+    async def speak(self, text: str) -> None:
+        self.said.append((text, time.monotonic()))
+        await anyio.lowlevel.checkpoint()
+
+    def stop(self) -> None:
+        pass
+
+
+async def test_a_caller_hears_a_streamed_reply_a_sentence_at_a_time(
+    node: ServerProcess, model: str
+) -> None:
+    words = "Let me look into that for you. It may take a moment. I will call you back."
+    await script(model, {"text": words, "pieces": 15, "every": 0.2})
+    tok = issue_token(SECRET, workspace="northwind", sub=BRIDGE_ID, role="service", act_for="c1")
+    speaker = TimedSpeaker()
+    url = conversation_ws(node, await conversation(node, tok))
+    async with VoiceBridge(url, tok, speaker=speaker) as call:
+        await call.say("can you look into my claim?")
+        await call.wait_for_text("call you back")
+    (stored_at,) = [
+        entry.at
+        for entry in call.log
+        if isinstance(entry, Received)
+        and entry.frame.get("type") == "message"
+        and entry.frame.get("role") == "agent"
+    ]
+    # The first sentence was spoken while the rest was still being written...
+    first, first_at = speaker.said[0]
+    assert first == "Let me look into that for you."
+    assert first_at < stored_at
+    # ...and all of it once, in order, nothing twice.
+    assert " ".join(text for text, _ in speaker.said) == words
