@@ -49,16 +49,27 @@ ROOT = Path(__file__).resolve().parents[1]
 HOURS = "What are your opening hours?"
 # A request head cut short: no blank line ever follows.
 PARTIAL_HEAD = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: slow\r\nX-a: "
+# A complete WebSocket upgrade, after which the client never says hello.
+SILENT_UPGRADE = (
+    b"GET /v1/conversations/conv_silent/ws HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+)
 
 
 @dataclass
 class Slowloris:
-    """*connections* half-open requests against ``host:port``, held until cancelled."""
+    """*connections* half-open requests against ``host:port``, held until cancelled.
+
+    With ``silent_sockets`` each completes a WebSocket upgrade instead and then sends
+    nothing, holding the socket until the server closes it.
+    """
 
     host: str
     port: int
     connections: int
     drip_every: float = 1.0
+    silent_sockets: bool = False
     holding: int = 0
     opened: int = 0
     closed_by_server: int = 0
@@ -86,6 +97,11 @@ class Slowloris:
             if self.opened >= self.connections:
                 self.all_opened.set()
             try:
+                if self.silent_sockets:
+                    await stream.send(SILENT_UPGRADE)
+                    while True:
+                        # The 101, maybe a close frame, then the end.
+                        await stream.receive()
                 await stream.send(PARTIAL_HEAD)
                 while True:
                     with anyio.move_on_after(self.drip_every):
@@ -172,11 +188,13 @@ async def _keep_saying(http: str, ws: str, clients: _Clients) -> None:
         await anyio.sleep(0.5)
 
 
-async def measure(port: int, connections: int, seconds: float) -> dict[str, Any]:
+async def measure(
+    port: int, connections: int, seconds: float, *, silent: bool = False
+) -> dict[str, Any]:
     http = f"http://127.0.0.1:{port}"
     ws = f"ws://127.0.0.1:{port}"
     before = await healthz_latencies(http, seconds)
-    attack = Slowloris("127.0.0.1", port, connections)
+    attack = Slowloris("127.0.0.1", port, connections, silent_sockets=silent)
     clients = _Clients()
     async with anyio.create_task_group() as tg:
         await tg.start(attack.run)
@@ -197,6 +215,7 @@ async def measure(port: int, connections: int, seconds: float) -> dict[str, Any]
         },
         "attack": {
             "connections": connections,
+            "kind": "silent WebSocket upgrades" if silent else "partial request heads",
             "held_at_end": held,
             "opened": attack.opened,
             "closed_by_server": attack.closed_by_server,
@@ -218,6 +237,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--open-files", type=int, default=1024)
+    parser.add_argument(
+        "--silent-sockets",
+        action="store_true",
+        help="attack with WebSocket upgrades that never say hello instead",
+    )
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
     # The attackers need a descriptor each, beyond what the server is allowed.
@@ -246,7 +270,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         try:
             _wait_ready(port)
-            result = asyncio.run(measure(port, args.connections, args.seconds))
+            result = asyncio.run(
+                measure(port, args.connections, args.seconds, silent=args.silent_sockets)
+            )
         finally:
             server.terminate()
             server.wait(timeout=30)

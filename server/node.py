@@ -9,6 +9,7 @@ tasks clean up and store ``interrupted`` before the store is closed.
 from __future__ import annotations
 
 import logging
+import resource
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -38,8 +39,10 @@ from server.leases import RedisLeases
 from server.llm import brain_factory, environment_brain, on_brain
 from server.metrics import NodeMetrics
 from server.relay import RedisRelay
+from server.serving import WAITING_SHARE, connection_limits
 from server.sessions import SessionRegistry
 from server.settings import Settings
+from server.slow_clients import WaitingForHeads
 from server.storage.engine import create_engine_for
 from server.storage.sql_store import SqlStore
 from server.storage.workspaces import WorkspaceStore
@@ -63,6 +66,15 @@ class Node:
     started: bool = False
     relay: RedisRelay | None = None
     metrics: NodeMetrics = field(default_factory=lambda: NodeMetrics(dict))
+    awaiting_hello: WaitingForHeads = field(init=False)
+    """Sockets accepted and not yet greeted (server.sockets caps how many)."""
+
+    def __post_init__(self) -> None:
+        open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if open_files == resource.RLIM_INFINITY:
+            open_files = self.settings.max_waiting_requests * WAITING_SHARE
+        cap = connection_limits(self.settings, open_files).max_waiting
+        self.awaiting_hello = WaitingForHeads(cap)
 
     def statistics(self) -> dict[str, int]:
         return {

@@ -10,7 +10,11 @@ from typing import Any
 import uvicorn
 
 from server.settings import Settings
-from server.slow_clients import ConnectionLimits, guarded_http_protocol
+from server.slow_clients import (
+    ConnectionLimits,
+    QuickCloseWebSocketProtocol,
+    guarded_http_protocol,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +81,7 @@ def uvicorn_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Conf
     return uvicorn.Config(
         app,
         http=guarded_http_protocol(limits),
+        ws=QuickCloseWebSocketProtocol,
         lifespan="on",
         ws_max_size=settings.max_frame_size,
         ws_per_message_deflate=False,

@@ -17,12 +17,16 @@ own (httptools) protocol, which adds:
   closed); a head over ``max_head_bytes`` is refused at once (431);
 - a **body deadline**: once a head is complete, its body must be complete within
   ``body_timeout`` (408 if no response was started, then closed);
-- a **cap** on connections waiting for a head (:class:`WaitingForHeads`): a new one
-  over the cap closes the one that has waited longest. A well-behaved client sends its
-  head as soon as it connects, so it leaves the set at once; a slow one is the oldest.
+- a **cap** on connections waiting for a head (:class:`WaitingForHeads`): when new
+  ones take it over the cap, those that have waited longest are closed (after
+  :data:`SETTLE_S`, so that the heads of the new ones that came with theirs are read
+  first). A well-behaved client sends its head as soon as it connects, so it leaves
+  the set at once; a slow one is the oldest.
 
 WebSocket upgrades are requests like others until their head is complete; after the
-upgrade the socket's own ``hello`` deadline and limits apply (``server.sockets``).
+upgrade the socket's own ``hello`` deadline, and a cap like the one above on sockets
+waiting for their hello, apply (``server.sockets``), and a closed socket whose client
+does not answer the close is dropped after :data:`WEBSOCKET_CLOSE_TIMEOUT_S`.
 Drops are logged at WARNING, at most one line per :data:`LOG_EVERY_S` with the counts
 by reason, so a flood does not flood the log.
 """
@@ -38,11 +42,17 @@ from enum import StrEnum
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 log = logging.getLogger(__name__)
 
 #: At most one "slow clients dropped" line per this many seconds.
 LOG_EVERY_S = 10.0
+#: How long connections over the cap have to start their head before the oldest go.
+SETTLE_S = 0.05
+#: How long a closed WebSocket waits for the client's close frame before the
+#: connection is dropped (uvicorn waits 10 s: a silent client would hold its descriptor).
+WEBSOCKET_CLOSE_TIMEOUT_S = 2.0
 
 _RESPONSES = {
     408: b"HTTP/1.1 408 Request Timeout\r\n",
@@ -74,8 +84,8 @@ class WaitingForHeads:
     """The connections that have not sent a complete request head, oldest first.
 
     Sans-I/O: it says which connections to close, and when to log; closing is the
-    protocol's. Invariant: after :meth:`add` returns, at most ``cap`` connections are
-    held (the ones returned are no longer held).
+    protocol's. Invariant: after :meth:`add` or :meth:`sweep` returns, at most ``cap``
+    connections are held (the ones returned are no longer held).
     """
 
     def __init__(self, cap: int) -> None:
@@ -87,11 +97,26 @@ class WaitingForHeads:
         self._dropped: Counter[str] = Counter()
         self._unlogged: Counter[str] = Counter()
         self._logged_at: float | None = None
+        self._sweep_due = False
 
     def add(self, connection: object) -> list[object]:
         """Hold *connection* (newest); return the oldest ones to close to keep the cap."""
+        self.hold(connection)
+        return self.sweep()
+
+    def hold(self, connection: object) -> bool:
+        """Hold *connection* (newest); whether a :meth:`sweep` is now due (the set is over
+        its cap and no sweep was due yet)."""
         self._waiting.pop(connection, None)
         self._waiting[connection] = None
+        if len(self._waiting) > self.cap and not self._sweep_due:
+            self._sweep_due = True
+            return True
+        return False
+
+    def sweep(self) -> list[object]:
+        """Let go of the oldest connections beyond the cap; return them, to be closed."""
+        self._sweep_due = False
         evicted: list[object] = []
         while len(self._waiting) > self.cap:
             oldest = next(iter(self._waiting))
@@ -188,9 +213,10 @@ class _GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _wait_for_head(self) -> None:
         self._cancel_deadline()
         self._head_bytes = 0
-        for oldest in self.waiting.add(self):
-            assert isinstance(oldest, _GuardedHttpToolsProtocol)
-            oldest._drop(DropReason.EVICTED, None)
+        if self.waiting.hold(self):
+            # Not at once: connections accepted together (a burst of attackers, and
+            # among them a client whose head is already in its buffer) are read first.
+            self.loop.call_later(SETTLE_S, _evict_oldest, self.waiting)
         self._deadline = self.loop.call_later(
             self.limits.head_timeout, self._drop, DropReason.HEAD_TIMEOUT, 408
         )
@@ -227,6 +253,12 @@ class _GuardedHttpToolsProtocol(HttpToolsProtocol):
             )
 
 
+def _evict_oldest(waiting: WaitingForHeads) -> None:
+    for oldest in waiting.sweep():
+        assert isinstance(oldest, _GuardedHttpToolsProtocol)
+        oldest._drop(DropReason.EVICTED, None)
+
+
 def guarded_http_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
     """A protocol class for ``uvicorn.Config(http=...)`` enforcing *limits*.
 
@@ -240,3 +272,14 @@ def guarded_http_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
         (_GuardedHttpToolsProtocol,),
         {"limits": limits, "waiting": WaitingForHeads(limits.max_waiting)},
     )
+
+
+class QuickCloseWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol, waiting :data:`WEBSOCKET_CLOSE_TIMEOUT_S` (not 10 s)
+    for a client's answer to a close: a socket closed for never saying hello (or
+    evicted, server.sockets) gives its descriptor back soon, even if the client is mute.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.close_timeout = WEBSOCKET_CLOSE_TIMEOUT_S

@@ -47,6 +47,7 @@ from server.exceptions import Unauthorized
 from server.http_errors import error_code_for
 from server.node import Node
 from server.protocol import CloseCode, ErrorCode, FrameError
+from server.slow_clients import SETTLE_S, DropReason
 from server.voice_turns import VoiceTurns
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ class Session:
         )
         self.conversation_id: str | None = None
         self.claim_number = 0
+        self._hello_wait: anyio.CancelScope | None = None
 
     @property
     def voice(self) -> bool:
@@ -138,47 +140,88 @@ class Session:
         except Unauthorized:
             await self._close_now(CloseCode.UNAUTHORIZED)
             return None
-        with anyio.move_on_after(self.settings.hello_timeout):
-            while True:
-                message = await self.ws.receive()
-                if message["type"] == "websocket.disconnect":
+        waiting = self.node.awaiting_hello
+        hello: protocol.Hello | None = None
+        with anyio.move_on_after(self.settings.hello_timeout) as self._hello_wait:
+            try:
+                async with anyio.create_task_group() as tg:
+                    # A socket is a descriptor held for nobody until its hello: at most
+                    # so many may wait at once; over that, those that waited longest
+                    # are closed (server.slow_clients; a client says hello at once).
+                    if waiting.hold(self):
+                        tg.start_soon(self._evict_oldest_soon)
+                    hello = await self._wait_for_hello(header_token)
+            finally:
+                waiting.discard(self)
+        if hello is None and self._hello_wait.cancelled_caught:
+            await self._close_now(CloseCode.UNAUTHORIZED)
+        return hello
+
+    async def _evict_oldest_soon(self) -> None:
+        # Shielded: the sweep is due whatever becomes of this socket. Not at once, so
+        # that the hellos of sockets that came in the same burst are read first.
+        with anyio.CancelScope(shield=True):
+            await anyio.sleep(SETTLE_S)
+            for oldest in self.node.awaiting_hello.sweep():
+                assert isinstance(oldest, Session)
+                oldest.evict_before_hello()
+
+    def evict_before_hello(self) -> None:
+        """Stop waiting for this socket's hello: it closes 4401, as on a timeout."""
+        if self._hello_wait is not None:
+            self._hello_wait.cancel()
+        counts = self.node.awaiting_hello.note_dropped(DropReason.EVICTED, time.monotonic())
+        if counts is not None:
+            log.warning(
+                "slow clients dropped",
+                extra={
+                    "count": sum(counts.values()),
+                    **{f"dropped_{name}": n for name, n in counts.items()},
+                    "waiting": len(self.node.awaiting_hello),
+                    "limit": self.node.awaiting_hello.cap,
+                },
+            )
+
+    async def _wait_for_hello(self, header_token: str | None) -> protocol.Hello | None:
+        """The first valid ``hello`` (``None`` once the socket was closed for want of one)."""
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return None
+            frame = protocol.parse_client_frame(
+                _payload(message), max_size=self.settings.max_frame_size
+            )
+            if isinstance(frame, FrameError):
+                if frame.close_code is not None:
+                    await self._close_now(frame.close_code)
                     return None
-                frame = protocol.parse_client_frame(
-                    _payload(message), max_size=self.settings.max_frame_size
+                await self._send_now(frame.to_wire())
+                continue
+            if not isinstance(frame, protocol.Hello):
+                await self._send_now(
+                    protocol.error(ErrorCode.UNAUTHORIZED, id=getattr(frame, "id", None))
                 )
-                if isinstance(frame, FrameError):
-                    if frame.close_code is not None:
-                        await self._close_now(frame.close_code)
-                        return None
-                    await self._send_now(frame.to_wire())
-                    continue
-                if not isinstance(frame, protocol.Hello):
-                    await self._send_now(
-                        protocol.error(ErrorCode.UNAUTHORIZED, id=getattr(frame, "id", None))
-                    )
-                    continue
-                token = frame.token or header_token
-                if token is None:
-                    await self._close_now(CloseCode.UNAUTHORIZED)
-                    return None
-                try:
-                    verified = verify_session_token(self.settings.secret, token)
-                except Unauthorized:
-                    await self._close_now(CloseCode.UNAUTHORIZED)
-                    return None
-                self.principal = verified.principal
-                self.expires_at = verified.expires_at
-                # A bridge carries many callers: its connections count per caller.
-                self.principal_key = "/".join(
-                    filter(
-                        None,
-                        (self.principal.workspace_id, self.principal.id, self.principal.act_for),
-                    )
+                continue
+            token = frame.token or header_token
+            if token is None:
+                await self._close_now(CloseCode.UNAUTHORIZED)
+                return None
+            try:
+                verified = verify_session_token(self.settings.secret, token)
+            except Unauthorized:
+                await self._close_now(CloseCode.UNAUTHORIZED)
+                return None
+            self.principal = verified.principal
+            self.expires_at = verified.expires_at
+            # A bridge carries many callers: its connections count per caller.
+            self.principal_key = "/".join(
+                filter(
+                    None,
+                    (self.principal.workspace_id, self.principal.id, self.principal.act_for),
                 )
-                self.turns.voice = frame.is_voice
-                return frame
-        await self._close_now(CloseCode.UNAUTHORIZED)
-        return None
+            )
+            self.turns.voice = frame.is_voice
+            return frame
 
     # -- serving ---------------------------------------------------------------------
 
@@ -589,6 +632,9 @@ class Session:
             await self._deliver(event)
 
     async def _deliver(self, event: StreamEvent) -> None:
+        if time.time() >= self.expires_at:
+            # The watcher may not have run yet: nothing leaves on an expired token.
+            raise _Close(CloseCode.UNAUTHORIZED)
         self.turns.delivered(event)
         body = event.body
         if isinstance(body, Message) and body.kind is MessageKind.FOLLOWUP:

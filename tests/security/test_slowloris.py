@@ -1,12 +1,14 @@
 """Slow clients against a real ``switchboard serve`` with a low open-files limit.
 
 Half-open requests (slowloris) more numerous than the server's descriptors must never
-stop ``/healthz`` or a well-behaved WebSocket client; a head or a body that never ends
+stop ``/healthz`` or a well-behaved WebSocket client; sockets that never say hello are
+capped the same way; a head or a body that never ends
 is answered 408 and closed; the server raises its open-files limit at start and says so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from websockets.asyncio.client import connect
 
 from bench.slowloris import PARTIAL_HEAD, Slowloris
 from tests.e2e.conftest import (
@@ -47,19 +50,32 @@ def open_files_of(server: ServerProcess) -> tuple[int, int]:
     return int(soft), int(hard)
 
 
-async def healthz(server: ServerProcess) -> float:
-    """One ``GET /healthz`` on a new connection; the seconds it took."""
+async def healthz(server: ServerProcess) -> tuple[float, int]:
+    """``GET /healthz`` on a new connection: the seconds it took, and the attempts.
+
+    A connection the server reset before reading it is tried once more, as a client
+    would: at a limit this low, a burst of attackers larger than the free descriptors
+    makes the event loop (libuv) accept and close what waits in the backlog.
+    """
     started = time.perf_counter()
-    async with httpx.AsyncClient(base_url=server.http, timeout=5) as client:
-        answer = await client.get("/healthz")
-    assert answer.status_code == 200
-    return time.perf_counter() - started
+    for attempt in (1, 2):
+        try:
+            async with httpx.AsyncClient(base_url=server.http, timeout=5) as client:
+                answer = await client.get("/healthz")
+        except (httpx.RemoteProtocolError, httpx.ReadError):
+            if attempt == 2:
+                raise
+            continue
+        assert answer.status_code == 200
+        return time.perf_counter() - started, attempt
+    raise AssertionError("unreachable")
 
 
 async def test_half_open_connections_never_lock_out_healthz_or_a_client(
     server_factory: Any,
 ) -> None:
-    # 256 descriptors, which the server may not raise; 600 attackers.
+    # 256 descriptors, which the server may not raise; 600 attackers, each holding a
+    # request head cut short.
     server = server_factory(open_files=(256, 256))
     tok = token()
     conv = await start_conversation(server, tok)
@@ -72,7 +88,12 @@ async def test_half_open_connections_never_lock_out_healthz_or_a_client(
         await attackers.start(attack.run)
         with anyio.fail_after(20):
             await attack.all_opened.wait()
-        latencies = [await healthz(server) for _ in range(20)]
+        # For 5 seconds, while dropped attackers come back: every /healthz answers.
+        answers = []
+        until = time.monotonic() + 5
+        while time.monotonic() < until:
+            answers.append(await healthz(server))
+            await anyio.sleep(0.1)
         # A new client connects, is greeted and answered.
         started = await start_conversation(server, tok)
         fresh_url = conversation_ws(server, started["conversation_id"])
@@ -82,7 +103,9 @@ async def test_half_open_connections_never_lock_out_healthz_or_a_client(
         # The socket that was open before the attack is still served.
         assert (await before.request({"type": "ping"}))["type"] == "pong"
         attackers.cancel_scope.cancel()
-    assert max(latencies) < 2.0, latencies
+    assert max(took for took, _ in answers) < 2.0, answers
+    # Nearly all at the first attempt.
+    assert sum(1 for _, attempts in answers if attempts > 1) <= len(answers) // 10, answers
     # The server let go of attackers to keep its descriptors: they did not all stay.
     assert attack.closed_by_server > 0
     limit = open_files_line(server)
@@ -163,3 +186,29 @@ async def test_a_head_or_body_that_never_ends_is_answered_408_and_closed(
     assert [(x["level"], x["count"], x["dropped_head_timeout"]) for x in drops] == [
         ("WARNING", 1, 1)
     ]
+
+
+async def test_sockets_that_never_say_hello_are_capped_oldest_first(server_factory: Any) -> None:
+    server = server_factory(SWITCHBOARD_MAX_WAITING_REQUESTS="8")
+    url = conversation_ws(server, "conv_silent")
+    async with contextlib.AsyncExitStack() as stack:
+        silent = [await stack.enter_async_context(connect(url)) for _ in range(8)]
+        # All eight wait (the hello timeout is 10 s); a ninth closes the oldest at once.
+        await anyio.sleep(0.3)
+        assert [s.close_code for s in silent] == [None] * 8
+        ninth = await stack.enter_async_context(connect(url))
+        with anyio.fail_after(3):
+            await silent[0].wait_closed()
+        assert silent[0].close_code == 4401
+        assert [s.close_code for s in silent[1:]] == [None] * 7
+        # A client that says hello at once is never the oldest: it is served.
+        tok = token()
+        conv = await start_conversation(server, tok)
+        async with open_wire(
+            conversation_ws(server, conv["conversation_id"]), tok, chat_id=conv["chat_id"]
+        ) as wire:
+            assert (await wire.request({"type": "ping"}))["type"] == "pong"
+        assert ninth.close_code is None
+    lines = log_lines(server)
+    drops = [x for x in lines if x["message"] == "slow clients dropped"]
+    assert [(x["level"], x["dropped_evicted"], x["limit"]) for x in drops] == [("WARNING", 1, 8)]

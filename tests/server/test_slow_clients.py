@@ -61,3 +61,16 @@ def test_each_server_gets_its_own_count_and_limits_must_be_positive() -> None:
         guarded_http_protocol(ConnectionLimits(head_timeout=0))
     with pytest.raises(ValueError, match="at least 1"):
         WaitingForHeads(cap=0)
+
+
+def test_a_sweep_is_due_once_per_overflow_and_closes_the_oldest() -> None:
+    waiting = WaitingForHeads(cap=2)
+    assert [waiting.hold(name) for name in "ab"] == [False, False]
+    # Over the cap: one sweep is due, however many more come before it runs.
+    assert waiting.hold("c") is True
+    assert waiting.hold("d") is False
+    # d's head came meanwhile: it is not among those let go.
+    waiting.discard("d")
+    assert waiting.sweep() == ["a"]
+    assert len(waiting) == 2
+    assert waiting.hold("e") is True
