@@ -22,17 +22,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import random
-import statistics
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from bench.client import ConversationClient, Frame, deadline, wait_until
-from bench.failover import _start_cluster
+from bench.failover import _start_cluster, report
 from bench.harness import BENCH_ENV, http_json, person_token
 from bench.scenario import percentile
 
@@ -164,17 +161,8 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     runs = [await one_run(args) for _ in range(args.runs)]
-    summary: dict[str, Any] = {
-        "nodes": 3,
-        "conversations": args.conversations,
-        "subagents": args.subagents,
-        "runs": runs,
-        "median": {key: statistics.median(run[key] for run in runs) for key in runs[0]},
-    }
-    text = json.dumps(summary, indent=2)
-    print(text)
-    if args.json is not None:
-        args.json.write_text(text + "\n")
+    about = {"nodes": 3, "conversations": args.conversations, "subagents": args.subagents}
+    report(about, runs, args.json)
     return 0
 
 

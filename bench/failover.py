@@ -247,16 +247,21 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     runs = [await one_run(args.lease, args.says) for _ in range(args.runs)]
+    report({"lease_seconds": args.lease}, runs, args.json)
+    return 0
+
+
+def report(about: dict[str, Any], runs: list[dict[str, float]], path: Path | None) -> None:
+    """Print (and with *path*, write) the runs and each figure's median as one JSON object."""
     summary = {
-        "lease_seconds": args.lease,
+        **about,
         "runs": runs,
         "median": {key: statistics.median(run[key] for run in runs) for key in runs[0]},
     }
     text = json.dumps(summary, indent=2)
     print(text)
-    if args.json is not None:
-        args.json.write_text(text + "\n")
-    return 0
+    if path is not None:
+        path.write_text(text + "\n")
 
 
 if __name__ == "__main__":
