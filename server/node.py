@@ -132,7 +132,10 @@ async def start_node(
     next turn.
     """
     workspaces = workspaces or demo_workspaces()
-    engine = create_engine_for(settings.database_url)
+    # One name for this process in its leases, on its relay channel and on its database
+    # sessions: a node restarted with the same id is not taken for its former self.
+    owner = f"{settings.node_id}/{new_id('run')}"
+    engine = create_engine_for(settings.database_url, application_name=owner)
     store = SqlStore(engine)
     await store.create_schema()
     await anyio.to_thread.run_sync(create_audit_schema, engine)
@@ -174,9 +177,6 @@ async def start_node(
     leases: Leases
     relay: RedisRelay | None = None
     if isinstance(bus, RedisBus):
-        # One name for this process in its leases and on its relay channel: a node
-        # restarted with the same id is not taken for its former self.
-        owner = f"{settings.node_id}/{new_id('run')}"
         leases = RedisLeases(bus.client, owner, ttl=settings.lease_seconds)
         relay = RedisRelay(bus, owner)
     else:

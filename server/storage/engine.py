@@ -64,6 +64,7 @@ def create_engine_for(
     *,
     pool_size: int | None = None,
     connect_args: Mapping[str, Any] | None = None,
+    application_name: str | None = None,
 ) -> Engine:
     """An engine for *url*, configured for this server.
 
@@ -71,6 +72,10 @@ def create_engine_for(
     ``busy_timeout`` and foreign keys are set on every connection. PostgreSQL: psycopg
     3 with a bounded pool and pre-ping. Connects lazily. Raises ``ValueError`` for an
     unsupported scheme, ``OSError`` when the SQLite directory cannot be created.
+
+    *application_name* names this process's PostgreSQL sessions (``pg_stat_activity``):
+    a node passes its owner, so that a node taking over from a dead one can end the
+    transactions it left open (:meth:`SqlStore.take_home`).
     """
     parsed = normalize_url(url)
     extra = dict(connect_args or {})
@@ -79,6 +84,9 @@ def create_engine_for(
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed, pool_size, extra, common)
     extra.setdefault("connect_timeout", POSTGRES_CONNECT_TIMEOUT_S)
+    if application_name is not None:
+        # PostgreSQL keeps 63 bytes of it; an owner longer than that is not matched.
+        extra.setdefault("application_name", application_name)
     engine = create_engine(
         parsed,
         pool_size=pool_size or POSTGRES_POOL_SIZE,

@@ -17,6 +17,7 @@ anyway; a process-wide lock makes this process's writers queue without spinning 
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -82,6 +83,19 @@ from server.storage.tables import (
 )
 
 _T = TypeVar("_T")
+
+log = logging.getLogger(__name__)
+
+TAKE_HOME_LOCK_MS = 1_000
+"""How long a take-over waits for the conversation's row (PostgreSQL) before retrying."""
+
+# The sessions of a dead home that sit in an open transaction, each ended.
+_END_IDLE_TRANSACTIONS = text(
+    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+    " WHERE application_name = :home AND datname = current_database()"
+    " AND state IN ('idle in transaction', 'idle in transaction (aborted)')"
+    " AND pid <> pg_backend_pid()"
+)
 
 _UNFINISHED = sorted(state.value for state in TaskState if state not in TERMINAL_STATES)
 _ANNOUNCED_STATES = sorted(s.value for s in TERMINAL_STATES if s is not TaskState.INTERRUPTED)
@@ -393,23 +407,29 @@ class SqlStore:
         self, conversation_id: str, owner: str, alive_within: float | None
     ) -> int | str | None:
         """The new fence; or the live home's owner; or ``None`` for no such conversation."""
+        postgres = not self._sqlite
+        if postgres and alive_within is not None:
+            self._end_dead_homes_transactions(conversation_id, owner, alive_within)
         with self._writing() as connection:
             statement = select(CONVERSATIONS.c.home_owner).where(
                 CONVERSATIONS.c.id == conversation_id
             )
-            if connection.dialect.name == "postgresql":
+            if postgres:
+                # A former home frozen in the middle of a transaction holds this row:
+                # give up soon (Unavailable) and let the caller try again, by which
+                # time that transaction has been ended.
+                connection.execute(text(f"SET LOCAL lock_timeout = {TAKE_HOME_LOCK_MS:d}"))
                 statement = statement.with_for_update()
             row = connection.execute(statement).first()
             if row is None:
                 return None
             home = row[0]
-            if alive_within is not None and home not in (None, owner):
-                seen = connection.execute(
-                    select(NODES.c.seen_at).where(NODES.c.owner == home)
-                ).scalar_one_or_none()
-                seen_at = None if seen is None else seen.timestamp()
-                if home_is_alive(str(home), owner, seen_at, alive_within):
-                    return str(home)
+            if (
+                alive_within is not None
+                and home not in (None, owner)
+                and self._home_alive(connection, str(home), owner, alive_within)
+            ):
+                return str(home)
             found = connection.execute(
                 update(CONVERSATIONS)
                 .where(CONVERSATIONS.c.id == conversation_id)
@@ -417,6 +437,44 @@ class SqlStore:
                 .returning(CONVERSATIONS.c.home_fence)
             ).scalar_one()
         return int(found)
+
+    @staticmethod
+    def _home_alive(connection: Connection, home: str, owner: str, alive_within: float) -> bool:
+        seen = connection.execute(
+            select(NODES.c.seen_at).where(NODES.c.owner == home)
+        ).scalar_one_or_none()
+        seen_at = None if seen is None else seen.timestamp()
+        return home_is_alive(home, owner, seen_at, alive_within)
+
+    def _end_dead_homes_transactions(
+        self, conversation_id: str, owner: str, alive_within: float
+    ) -> None:
+        """End the open transactions of the conversation's recorded home if it is dead.
+
+        A node that stops mid-transaction (SIGSTOP, a VM paused, a lost machine whose
+        TCP has not timed out) holds its row locks until PostgreSQL's idle timeout; its
+        transactions queued behind those then take their turn and hold them again.
+        Its sessions carry its owner as ``application_name`` (see
+        :func:`~server.storage.engine.create_engine_for`), so the taker ends exactly
+        the idle transactions of a home whose heartbeat has lapsed. Without the right
+        to do so (another role), it waits for the idle timeout instead.
+        """
+        with self._engine.connect() as connection:
+            home = connection.execute(
+                select(CONVERSATIONS.c.home_owner).where(CONVERSATIONS.c.id == conversation_id)
+            ).scalar_one_or_none()
+            if home in (None, owner) or self._home_alive(
+                connection, str(home), owner, alive_within
+            ):
+                return
+            try:
+                ended = connection.execute(_END_IDLE_TRANSACTIONS, {"home": home}).all()
+            except (SQLAlchemyError, self._dbapi_error) as exc:
+                error = type(exc).__name__
+                log.warning("dead home's transactions not ended", extra={"error": error})
+                return
+            if ended:
+                log.info("ended a dead home's transactions", extra={"count": len(ended)})
 
     def _commit_sync(
         self, changes: Changes, fences: Sequence[Fence] | None = None

@@ -794,6 +794,51 @@ async def test_a_stale_home_in_a_group_commit_fails_alone(store: SqlStore) -> No
 
 
 @pytest.mark.anyio
+@pytest.mark.postgres
+async def test_a_home_frozen_mid_transaction_does_not_hold_its_conversation(
+    postgres_reachable: bool,
+) -> None:
+    # node-a froze (SIGSTOP) with a transaction open on the conversation's row. Its
+    # sessions carry its name; once its heartbeat lapses, node-b ends that transaction
+    # instead of waiting on it; while node-a is alive, node-b gives up within a second.
+    with postgres_schema(postgres_reachable) as schema:
+        options = {"options": f"-csearch_path={schema}"}
+        frozen_engine = create_engine_for(
+            POSTGRES_URL, connect_args=options, application_name="node-a/run1"
+        )
+        engine = create_engine_for(POSTGRES_URL, connect_args=options)
+        create_schema(engine)
+        store, frozen = SqlStore(engine), SqlStore(frozen_engine)
+        try:
+            conversation, _ = await started(store)
+            await frozen.heartbeat("node-a/run1")
+            assert await frozen.take_home(conversation.id, "node-a/run1", alive_within=10) == 1
+            held = frozen_engine.connect()
+            held.execute(
+                text("SELECT id FROM conversations WHERE id = :id FOR UPDATE"),
+                {"id": conversation.id},
+            )
+            # Alive: the lock is waited on for a bounded time, and then left alone.
+            started_at = time.monotonic()
+            with pytest.raises(Unavailable):
+                await store.take_home(conversation.id, "node-b/run1", alive_within=10)
+            assert time.monotonic() - started_at < 3
+            assert held.execute(text("SELECT 1")).scalar_one() == 1
+            # Dead (its heartbeat lapsed): its open transaction is ended at once.
+            await anyio.sleep(0.05)
+            with anyio.fail_after(3):
+                assert (
+                    await store.take_home(conversation.id, "node-b/run1", alive_within=0.01) == 2
+                )
+            with pytest.raises(Exception, match="terminat"):
+                held.execute(text("SELECT 1"))
+        finally:
+            held.close()
+            frozen_engine.dispose()
+            engine.dispose()
+
+
+@pytest.mark.anyio
 async def test_ended_depth_one_tasks_without_a_follow_up_are_found(store: SqlStore) -> None:
     conversation, _ = await started(store)
     found = []
