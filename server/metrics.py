@@ -1,13 +1,14 @@
 """The node's metrics, through ``prometheus-client``, in the text format (version 0.0.4).
 
 Gauges for what is open now (sockets, live conversations and tasks, leases, stored tasks
-by state) and counters for what this process has done since it started (events stored
-and published, audit records, takeovers, relays, Redis reconnects), read from the
-node's own counts when scraped; histograms of how long things take (say → ack, a
-person's turn until it is answered, a task by agent and end state, a socket's replay);
-and the process's own (CPU, memory, open files). Labels are task states and agent ids
-(workspace configuration) only: never a conversation, task or person id, nothing from a
-record, so nothing here can hold PHI.
+by state, connections waiting for a request head or a hello) and counters for what this
+process has done since it started (events stored and published, audit records,
+takeovers, relays, Redis reconnects, slow clients closed), read from the node's own
+counts when scraped; histograms of how long things take (say → ack, a person's turn
+until it is answered, a task by agent and end state, a socket's replay); and the
+process's own (CPU, memory, open files). Labels are task states, agent ids (workspace
+configuration) and the slow-client kinds and reasons only: never a conversation, task
+or person id, nothing from a record, so nothing here can hold PHI.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 
 from agents.models import TaskState
+from server.slow_clients import DropReason
 from server.storage.tables import TASKS
 
 if TYPE_CHECKING:
@@ -41,6 +43,9 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 FAST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 TURN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 TASK_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0)
+
+# A socket has no body and no head of its own to measure: it waits for its hello.
+_SOCKET_DROPS = frozenset({DropReason.HEAD_TIMEOUT, DropReason.EVICTED})
 
 # (metric, type, help, key of Node.statistics())
 _FIGURES: tuple[tuple[str, str, str, str], ...] = (
@@ -123,6 +128,30 @@ def count_tasks_by_state(engine: Engine) -> dict[str, int]:
         return {str(state): int(count) for state, count in connection.execute(query)}
 
 
+def _slow_clients(statistics: Mapping[str, int]) -> Iterator[Metric]:
+    """Connections waiting for a request head or a hello now, and those closed for being
+    slow since start, by what they were (``request``, ``socket``) and why."""
+    waiting = GaugeMetricFamily(
+        "switchboard_slow_clients_waiting",
+        "Connections without a complete request head (request) or a hello (socket), now.",
+        labels=["kind"],
+    )
+    dropped = CounterMetricFamily(
+        "switchboard_slow_clients_dropped",
+        "Connections closed before a complete request head or a hello, by reason.",
+        labels=["kind", "reason"],
+    )
+    for kind, prefix in (("request", "http_"), ("socket", "hello_")):
+        waiting.add_metric([kind], statistics.get(f"{prefix}waiting", 0))
+        for reason in DropReason:
+            if kind == "socket" and reason not in _SOCKET_DROPS:
+                continue
+            value = statistics.get(f"{prefix}dropped_{reason.value}", 0)
+            dropped.add_metric([kind, reason.value], value)
+    yield waiting
+    yield dropped
+
+
 class _Figures(Collector):
     """The node's counts, read when scraped, and the stored tasks by state."""
 
@@ -142,6 +171,7 @@ class _Figures(Collector):
                 yield CounterMetricFamily(name.removesuffix("_total"), help_text, value=value)
             else:
                 yield GaugeMetricFamily(name, help_text, value=value)
+        yield from _slow_clients(statistics)
         task_states = self._task_states()
         yield GaugeMetricFamily(
             "switchboard_store_up",

@@ -42,7 +42,7 @@ from server.relay import RedisRelay
 from server.serving import WAITING_SHARE, connection_limits
 from server.sessions import SessionRegistry
 from server.settings import Settings
-from server.slow_clients import WaitingForHeads
+from server.slow_clients import WaitingForHeads, http_statistics
 from server.storage.engine import create_engine_for
 from server.storage.sql_store import SqlStore
 from server.storage.workspaces import WorkspaceStore
@@ -87,6 +87,12 @@ class Node:
             "events_published": self.bus.published,
             "audit_written": self.audit.written,
             "audit_failed": self.audit.failed,
+            **{f"http_{key}": n for key, n in http_statistics().items()},
+            **{
+                f"hello_{key}": n
+                for key, n in self.awaiting_hello.statistics().items()
+                if key != "cap"
+            },
         }
 
 

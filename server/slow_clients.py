@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections import Counter
 from dataclasses import dataclass
 from enum import StrEnum
@@ -259,6 +260,23 @@ def _evict_oldest(waiting: WaitingForHeads) -> None:
         oldest._drop(DropReason.EVICTED, None)
 
 
+#: The guards of this process's HTTP servers (one, but for tests and benches), for
+#: :func:`http_statistics`; a guard goes with its server's protocol class.
+_GUARDS: weakref.WeakSet[WaitingForHeads] = weakref.WeakSet()
+
+
+def http_statistics() -> dict[str, int]:
+    """Requests waiting for their head now, and dropped by reason since start, summed
+    over this process's HTTP servers (``/metrics``)."""
+    totals: Counter[str] = Counter({"waiting": 0})
+    totals.update({f"dropped_{reason}": 0 for reason in DropReason})
+    for guard in list(_GUARDS):
+        statistics = guard.statistics()
+        del statistics["cap"]
+        totals.update(statistics)
+    return dict(totals)
+
+
 def guarded_http_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
     """A protocol class for ``uvicorn.Config(http=...)`` enforcing *limits*.
 
@@ -267,10 +285,12 @@ def guarded_http_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
     """
     if min(limits.head_timeout, limits.body_timeout) <= 0 or limits.max_head_bytes < 1:
         raise ValueError("timeouts and sizes must be positive")
+    waiting = WaitingForHeads(limits.max_waiting)
+    _GUARDS.add(waiting)
     return type(
         "GuardedHttpToolsProtocol",
         (_GuardedHttpToolsProtocol,),
-        {"limits": limits, "waiting": WaitingForHeads(limits.max_waiting)},
+        {"limits": limits, "waiting": waiting},
     )
 
 

@@ -109,6 +109,7 @@ class Session:
         self.conversation_id: str | None = None
         self.claim_number = 0
         self._hello_wait: anyio.CancelScope | None = None
+        self._evicted = False
 
     @property
     def voice(self) -> bool:
@@ -154,6 +155,8 @@ class Session:
             finally:
                 waiting.discard(self)
         if hello is None and self._hello_wait.cancelled_caught:
+            if not self._evicted:
+                self._note_dropped(DropReason.HEAD_TIMEOUT)
             await self._close_now(CloseCode.UNAUTHORIZED)
         return hello
 
@@ -168,9 +171,15 @@ class Session:
 
     def evict_before_hello(self) -> None:
         """Stop waiting for this socket's hello: it closes 4401, as on a timeout."""
+        self._evicted = True
         if self._hello_wait is not None:
             self._hello_wait.cancel()
-        counts = self.node.awaiting_hello.note_dropped(DropReason.EVICTED, time.monotonic())
+        self._note_dropped(DropReason.EVICTED)
+
+    def _note_dropped(self, reason: DropReason) -> None:
+        """Count a socket closed before its hello (``/metrics``); log the counts at most
+        once per ``LOG_EVERY_S``."""
+        counts = self.node.awaiting_hello.note_dropped(reason, time.monotonic())
         if counts is not None:
             log.warning(
                 "slow clients dropped",

@@ -3,7 +3,8 @@
 Half-open requests (slowloris) more numerous than the server's descriptors must never
 stop ``/healthz`` or a well-behaved WebSocket client; sockets that never say hello are
 capped the same way; a head or a body that never ends
-is answered 408 and closed; the server raises its open-files limit at start and says so.
+is answered 408 and closed; the server raises its open-files limit at start and says so;
+``/metrics`` counts the connections waiting and those closed.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from tests.e2e.conftest import (
     start_conversation,
     token,
 )
+from tests.e2e.test_metrics import parse_exposition
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -70,6 +72,14 @@ async def healthz(server: ServerProcess) -> tuple[float, int]:
         assert answer.status_code == 200
         return time.perf_counter() - started, attempt
     raise AssertionError("unreachable")
+
+
+async def slow_client_figures(server: ServerProcess) -> dict[str, float]:
+    """``/metrics``'s slow-client samples, by name and labels."""
+    async with httpx.AsyncClient(base_url=server.http, timeout=5) as client:
+        answer = await client.get("/metrics")
+    _, samples = parse_exposition(answer.text)
+    return {k: v for k, v in samples.items() if k.startswith("switchboard_slow_clients_")}
 
 
 async def fresh_client_is_answered(server: ServerProcess, tok: str) -> None:
@@ -185,6 +195,18 @@ async def test_a_head_or_body_that_never_ends_is_answered_408_and_closed(
         await stream.send(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-a: " + b"a" * 70_000)
         answer = await read_until_closed(stream, None, within=5)
     assert answer.startswith(b"HTTP/1.1 431 "), answer
+    figures = await slow_client_figures(server)
+    assert (
+        figures['switchboard_slow_clients_dropped_total{kind="request",reason="head_timeout"}'] == 1
+    )
+    assert (
+        figures['switchboard_slow_clients_dropped_total{kind="request",reason="body_timeout"}'] == 1
+    )
+    assert (
+        figures['switchboard_slow_clients_dropped_total{kind="request",reason="head_too_large"}']
+        == 1
+    )
+    assert figures['switchboard_slow_clients_dropped_total{kind="request",reason="evicted"}'] == 0
     # An idle keep-alive connection and a prompt request are untouched by all this.
     async with httpx.AsyncClient(base_url=server.http, timeout=5) as client:
         for _ in range(3):
@@ -213,6 +235,11 @@ async def test_sockets_that_never_say_hello_are_capped_oldest_first(server_facto
             await silent[0].wait_closed()
         assert silent[0].close_code == 4401
         assert [s.close_code for s in silent[1:]] == [None] * 7
+        figures = await slow_client_figures(server)
+        assert figures['switchboard_slow_clients_waiting{kind="socket"}'] == 8
+        assert (
+            figures['switchboard_slow_clients_dropped_total{kind="socket",reason="evicted"}'] == 1
+        )
         # A client that says hello at once is never the oldest: it is served.
         tok = token()
         conv = await start_conversation(server, tok)

@@ -32,9 +32,14 @@ STATISTICS = {
     "events_published": 41,
     "audit_written": 17,
     "audit_failed": 1,
+    "http_waiting": 5,
+    "http_dropped_head_timeout": 7,
+    "http_dropped_evicted": 3,
+    "hello_waiting": 2,
+    "hello_dropped_evicted": 4,
 }
 # name, optional {labels}, value: the shape of every sample line.
-SAMPLE = re.compile(r"[a-z_]+(\{[a-z_]+=\"[a-z_]+\"\})? -?[0-9]+\.[0-9]+")
+SAMPLE = re.compile(r'[a-z_]+(\{[a-z_]+="[a-z_]+"(,[a-z_]+="[a-z_]+")*\})? -?[0-9]+\.[0-9]+')
 
 
 def samples(text: str) -> dict[str, float]:
@@ -73,6 +78,17 @@ def test_every_figure_is_a_sample_with_help_and_type() -> None:
     # Every state has a series, so none appears or vanishes between scrapes.
     assert values['switchboard_tasks{state="interrupted"}'] == 0
     assert values["switchboard_store_up"] == 1
+    # Slow clients: by kind (a request waiting for its head, a socket for its hello).
+    assert values['switchboard_slow_clients_waiting{kind="request"}'] == 5
+    assert values['switchboard_slow_clients_waiting{kind="socket"}'] == 2
+    dropped = "switchboard_slow_clients_dropped_total"
+    assert values[f'{dropped}{{kind="request",reason="head_timeout"}}'] == 7
+    assert values[f'{dropped}{{kind="request",reason="evicted"}}'] == 3
+    assert values[f'{dropped}{{kind="request",reason="body_timeout"}}'] == 0
+    assert values[f'{dropped}{{kind="socket",reason="evicted"}}'] == 4
+    assert values[f'{dropped}{{kind="socket",reason="head_timeout"}}'] == 0
+    # A socket has no body: no series that could never move.
+    assert f'{dropped}{{kind="socket",reason="body_timeout"}}' not in values
     for name in ("switchboard_open_sockets", "switchboard_audit_events_written_total"):
         assert f"# HELP {name} " in text
     assert "# TYPE switchboard_events_stored_total counter" in text
