@@ -827,9 +827,7 @@ async def test_a_home_frozen_mid_transaction_does_not_hold_its_conversation(
             # Dead (its heartbeat lapsed): its open transaction is ended at once.
             await anyio.sleep(0.05)
             with anyio.fail_after(3):
-                assert (
-                    await store.take_home(conversation.id, "node-b/run1", alive_within=0.01) == 2
-                )
+                assert await store.take_home(conversation.id, "node-b/run1", alive_within=0.01) == 2
             with pytest.raises(Exception, match="terminat"):
                 held.execute(text("SELECT 1"))
         finally:
