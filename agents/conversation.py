@@ -60,7 +60,7 @@ from agents.models import (
     new_id,
     utcnow,
 )
-from agents.ownership import may_access_task
+from agents.ownership import may_access_task, may_call_about
 from agents.ports import (
     AuditEntry,
     AuditReason,
@@ -126,6 +126,9 @@ class ConversationRuntime:
         self.primary = self._agents[conversation.agent_id]
         self.team = tuple(self._agents.values())
         self._lock = anyio.Lock()
+        self.patient_scope: str | None = None
+        """The one patient this conversation may be about (agents.ownership): that of the
+        last patient who spoke in it (staff speaking do not widen it); ``None``: staff's."""
         self._tasks: dict[str, Task] = {t.id: t for t in tasks}
         self._runners: dict[str, TaskRunner] = {}
         self._batches: dict[str, list[str]] = {}
@@ -276,6 +279,8 @@ class ConversationRuntime:
         """
         if self._primary_agent.queued_turns >= self.settings.inbox_size:
             raise RateLimited("too many turns waiting")
+        if principal.patient_id is not None:
+            self.patient_scope = principal.patient_id
         author = Author(principal.person_id or principal.id, principal.name or "You")
         message = Message(MessageRole.USER, author, MessageKind.REPLY, text)
         (event,) = await self.commit(Changes(events=[NewEvent(self.conversation.chat_id, message)]))
@@ -608,13 +613,18 @@ class ConversationRuntime:
         *announce_id* if it was streamed).
 
         Raises :class:`DepthLimitExceeded` past the depth cap, and :class:`NotFound`
-        for an agent that is not one of this workspace's.
+        for an agent that is not one of this workspace's or a patient outside
+        :attr:`patient_scope`.
         """
         depth = 1 if parent is None else parent.depth + 1
         if depth > self.settings.depth_cap:
             raise DepthLimitExceeded(f"delegation is capped at depth {self.settings.depth_cap}")
         agents = []
         for assignment in assignments:
+            # Work about a patient the conversation may not see is not started: to its
+            # brain that patient does not exist.
+            if not may_call_about(self.patient_scope, assignment.args):
+                raise NotFound("patient")
             agent = self._agents.get(assignment.agent_id)
             if agent is None:
                 raise NotFound("agent")

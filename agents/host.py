@@ -638,6 +638,18 @@ class ConversationHost:
         chats = (
             [] if person is None else await self.store.list_chats(principal.workspace_id, person)
         )
+        if principal.patient_id is not None:
+            # A patient's Chats view holds no work about another patient.
+            kept = []
+            for chat in chats:
+                task = None
+                if chat.task_id is not None:
+                    task = await self.store.get_task(principal.workspace_id, chat.task_id)
+                if chat.kind is not ChatKind.TASK or may_access_chat(
+                    principal, chat, task=task, conversation=None
+                ):
+                    kept.append(chat)
+            chats = kept
         await self._viewed(principal, channel)
         return chats
 

@@ -94,6 +94,9 @@ class Principal:
     """Who is asking: the claims of a verified token, or an agent inside the runtime.
 
     ``act_for`` is the person a ``service`` acts for (the voice bridge for a caller).
+    ``patient_id`` makes the principal a patient: the one record of the workspace's
+    directory it may see and hear about (:func:`agents.ownership.may_see_patient`).
+    ``None`` is staff, who may see the directory.
     """
 
     workspace_id: str
@@ -101,6 +104,7 @@ class Principal:
     role: Role
     name: str | None = None
     act_for: str | None = None
+    patient_id: str | None = None
 
     @property
     def person_id(self) -> str | None:

@@ -49,6 +49,7 @@ from agents.brains import (
 )
 from agents.exceptions import Conflict, NotFound, SwitchboardError, Unavailable, first_type
 from agents.models import MessageKind, MessageRole, Task, TaskState, new_id
+from agents.ownership import NO_SUCH_PATIENT, may_call_about
 from agents.tools import ToolContext
 
 if TYPE_CHECKING:
@@ -254,6 +255,7 @@ class PrimaryAgent:
                         transcript=tuple(self._transcript),
                         tools=runtime.tool_infos(),
                         preview=preview,
+                        patient_scope=runtime.patient_scope,
                     )
                 )
                 if isinstance(action, UseTool) and not self._is_slow(action.tool):
@@ -283,7 +285,10 @@ class PrimaryAgent:
         tool = runtime.toolbox.get(action.tool)
         if tool is None or action.tool not in runtime.primary.tools:
             return "I can't do that myself, and none of our agents can either."
-        ctx = ToolContext(runtime.conversation.workspace_id, None, lambda _text: None)
+        scope = runtime.patient_scope
+        if not may_call_about(scope, action.args):
+            return NO_SUCH_PATIENT
+        ctx = ToolContext(runtime.conversation.workspace_id, None, lambda _text: None, scope)
         try:
             result = await tool.run(ctx, action.args)
         except Exception as exc:
@@ -338,6 +343,10 @@ class PrimaryAgent:
             await self._say(text, MessageKind.REPLY, message_id=message_id)
             return
         assert self._tg is not None
+        if not all(may_call_about(self.runtime.patient_scope, a.args) for a in assignments):
+            # As for a patient who does not exist: nothing is started, nothing announced.
+            await self._say(NO_SUCH_PATIENT, MessageKind.REPLY, message_id=message_id)
+            return
         try:
             await self.runtime.start_tasks(
                 owner=self.runtime.primary,

@@ -48,6 +48,7 @@ from agents.exceptions import (
     ToolError,
 )
 from agents.models import AgentDefinition, MessageKind, Principal, Role, Task, TaskState
+from agents.ownership import NO_SUCH_PATIENT, may_call_about
 from agents.tools import Tool, ToolContext, ToolResult
 
 if TYPE_CHECKING:
@@ -227,6 +228,7 @@ class TaskRunner:
                     new_instructions=tuple(new),
                     refusal=refusal,
                     tools=self._tools(),
+                    patient_scope=self.runtime.patient_scope,
                 )
                 refusal = None
                 step = await brain.step(work)
@@ -324,6 +326,7 @@ class TaskRunner:
                 instructions=tuple(self._instructions),
                 new_instructions=(text,),
                 tools=self._tools(),
+                patient_scope=self.runtime.patient_scope,
             )
         )
         if isinstance(step, Note):
@@ -344,10 +347,14 @@ class TaskRunner:
         tool = self.runtime.toolbox.get(step.tool)
         if tool is None or step.tool not in self.agent.tools:
             return StepRecord(step, error=f"{self.agent.name} has no tool named {step.tool}.")
+        scope = self.runtime.patient_scope
+        if not may_call_about(scope, step.args):
+            return StepRecord(step, error=NO_SUCH_PATIENT)
         ctx = ToolContext(
             workspace_id=self.runtime.conversation.workspace_id,
             task_id=self.id,
             report_progress=self.report_progress,
+            patient_scope=scope,
         )
         return _StartedCall(tool, step.args, ctx)
 

@@ -16,7 +16,8 @@ from typing import Any, Protocol
 
 @dataclass(frozen=True, slots=True)
 class ToolContext:
-    """What a running tool may use: where it runs, and a way to report progress.
+    """What a running tool may use: where it runs, whose records it may read, and a way
+    to report progress.
 
     ``report_progress`` is synchronous and cheap: the runtime throttles what reaches
     the stream (at most twice a second per task, the latest never lost).
@@ -25,6 +26,8 @@ class ToolContext:
     workspace_id: str
     task_id: str | None
     report_progress: Callable[[str], None]
+    patient_scope: str | None = None
+    """The one patient the call may be about (:mod:`agents.ownership`); ``None``: staff's."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,11 +41,14 @@ def issue_token(
     role: Role | str,
     name: str | None = None,
     act_for: str | None = None,
+    patient: str | None = None,
     ttl: float = 3600,
     now: datetime | None = None,
 ) -> str:
     """Sign a token for *sub* in *workspace*, valid for *ttl* seconds from *now*.
 
+    *patient* makes the token a patient's: it may see only that record of the
+    workspace's directory (a person, or a service acting for one).
     Raises ``ValueError`` for claims :func:`verify_token` would refuse, so that a token
     this function returns is always accepted until it expires.
     """
@@ -57,6 +60,7 @@ def issue_token(
         if not _is_opaque_id(value):
             raise ValueError(f"{claim} must be an opaque id")
     _check_act_for(role, act_for, ValueError)
+    _check_patient(role, patient, ValueError)
     if name is not None and not _is_display_name(name):
         raise ValueError(f"name must be 1 to {MAX_NAME_CHARS} printable characters")
     issued = now or utcnow()
@@ -71,6 +75,8 @@ def issue_token(
         claims["name"] = name
     if act_for is not None:
         claims["act_for"] = act_for
+    if patient is not None:
+        claims["patient"] = patient
     return _JWT.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -155,7 +161,11 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
         raise Unauthorized("invalid claim")
     act_for = claims.get("act_for")
     _check_act_for(role, act_for, Unauthorized)
-    return Principal(workspace_id=workspace, id=sub, role=role, name=name, act_for=act_for)
+    patient = claims.get("patient")
+    _check_patient(role, patient, Unauthorized)
+    return Principal(
+        workspace_id=workspace, id=sub, role=role, name=name, act_for=act_for, patient_id=patient
+    )
 
 
 def _check_act_for(
@@ -168,6 +178,19 @@ def _check_act_for(
             raise error("a service token needs act_for, an opaque id")
     elif act_for is not None:
         raise error("act_for is only allowed on service tokens")
+
+
+def _check_patient(
+    role: Role, patient: object, error: type[ValueError] | type[Unauthorized]
+) -> None:
+    # Only a person is a patient (or a service speaking for one): an agent or an
+    # auditor with a patient claim would be a scope that no check expects.
+    if patient is None:
+        return
+    if role not in (Role.PERSON, Role.SERVICE):
+        raise error("patient is only allowed on person and service tokens")
+    if not _is_opaque_id(patient):
+        raise error("patient must be an opaque id")
 
 
 def _check_secret(secret: str) -> None:

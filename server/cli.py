@@ -4,7 +4,8 @@
 
     switchboard serve [--host H] [--port P] [--local-model]
     switchboard local-model [--port P] [--threads N]
-    switchboard token --workspace W --sub S --role R [--name N] [--act-for P] [--ttl S]
+    switchboard token --workspace W --sub S --role R [--name N] [--act-for P]
+                      [--patient ID] [--ttl S]
     switchboard audit verify [--checkpoints PATH] [--public-key FILE]
     switchboard audit export [--since ISO8601] [--output FILE]
     switchboard audit keygen --private-key FILE [--public-key FILE]
@@ -143,6 +144,9 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--role", required=True, choices=["person", "agent", "service", "auditor"])
     token.add_argument("--name", help="display name")
     token.add_argument("--act-for", help="for service tokens: the person it acts for")
+    token.add_argument(
+        "--patient", help="a patient's token: the one directory record it may see (its id)"
+    )
     token.add_argument("--ttl", type=float, default=3600.0, help="seconds (default: 3600)")
     token.set_defaults(run=_token)
 
@@ -308,6 +312,7 @@ def _token(args: argparse.Namespace) -> int:
             role=args.role,
             name=args.name,
             act_for=args.act_for,
+            patient=args.patient,
             ttl=args.ttl,
         )
     except ValueError as exc:

@@ -256,12 +256,18 @@ def _principal_to_json(principal: Principal) -> dict[str, Any]:
         "role": principal.role.value,
         "name": principal.name,
         "act_for": principal.act_for,
+        "patient_id": principal.patient_id,
     }
 
 
 def _principal_from_json(data: dict[str, Any]) -> Principal:
     return Principal(
-        str(data["ws"]), str(data["id"]), Role(data["role"]), data.get("name"), data.get("act_for")
+        str(data["ws"]),
+        str(data["id"]),
+        Role(data["role"]),
+        data.get("name"),
+        data.get("act_for"),
+        data.get("patient_id"),
     )
 
 

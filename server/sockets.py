@@ -690,12 +690,13 @@ class Session:
 
 def _same_principal(new: Principal, old: Principal) -> bool:
     """Whether a refreshed token names the socket's own principal (the display name
-    may change; who it is may not)."""
-    return (new.workspace_id, new.id, new.role, new.act_for) == (
+    may change; who it is, and the patient it may see, may not)."""
+    return (new.workspace_id, new.id, new.role, new.act_for, new.patient_id) == (
         old.workspace_id,
         old.id,
         old.role,
         old.act_for,
+        old.patient_id,
     )
 
 

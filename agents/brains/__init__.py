@@ -182,6 +182,9 @@ class Turn:
     """The workspace's tools that the agent or its team may use."""
     preview: Preview | None = None
     """Where to stream the reply while it is written, for brains that can."""
+    patient_scope: str | None = None
+    """The one patient the conversation may be about (agents.ownership): a brain reads
+    the directory through :func:`agents.ownership.scoped`. ``None``: staff's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +223,8 @@ class Work:
     refusal: str | None = None
     tools: tuple[ToolInfo, ...] = ()
     """The workspace's tools the agent may use, with their parameter schemas."""
+    patient_scope: str | None = None
+    """As :attr:`Turn.patient_scope`."""
 
 
 class Brain(Protocol):

@@ -24,6 +24,7 @@ import anyio.lowlevel
 
 from agents.demo.records import find_patient, first_name
 from agents.exceptions import ToolError
+from agents.ownership import scoped
 from agents.ports import PatientDirectory
 from agents.tools import Tool, ToolContext, ToolResult
 
@@ -238,7 +239,11 @@ def build_prior_auth_tool(
         early.setdefault(ctx.task_id, [])
         try:
             query = str(args.get("patient_id") or args.get("patient") or "")
-            patient = await find_patient(directory, ctx.workspace_id, query) if query else None
+            patient = (
+                await find_patient(scoped(directory, ctx.patient_scope), ctx.workspace_id, query)
+                if query
+                else None
+            )
             insurer = patient.insurer if patient is not None and patient.insurer else "the payer"
             notes = tuple(str(n) for n in args.get("notes") or ())
             urgent = _truthy(args.get("urgent"))

@@ -16,6 +16,7 @@ import anyio
 
 from agents.exceptions import ToolError
 from agents.models import Patient
+from agents.ownership import NO_SUCH_PATIENT, scoped
 from agents.ports import PatientDirectory
 from agents.tools import Tool, ToolContext, ToolResult
 
@@ -89,7 +90,7 @@ async def find_patient(directory: PatientDirectory, workspace_id: str, query: st
         if len(matches) > 1:
             raise ToolError("More than one patient matches that name.")
     # The message never echoes the query: tool errors may be shown to anyone.
-    raise ToolError("No patient matches that name or id.")
+    raise ToolError(NO_SUCH_PATIENT)
 
 
 def record_data(patient: Patient, fields: Sequence[str] = ()) -> dict[str, Any]:
@@ -139,7 +140,7 @@ def build_records_tool(directory: PatientDirectory, *, latency_scale: float) -> 
 
     async def lookup(ctx: ToolContext, args: Mapping[str, Any]) -> ToolResult:
         query = str(args.get("patient_id") or args.get("patient") or "")
-        patient = await find_patient(directory, ctx.workspace_id, query)
+        patient = await find_patient(scoped(directory, ctx.patient_scope), ctx.workspace_id, query)
         ctx.report_progress(f"Reading {first_name(patient.name)}'s chart…")
         await anyio.sleep(latency)
         wanted = args.get("fields") or ()

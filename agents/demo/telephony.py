@@ -19,6 +19,7 @@ import anyio.lowlevel
 
 from agents.demo.records import find_patient, first_name
 from agents.exceptions import ToolError
+from agents.ownership import scoped
 from agents.ports import PatientDirectory
 from agents.tools import Tool, ToolContext, ToolResult
 
@@ -180,7 +181,7 @@ def build_phone_tool(
 
     async def _call(ctx: ToolContext, args: Mapping[str, Any]) -> ToolResult:
         query = str(args.get("patient_id") or args.get("patient") or "")
-        patient = await find_patient(directory, ctx.workspace_id, query)
+        patient = await find_patient(scoped(directory, ctx.patient_scope), ctx.workspace_id, query)
         calling[ctx.task_id] = first_name(patient.name)
         first = first_name(patient.name)
         script = telephony.script_for(patient.id)

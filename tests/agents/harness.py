@@ -3,7 +3,10 @@
 The scripted brain speaks a tiny command language so that each test states exactly
 what the agents do: ``fan N tool`` delegates N tasks using *tool*; ``nest D`` starts
 a chain that tries to delegate D levels deep; ``status``, ``cancel ID``,
-``instruct ID TEXT`` act on tasks; ``crash`` raises (a brain's bug); anything else is echoed.
+``instruct ID TEXT`` act on tasks; ``crash`` raises (a brain's bug); ``about TOOL P``
+uses *tool* about patient *P* inline, ``assign TOOL P`` delegates it, and ``stray TOOL P Q``
+delegates work about *P* whose sub-agent then calls *tool* about *Q* (a brain naming
+whoever it likes); anything else is echoed.
 """
 
 from __future__ import annotations
@@ -81,6 +84,12 @@ class ScriptedBrain:
         if words[:1] == ["borrow"]:
             job = Assignment(words[1], "borrowed", "borrowed", "work", "quick", {"i": 1})
             return Delegate(text="borrowing", assignments=(job,))
+        if words[:1] == ["about"]:
+            return UseTool(words[1], {"patient_id": words[2]}, "about", words[2])
+        if words[:1] in (["assign"], ["stray"]):
+            args = {"patient_id": words[2], "call_about": words[-1]}
+            job = Assignment("worker", "about", "about", "work", words[1], args)
+            return Delegate(text="assigned", assignments=(job,))
         if words[:1] == ["use"]:
             return UseTool(words[1], {"i": 7}, f"use {words[1]}", words[1])
         if words[:1] == ["crash"]:
@@ -128,6 +137,11 @@ class ScriptedBrain:
             ):
                 return CallTool("gate", {"i": depth})
             return Finish(f"bottom at depth {depth}", {"bottom": depth})
+        if "call_about" in args:
+            if not work.history:
+                return CallTool(str(params["tool"]), {"patient_id": args["call_about"]})
+            last = work.history[-1]
+            return Finish(last.error or (last.result.text if last.result else ""), {})
         if not work.history or not any(isinstance(r.step, CallTool) for r in work.history):
             return CallTool(str(params["tool"]), args)
         heard = next(r.result.text for r in reversed(work.history) if r.result is not None)

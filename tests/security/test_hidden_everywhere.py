@@ -744,3 +744,66 @@ async def test_strangers_get_what_a_random_id_gets_on_every_route(server_factory
     for chat_id in (records.chat_id, records.live_chat, records.ended_chat):
         async with open_wire(chat_ws(server, chat_id), OWNER, chat_id=chat_id) as tab:
             assert tab.welcome["chat_id"] == chat_id
+
+
+# -- a patient's token: another patient's records are not there -------------------------
+
+DANA_AS_PATIENT = Caller(
+    "the owner's id as the patient Dana", token("pat", patient="pt-dana"), "pat"
+)
+"""The owner's person, scoped to Dana's record: the owner's work about Evan is not hers."""
+
+
+@pytest.mark.e2e
+@pytest.mark.anyio
+async def test_a_patient_reaches_no_other_patients_record_on_any_route(
+    server_factory: Any,
+) -> None:
+    server = server_factory(SWITCHBOARD_TOOL_LATENCY_SCALE="20")
+    routes = app_routes()
+    # The owner's tasks: the live one is about Dana, the ended one about Evan.
+    records = await owners_records(server)
+    evans = Records(
+        conversation_id=random_id("conv"),
+        chat_id=random_id("chat"),
+        live_task=records.ended_task,
+        live_chat=records.ended_chat,
+        ended_task=records.ended_task,
+        ended_chat=records.ended_chat,
+    )
+    danas = {"task": [records.live_task], "chat": [records.live_chat]}
+    caller = DANA_AS_PATIENT
+    probed = 0
+    async with httpx.AsyncClient(base_url=server.http, timeout=15) as client:
+        prober = Prober(server, client)
+        for route in routes:
+            kinds = set(route.id_params.values())
+            what = f"{caller.name}: {route.method} {route.path}"
+            if route.kind is Kind.RECORD and kinds <= {"task", "chat"}:
+                await probe_ids(prober, route, caller, evans, what)
+                # Dana's own task is hers to see.
+                for ids in combinations(route, danas):
+                    answer = await prober.answer(route, caller, ids)
+                    assert answer[0] in (200, 202, 409, "welcome"), (what, ids, answer)
+                probed += 1
+            elif route.kind is Kind.LIST:
+                ids = {"conversation": records.conversation_id}
+                status, body, _ = await prober.answer(route, caller, ids)
+                assert status == 200, (what, body)
+                if route.method == "GET":  # a HEAD has no body
+                    hers = records.live_task if "/tasks" in route.path else records.live_chat
+                    assert hers in body.decode(), (what, body)
+                assert not leaked(body, evans), (what, body)
+                probed += 1
+    # Every route that names a task or a task's chat, and the lists, with their HEADs.
+    assert probed >= 9, probed
+
+    # Socket commands on the owner's conversation, as Dana: Evan's task is not there.
+    url = conversation_ws(server, records.conversation_id)
+    async with open_wire(url, caller.token or "", chat_id=records.chat_id) as wire:
+        # (Her own look at the conversation is on the trail before the probes begin.)
+        listed = await frame_answer(wire, {"type": "task.list", "id": "list"})
+        assert {t["id"] for t in listed["tasks"]} == {records.live_task}, listed
+        await probe_commands(server, wire, caller.name, "pat", evans, audit=True)
+        status = command_frames(records.live_task)[FrameType.TASK_STATUS]
+        assert (await frame_answer(wire, status))["type"] == "result"

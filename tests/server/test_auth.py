@@ -158,6 +158,22 @@ def test_service_without_act_for() -> None:
     refused(sign(claims(role="service", act_for=["person_1"])))
 
 
+def test_a_patient_token_names_one_record() -> None:
+    token = issue_token(SECRET, workspace="ws_1", sub="person_1", role="person", patient="pt-1")
+    assert verify_token(SECRET, token).patient_id == "pt-1"
+    bridge = issue_token(
+        SECRET, workspace="ws_1", sub="bridge", role="service", act_for="p", patient="pt-1"
+    )
+    assert verify_token(SECRET, bridge).patient_id == "pt-1"
+    assert verify_token(SECRET, sign(claims())).patient_id is None
+    for role in ("agent", "auditor"):
+        refused(sign(claims(role=role, patient="pt-1")))
+        with pytest.raises(ValueError, match="patient"):
+            issue_token(SECRET, workspace="ws_1", sub="a", role=role, patient="pt-1")
+    for bad in ("", "has space", ["pt-1"], 7):
+        refused(sign(claims(patient=bad)))
+
+
 @pytest.mark.parametrize("role", ["person", "agent", "auditor"])
 def test_act_for_is_refused_on_other_roles(role: str) -> None:
     refused(sign(claims(role=role, act_for="person_2")))

@@ -33,6 +33,7 @@ from agents.brains.rule.reading import Workspace
 from agents.demo.lexicon import DEMO_LEXICON
 from agents.demo.records import RECORDS_LOOKUP
 from agents.models import Task
+from agents.ownership import scoped
 from agents.ports import PatientDirectory
 from agents.tools import ToolResult
 
@@ -72,7 +73,9 @@ class RuleBrain:
     async def workspace(self, turn: Turn) -> Workspace:
         """The reading index for *turn*'s workspace, rebuilt when its patients or team change."""
         workspace_id = turn.agent.workspace_id
-        patients = await self._directory.list_patients(workspace_id)
+        # A patient's conversation knows of no other patient: naming one is naming nobody.
+        directory = scoped(self._directory, turn.patient_scope)
+        patients = await directory.list_patients(workspace_id)
         key = (workspace_id, tuple(patients), turn.team)
         found = self._workspaces.get(key)
         if found is not None:
@@ -93,7 +96,7 @@ class RuleBrain:
 
     async def step(self, work: Work) -> Step:
         """A sub-agent's next step: acknowledge instructions, call the tool, finish."""
-        return await steps.next_step(work, self._directory)
+        return await steps.next_step(work, scoped(self._directory, work.patient_scope))
 
     def status_text(self, tasks: Sequence[Task]) -> str:
         """The live state of *tasks*, one sentence each."""
