@@ -1,0 +1,120 @@
+"""The phone bridge's process: a WebSocket endpoint Twilio Media Streams connect to.
+
+Each connection is one call. Its ``start`` names the workspace and caller in
+``customParameters`` (put there by the operator's TwiML); the bridge mints a service
+token acting for that caller, opens a conversation, and carries the call over it
+(:class:`~bridges.phone.call.PhoneCall`). The engines are shared by every call the
+process holds; their worker limits bound the CPU they take.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+import anyio
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from bridges.speech import EspeakSynthesizer, PocketSphinxRecognizer, SpeechToText, TextToSpeech
+from bridges.voice import BridgeError, VoiceBridge, conversation_ws_url, create_conversation
+from bridges.wire import mint_token
+
+from . import twilio
+from .call import PhoneCall, TwilioSpeaker
+
+log = logging.getLogger("bridges.phone")
+
+STREAM_PATH = "/twilio/stream"
+START_TIMEOUT = 10.0
+MAX_MESSAGE_BYTES = 64 * 1024  # a 20 ms media message is about 300 bytes
+
+
+@dataclass
+class PhoneBridge:
+    """What every call of the process shares: the server, the secret, the engines."""
+
+    server: str
+    secret: str
+    stt: SpeechToText = field(default_factory=PocketSphinxRecognizer)
+    tts: TextToSpeech = field(default_factory=EspeakSynthesizer)
+    calls: int = 0
+
+    async def handle(self, socket: ServerConnection) -> None:
+        """One Media Stream, from ``connected`` to ``stop``."""
+        if socket.request is None or socket.request.path.split("?")[0] != STREAM_PATH:
+            await socket.close(1008, "not found")
+            return
+        try:
+            with anyio.fail_after(START_TIMEOUT):
+                start = await _wait_for_start(socket)
+        except (TimeoutError, ConnectionClosed, twilio.MediaStreamError) as exc:
+            log.info("phone call: no valid start (%s)", type(exc).__name__)
+            await socket.close(1008, "no start")
+            return
+        parameters = start.custom_parameters
+        workspace, caller = parameters.get("workspace"), parameters.get("caller")
+        if not workspace or not caller:
+            log.info("phone call: refused, the start names no workspace or caller")
+            await socket.close(1008, "refused")
+            return
+        self.calls += 1
+        try:
+            await self._carry(socket, start, workspace, caller)
+        except BridgeError as exc:
+            log.info("phone call: ended (%s)", type(exc).__name__)
+        finally:
+            self.calls -= 1
+            await socket.close()
+
+    async def _carry(
+        self, socket: ServerConnection, start: twilio.Start, workspace: str, caller: str
+    ) -> None:
+        parameters = start.custom_parameters
+
+        def token() -> str:
+            return mint_token(
+                self.secret, workspace=workspace, caller=caller, name=parameters.get("caller_name")
+            )
+
+        async def fresh_token() -> str:
+            return token()
+
+        conversation_id = await create_conversation(
+            self.server, token(), parameters.get("agent_id")
+        )
+
+        async def send(message: str) -> None:
+            with contextlib.suppress(ConnectionClosed):
+                await socket.send(message)
+
+        async def receive() -> str | bytes | None:
+            try:
+                return await socket.recv()
+            except ConnectionClosed:
+                return None
+
+        async with anyio.create_task_group() as tg:
+            speaker = TwilioSpeaker(self.tts, send, start.stream_sid, tg)
+            bridge = VoiceBridge(
+                conversation_ws_url(self.server, conversation_id),
+                token(),
+                speaker=speaker,
+                token_source=fresh_token,
+            )
+            await PhoneCall(bridge, self.stt).run(receive)
+            tg.cancel_scope.cancel()
+
+    async def serve(self, host: str, port: int) -> Server:
+        """Start listening; the caller closes the returned server."""
+        return await serve(self.handle, host, port, max_size=MAX_MESSAGE_BYTES)
+
+
+async def _wait_for_start(socket: ServerConnection) -> twilio.Start:
+    while True:
+        event = twilio.parse(await socket.recv())
+        if isinstance(event, twilio.Start):
+            return event
+        if not isinstance(event, twilio.Connected):
+            raise twilio.MediaStreamError("a stream must begin with start")

@@ -1,0 +1,174 @@
+"""A phone call the way Twilio places it, through the phone bridge, to a real server.
+
+The test is the telephone network: it synthesises the caller's lines with espeak-ng,
+sends them to the bridge as 20 ms μ-law ``media`` frames in real time (silence between
+lines, as a phone line carries), and transcribes what comes back with pocketsphinx.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from bridges.phone import STREAM_PATH, PhoneBridge
+from bridges.speech import (
+    Audio,
+    EspeakSynthesizer,
+    PocketSphinxRecognizer,
+    Transcoder,
+    synthesize_frames,
+)
+from bridges.speech.audio import FRAME_MS, MULAW_FRAME_BYTES, MULAW_SILENCE, TELEPHONE_RATE
+from bridges.speech.stt import words
+from bridges.wire import DEVELOPMENT_SECRET
+
+from .conftest import ServerProcess, free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
+
+PRIOR_AUTH = "I need a prior authorization for my aspirin prescription"
+# What the bridge's recogniser expects callers to say, and the test's what the agent says.
+CALLER_VOCABULARY = [
+    "I need a prior authorization for my aspirin prescription",
+    "what are your opening hours",
+    "who is my provider",
+    "great thanks",
+]
+AGENT_VOCABULARY = [
+    "let me start that in the background",
+    "I'll file the prior authorization for aspirin",
+    "and let you know as soon as the payer decides",
+    "submitting the aspirin request to the payer",
+    "quick update on the prior auth you asked about earlier",
+    "approved the payer approved aspirin reference",
+]
+SILENCE = MULAW_SILENCE * MULAW_FRAME_BYTES
+
+
+@pytest.fixture
+def espeak() -> EspeakSynthesizer:
+    if shutil.which("espeak-ng") is None:
+        reason = "espeak-ng is not installed (apt-get install espeak-ng)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI=true requires the speech tests to run")
+        pytest.skip(reason)
+    return EspeakSynthesizer()
+
+
+@dataclass
+class Line:
+    """The telephone network's end of one Media Stream."""
+
+    socket: ClientConnection
+    stream_sid: str = "MZ00000000000000000000000000000001"
+    heard: list[tuple[float, bytes]] = field(default_factory=list)
+    clears: list[float] = field(default_factory=list)
+    other: list[dict[str, Any]] = field(default_factory=list)
+
+    async def start(self, **parameters: str) -> None:
+        await self.socket.send(
+            json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+        )
+        start = {
+            "accountSid": "AC0",
+            "streamSid": self.stream_sid,
+            "callSid": "CA0",
+            "tracks": ["inbound"],
+            "customParameters": parameters,
+            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+        }
+        await self.socket.send(
+            json.dumps({"event": "start", "streamSid": self.stream_sid, "start": start})
+        )
+        self._chunk = 0
+
+    async def play(self, frames: list[bytes]) -> None:
+        """Send *frames* at the rate they play."""
+        began = time.monotonic()
+        for index, frame in enumerate(frames):
+            await anyio.sleep(max(0.0, began + index * FRAME_MS / 1000 - time.monotonic()))
+            self._chunk += 1
+            media = {
+                "track": "inbound",
+                "chunk": str(self._chunk),
+                "timestamp": str(self._chunk * FRAME_MS),
+                "payload": base64.b64encode(frame).decode(),
+            }
+            await self.socket.send(
+                json.dumps({"event": "media", "streamSid": self.stream_sid, "media": media})
+            )
+
+    async def silence(self, seconds: float) -> None:
+        await self.play([SILENCE] * int(seconds * 1000 / FRAME_MS))
+
+    async def listen(self) -> None:
+        async for raw in self.socket:
+            message = json.loads(raw)
+            assert message.get("streamSid") == self.stream_sid
+            if message["event"] == "media":
+                self.heard.append((time.monotonic(), base64.b64decode(message["media"]["payload"])))
+            elif message["event"] == "clear":
+                self.clears.append(time.monotonic())
+            else:
+                self.other.append(message)
+
+
+@pytest.fixture
+async def phone(server: ServerProcess, espeak: EspeakSynthesizer) -> AsyncIterator[str]:
+    bridge = PhoneBridge(
+        server.http,
+        DEVELOPMENT_SECRET,
+        stt=PocketSphinxRecognizer(CALLER_VOCABULARY),
+        tts=espeak,
+    )
+    port = free_port()
+    listening = await bridge.serve("127.0.0.1", port)
+    yield f"ws://127.0.0.1:{port}{STREAM_PATH}"
+    listening.close()
+    await listening.wait_closed()
+
+
+def transcribe(frames: list[bytes]) -> str:
+    """What the caller makes of *frames*. The decoder adapts to the line as it listens
+    (its cepstral mean), so it hears the call once before the transcript is taken."""
+    audio = Audio(b"".join(Transcoder.decode(f) for f in frames), TELEPHONE_RATE)
+    recognizer = PocketSphinxRecognizer(AGENT_VOCABULARY, workers=1)
+    recognizer.transcribe_sync(audio)
+    return recognizer.transcribe_sync(audio)
+
+
+async def test_a_caller_who_asks_for_a_prior_authorization_hears_the_agent_take_it_on(
+    phone: str, espeak: EspeakSynthesizer
+) -> None:
+    line_frames = await synthesize_frames(espeak, PRIOR_AUTH)
+    async with connect(phone) as socket, anyio.create_task_group() as tg:
+        line = Line(socket)
+        tg.start_soon(line.listen)
+        await line.start(workspace="demo", caller="caller-1")
+        await line.silence(0.3)
+        await line.play(line_frames)
+        ended = time.monotonic()
+        # A phone line carries silence while the caller listens; the demo's payer
+        # decides in 6 s.
+        await line.silence(22)
+        tg.cancel_scope.cancel()
+    assert line.heard, "no audio came back"
+    assert line.heard[0][0] > ended
+    assert all(len(frame) == MULAW_FRAME_BYTES for _, frame in line.heard)
+    # Paced in real time: the frames arrive no faster than they play.
+    span = line.heard[-1][0] - line.heard[0][0]
+    assert span >= (len(line.heard) - 1) * FRAME_MS / 1000 * 0.9
+    heard = words(transcribe([frame for _, frame in line.heard]))
+    said = " ".join(heard)
+    assert "background" in heard, said
+    assert "approved" in heard[heard.index("background") :], said
