@@ -25,6 +25,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument(
+        "--public-url",
+        required=True,
+        help="the bridge as Twilio reaches it, e.g. https://phone.example.org",
+    )
+    parser.add_argument("--workspace", default="demo", help="the workspace calls are for")
+    parser.add_argument(
         "--vocabulary",
         type=Path,
         help="a file of the phrases callers say, one a line (narrows speech-to-text)",
@@ -34,11 +40,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     secret = os.environ.get("SWITCHBOARD_SECRET")
     if not secret:
         print("phone bridge: warning: signing with the public development secret", file=sys.stderr)
+    signing_secret = os.environ.get("SWITCHBOARD_PHONE_SECRET", "")
+    if len(signing_secret.encode()) < 32:
+        print(
+            "phone bridge: set SWITCHBOARD_PHONE_SECRET (32 bytes or more) to sign streams",
+            file=sys.stderr,
+        )
+        return 2
     try:
         vocabulary = args.vocabulary.read_text().splitlines() if args.vocabulary else None
         bridge = PhoneBridge(
             args.server,
             secret or DEVELOPMENT_SECRET,
+            signing_secret,
+            args.public_url,
+            workspace=args.workspace,
+            twilio_auth_token=os.environ.get("TWILIO_AUTH_TOKEN") or None,
             stt=PocketSphinxRecognizer(vocabulary),
             tts=EspeakSynthesizer(),
         )

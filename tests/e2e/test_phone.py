@@ -8,6 +8,7 @@ lines, as a phone line carries), and transcribes what comes back with pocketsphi
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -15,12 +16,16 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
+from xml.etree import ElementTree
 
 import anyio
+import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosedError
 
 from bridges.phone import STREAM_PATH, PhoneBridge
+from bridges.phone.signing import sign, twilio_signature
 from bridges.speech import (
     Audio,
     EspeakSynthesizer,
@@ -53,6 +58,9 @@ AGENT_VOCABULARY = [
     "approved the payer approved aspirin reference",
 ]
 SILENCE = MULAW_SILENCE * MULAW_FRAME_BYTES
+SIGNING_SECRET = "the-operator's-phone-signing-secret-0123456789"
+AUTH_TOKEN = "a-twilio-auth-token"
+CALLER_NUMBER = "+15550100"
 
 
 @pytest.fixture
@@ -123,17 +131,45 @@ class Line:
                 self.other.append(message)
 
 
+@dataclass
+class Phone:
+    """The bridge as Twilio reaches it."""
+
+    http: str
+
+    @property
+    def stream(self) -> str:
+        return self.http.replace("http://", "ws://") + STREAM_PATH
+
+    async def answer(self, number: str = CALLER_NUMBER) -> dict[str, str]:
+        """What Twilio does when a call comes in: fetch the TwiML (signed with the
+        account's auth token), and return the stream's parameters."""
+        url = f"{self.http}/twilio/voice?CallSid=CA0&From=%2B{number[1:]}&To=%2B15550111"
+        signature = twilio_signature(AUTH_TOKEN, url)
+        async with httpx.AsyncClient() as client:
+            answer = await client.get(url, headers={"X-Twilio-Signature": signature})
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"].startswith("text/xml")
+        stream = ElementTree.fromstring(answer.text).find("./Connect/Stream")
+        assert stream is not None
+        assert stream.get("url") == self.stream
+        return {p.attrib["name"]: p.attrib["value"] for p in stream.iter("Parameter")}
+
+
 @pytest.fixture
-async def phone(server: ServerProcess, espeak: EspeakSynthesizer) -> AsyncIterator[str]:
+async def phone(server: ServerProcess, espeak: EspeakSynthesizer) -> AsyncIterator[Phone]:
+    port = free_port()
     bridge = PhoneBridge(
         server.http,
         DEVELOPMENT_SECRET,
+        SIGNING_SECRET,
+        f"http://127.0.0.1:{port}",
+        twilio_auth_token=AUTH_TOKEN,
         stt=PocketSphinxRecognizer(CALLER_VOCABULARY),
         tts=espeak,
     )
-    port = free_port()
     listening = await bridge.serve("127.0.0.1", port)
-    yield f"ws://127.0.0.1:{port}{STREAM_PATH}"
+    yield Phone(f"http://127.0.0.1:{port}")
     listening.close()
     await listening.wait_closed()
 
@@ -148,13 +184,14 @@ def transcribe(frames: list[bytes]) -> str:
 
 
 async def test_a_caller_who_asks_for_a_prior_authorization_hears_the_agent_take_it_on(
-    phone: str, espeak: EspeakSynthesizer
+    phone: Phone, espeak: EspeakSynthesizer
 ) -> None:
     line_frames = await synthesize_frames(espeak, PRIOR_AUTH)
-    async with connect(phone) as socket, anyio.create_task_group() as tg:
+    parameters = await phone.answer()
+    async with connect(phone.stream) as socket, anyio.create_task_group() as tg:
         line = Line(socket)
         tg.start_soon(line.listen)
-        await line.start(workspace="demo", caller="caller-1")
+        await line.start(**parameters)
         await line.silence(0.3)
         await line.play(line_frames)
         ended = time.monotonic()
@@ -172,3 +209,39 @@ async def test_a_caller_who_asks_for_a_prior_authorization_hears_the_agent_take_
     said = " ".join(heard)
     assert "background" in heard, said
     assert "approved" in heard[heard.index("background") :], said
+
+
+@pytest.mark.parametrize("tamper", ["unsigned", "other caller", "other secret", "expired"])
+async def test_a_stream_the_operator_did_not_set_up_is_refused(
+    phone: Phone, tamper: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    parameters = await phone.answer()
+    if tamper == "unsigned":
+        del parameters["signature"]
+    elif tamper == "other caller":
+        parameters["caller"] = "phone-15550199"
+    elif tamper == "other secret":
+        parameters = sign("someone-else's-secret-of-32-bytes-at-least", parameters)
+    else:
+        parameters = sign(SIGNING_SECRET, parameters, ttl=-1)
+    async with connect(phone.stream) as socket:
+        await Line(socket).start(**parameters)
+        with anyio.fail_after(5), contextlib.suppress(ConnectionClosedError):
+            async for _ in socket:
+                raise AssertionError("the bridge spoke on a refused stream")
+    assert socket.close_code == 1008
+    refusals = [r.getMessage() for r in caplog.records if "refused a stream" in r.getMessage()]
+    assert len(refusals) == 1
+    assert "15550" not in refusals[0]
+
+
+async def test_the_twiml_webhook_needs_twilios_signature(phone: Phone) -> None:
+    url = f"{phone.http}/twilio/voice?CallSid=CA0&From=%2B15550100"
+    async with httpx.AsyncClient() as client:
+        unsigned = await client.get(url)
+        forged = await client.get(url, headers={"X-Twilio-Signature": twilio_signature("x", url)})
+        signed = await client.get(
+            url, headers={"X-Twilio-Signature": twilio_signature(AUTH_TOKEN, url)}
+        )
+    assert (unsigned.status_code, forged.status_code, signed.status_code) == (403, 403, 200)
+    assert "15550100" not in unsigned.text
