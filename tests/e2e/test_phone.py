@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import time
+from array import array
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -245,3 +246,46 @@ async def test_the_twiml_webhook_needs_twilios_signature(phone: Phone) -> None:
         )
     assert (unsigned.status_code, forged.status_code, signed.status_code) == (403, 403, 200)
     assert "15550100" not in unsigned.text
+
+
+def onset(frames: list[bytes], threshold: int = 500) -> int:
+    """The index of the first frame of *frames* louder than *threshold*: where the
+    caller's speech begins, as the test knows it."""
+    for index, frame in enumerate(frames):
+        if max(abs(sample) for sample in array("h", Transcoder.decode(frame))) > threshold:
+            return index
+    raise AssertionError("the line is silent")
+
+
+async def test_a_caller_who_speaks_over_the_agent_cuts_it_off_within_300_ms(
+    phone: Phone, espeak: EspeakSynthesizer
+) -> None:
+    question = await synthesize_frames(espeak, "What are your opening hours?")
+    interruption = await synthesize_frames(espeak, "Great, thanks")
+    spoke_at = 0.0
+    async with connect(phone.stream) as socket, anyio.create_task_group() as tg:
+        line = Line(socket)
+        tg.start_soon(line.listen)
+        await line.start(**await phone.answer())
+        await line.silence(0.3)
+        await line.play(question)
+        with anyio.fail_after(15):
+            while not line.heard:
+                await line.silence(0.02)
+        # A second into the answer, the caller speaks over it.
+        await line.silence(1.0)
+        cut_from = len(line.heard)
+        lead = onset(interruption)
+        await line.play(interruption[:lead])
+        spoke_at = time.monotonic()
+        await line.play(interruption[lead:])
+        # Its answer to the interruption may start once voice activity has stopped.
+        spoke_until = time.monotonic()
+        await line.silence(1.0)
+        tg.cancel_scope.cancel()
+    assert line.clears, "no clear was sent"
+    assert line.clears[0] - spoke_at < 0.3, line.clears[0] - spoke_at
+    assert line.clears[0] > spoke_at
+    # The reply stopped: at most a frame in flight after the clear.
+    after = [at for at, _ in line.heard[cut_from:] if line.clears[0] + 0.05 < at < spoke_until]
+    assert len(after) <= 1, len(after)
