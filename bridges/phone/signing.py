@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import time
 from collections.abc import Mapping
 
@@ -28,8 +29,9 @@ class SignatureError(ValueError):
 
 
 def _canonical(parameters: Mapping[str, str]) -> bytes:
+    # JSON, so that no value can pass for a separator and another parameter.
     items = sorted((k, v) for k, v in parameters.items() if k != SIGNATURE)
-    return "\n".join(f"{k}={v}" for k, v in items).encode()
+    return json.dumps(items, separators=(",", ":")).encode()
 
 
 def _mac(secret: str, parameters: Mapping[str, str]) -> str:

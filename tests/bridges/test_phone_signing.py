@@ -82,3 +82,17 @@ def test_the_twiml_connects_a_stream_with_the_signed_parameters() -> None:
     assert '<Parameter name="caller" value="phone-15550100"/>' in xml
     assert f'<Parameter name="signature" value="{parameters["signature"]}"/>' in xml
     assert xml.endswith("</Stream></Connect></Response>")
+
+
+def test_a_value_cannot_pass_for_another_parameter() -> None:
+    # Signed as one caller whose value looks like a separator and a second parameter...
+    signed = sign(SECRET, {"caller": "phone-1\ncarrier=other"}, now=1000)
+    # ...must not verify once split into two parameters.
+    forged = {
+        "caller": "phone-1",
+        "carrier": "other",
+        "expires": signed["expires"],
+        "signature": signed["signature"],
+    }
+    with pytest.raises(SignatureError, match="bad signature"):
+        verify(SECRET, forged, now=1001)
