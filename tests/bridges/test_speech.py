@@ -5,8 +5,6 @@ transcribes it. Skips without espeak-ng; fails instead under ``CI=true``."""
 from __future__ import annotations
 
 import math
-import os
-import shutil
 import struct
 import time
 from collections.abc import Iterator
@@ -63,16 +61,6 @@ def word_overlap(said: str, heard: str) -> float:
                 table[i][j] + 1 if x == y else max(table[i][j + 1], table[i + 1][j])
             )
     return table[len(a)][len(b)] / len(a)
-
-
-@pytest.fixture
-def espeak() -> EspeakSynthesizer:
-    if shutil.which("espeak-ng") is None:
-        reason = "espeak-ng is not installed (apt-get install espeak-ng)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI=true requires the speech tests to run")
-        pytest.skip(reason)
-    return EspeakSynthesizer()
 
 
 @pytest.fixture

@@ -10,8 +10,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import os
-import shutil
 import time
 from array import array
 from collections.abc import AsyncIterator
@@ -62,16 +60,6 @@ SILENCE = MULAW_SILENCE * MULAW_FRAME_BYTES
 SIGNING_SECRET = "the-operator's-phone-signing-secret-0123456789"
 AUTH_TOKEN = "a-twilio-auth-token"
 CALLER_NUMBER = "+15550100"
-
-
-@pytest.fixture
-def espeak() -> EspeakSynthesizer:
-    if shutil.which("espeak-ng") is None:
-        reason = "espeak-ng is not installed (apt-get install espeak-ng)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI=true requires the speech tests to run")
-        pytest.skip(reason)
-    return EspeakSynthesizer()
 
 
 @dataclass
