@@ -190,6 +190,11 @@ async def _read_stream(lines: AsyncIterator[str], on_text: OnText) -> Completion
     calls: dict[int, ToolCall] = {}
     done = False
     async for raw in lines:
+        if done:
+            # Read to the end rather than stop: the response's iterators are left
+            # exhausted, not to the garbage collector (a warning under Trio). Bounded by
+            # the read timeout and the call's deadline.
+            continue
         line = raw.strip()
         if not line or line.startswith(":"):
             continue
@@ -198,7 +203,7 @@ async def _read_stream(lines: AsyncIterator[str], on_text: OnText) -> Completion
         data = line[5:].strip()
         if data == "[DONE]":
             done = True
-            break
+            continue
         try:
             chunk = json.loads(data)
         except json.JSONDecodeError:
