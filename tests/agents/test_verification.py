@@ -7,8 +7,10 @@ import pytest
 from agents.models import Patient
 from agents.verification import (
     CallerVerification,
+    Identity,
     VerificationOutcome,
     parse_date_of_birth,
+    read_identity,
 )
 
 DANA = Patient("ws", "pt-dana", "Dana Whitfield", "1968-03-14", "MRN-1", "555", True)
@@ -50,3 +52,47 @@ def test_two_patients_sharing_name_and_birthday_match_neither() -> None:
     twin = Patient("ws", "pt-dana-2", "Dana Whitfield", "1968-03-14", "MRN-3", "557", True)
     result = CallerVerification().attempt([DANA, twin], "Dana Whitfield", "1968-03-14")
     assert result.outcome is VerificationOutcome.NO_MATCH
+
+
+@pytest.mark.parametrize(
+    "spoken",
+    [
+        "march fourteenth nineteen sixty eight",
+        "the fourteenth of March, nineteen sixty-eight",
+        "March 14th, 1968",
+        "3/14/1968",
+    ],
+)
+def test_a_date_of_birth_as_speech_to_text_writes_it(spoken: str) -> None:
+    assert parse_date_of_birth(spoken) == parse_date_of_birth("1968-03-14")
+
+
+@pytest.mark.parametrize(
+    ("said", "name", "born"),
+    [
+        ("This is Dana Whitfield, born March 14th, 1968", "dana whitfield", "1968-03-14"),
+        (
+            "my name is evan okafor and my date of birth is august thirtieth nineteen fifty nine",
+            "evan okafor",
+            "1959-08-30",
+        ),
+        ("Bo Chen 02/03/2005", "bo chen", "2005-02-03"),
+        ("it's Ana Ruiz, the first of may two thousand and one", "ana ruiz", "2001-05-01"),
+    ],
+)
+def test_a_caller_saying_who_they_are(said: str, name: str, born: str) -> None:
+    assert read_identity(said) == Identity(name, born)
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "I need a prior authorization for my Ozempic",
+        "What is my date of birth?",
+        "Dana Whitfield",
+        "born February 30th 1968",  # no such day, and no name
+        "March 14th",
+    ],
+)
+def test_what_is_not_a_name_and_a_date_of_birth(said: str) -> None:
+    assert read_identity(said) is None
