@@ -29,6 +29,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from agents.brains import Assignment, Brain, ToolInfo
+from agents.callers import CallerDesk
 from agents.exceptions import (
     Conflict,
     DepthLimitExceeded,
@@ -71,6 +72,7 @@ from agents.ports import (
     NewEvent,
     NoObserver,
     Observer,
+    PatientDirectory,
     Publisher,
     Store,
     WorkspaceKit,
@@ -99,6 +101,9 @@ class Services:
     """Each workspace's current agents, tools and brains; without it, the ones above."""
     observer: Observer = field(default_factory=NoObserver)
     """Where turn and task durations go (the node's metrics)."""
+    directory: PatientDirectory | None = None
+    """The whole patient directory, against which phone callers are verified
+    (:mod:`agents.callers`); without it no caller can be."""
 
 
 class ConversationRuntime:
@@ -128,7 +133,10 @@ class ConversationRuntime:
         self._lock = anyio.Lock()
         self.patient_scope: str | None = None
         """The one patient this conversation may be about (agents.ownership): that of the
-        last patient who spoke in it (staff speaking do not widen it); ``None``: staff's."""
+        last patient who spoke in it (staff speaking do not widen it), or of the caller
+        on the line once verified (:data:`~agents.ownership.NOBODY` until then);
+        ``None``: staff's."""
+        self.callers = CallerDesk(conversation.id)
         self._tasks: dict[str, Task] = {t.id: t for t in tasks}
         self._runners: dict[str, TaskRunner] = {}
         self._batches: dict[str, list[str]] = {}
@@ -284,7 +292,7 @@ class ConversationRuntime:
         author = Author(principal.person_id or principal.id, principal.name or "You")
         message = Message(MessageRole.USER, author, MessageKind.REPLY, text)
         (event,) = await self.commit(Changes(events=[NewEvent(self.conversation.chat_id, message)]))
-        self._primary_agent.queue_turn(text)
+        self._primary_agent.queue_turn(text, principal)
         self._busy()
         return event
 
@@ -426,10 +434,11 @@ class ConversationRuntime:
         kind: MessageKind = MessageKind.REPLY,
         task_id: str | None = None,
         message_id: str | None = None,
+        call: str | None = None,
     ) -> StreamEvent:
         """Store and announce an agent's message in *chat_id* (under *message_id*, the
-        id its previews carried, if it was streamed)."""
-        message = Message(MessageRole.AGENT, agent.author, kind, text, task_id=task_id)
+        id its previews carried, if it was streamed), said in phone call *call*."""
+        message = Message(MessageRole.AGENT, agent.author, kind, text, task_id=task_id, call=call)
         if message_id is not None:
             message = replace(message, message_id=message_id)
         (event,) = await self.commit(Changes(events=[NewEvent(chat_id, message)]))
@@ -441,7 +450,7 @@ class ConversationRuntime:
         await self._publish([event])
 
     async def post_followup(
-        self, text: str, task_ids: Sequence[str], *, task_id: str | None
+        self, text: str, task_ids: Sequence[str], *, task_id: str | None, call: str | None = None
     ) -> StreamEvent:
         """Store the primary agent's follow-up about *task_ids*, marking them followed up.
 
@@ -449,7 +458,12 @@ class ConversationRuntime:
         (announced twice) or the tasks marked and the follow-up lost.
         """
         message = Message(
-            MessageRole.AGENT, self.primary.author, MessageKind.FOLLOWUP, text, task_id=task_id
+            MessageRole.AGENT,
+            self.primary.author,
+            MessageKind.FOLLOWUP,
+            text,
+            task_id=task_id,
+            call=call,
         )
         async with self._lock:
             updated = [replace(self._tasks[i], followed_up=True) for i in task_ids]
@@ -536,6 +550,7 @@ class ConversationRuntime:
                             MessageKind.PROGRESS,
                             said,
                             task_id=task.id,
+                            call=task.params.get("call"),
                         ),
                     )
                 )
@@ -631,6 +646,8 @@ class ConversationRuntime:
             agents.append(agent)
         batch_id = new_id("batch") if rollup and len(assignments) > 1 else None
         now = utcnow()
+        # The call the work was asked for in: its news is for that call's caller alone.
+        call = self.callers.call if parent is None else parent.task.params.get("call")
         tasks: list[Task] = []
         chats: list[Chat] = []
         firsts: list[NewEvent] = []
@@ -660,6 +677,7 @@ class ConversationRuntime:
                     "tool": assignment.tool,
                     "args": dict(assignment.args),
                     "instructions": assignment.instructions,
+                    **({} if call is None else {"call": call}),
                 },
             )
             tasks.append(task)
@@ -695,7 +713,9 @@ class ConversationRuntime:
                 self.conversation.chat_id if parent is None else self._tasks[parent.id].chat_id
             )
             about = tasks[0].id if len(tasks) == 1 else None
-            said = Message(MessageRole.AGENT, owner.author, MessageKind.REPLY, announce, about)
+            said = Message(
+                MessageRole.AGENT, owner.author, MessageKind.REPLY, announce, about, call=call
+            )
             if announce_id is not None:
                 said = replace(said, message_id=announce_id)
             events.append(NewEvent(chat_id, said))

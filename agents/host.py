@@ -44,7 +44,12 @@ from agents.models import (
     new_id,
     utcnow,
 )
-from agents.ownership import may_access_chat, may_access_conversation, may_access_task
+from agents.ownership import (
+    may_access_chat,
+    may_access_conversation,
+    may_access_task,
+    principal_scope,
+)
 from agents.ports import (
     AuditEntry,
     AuditOutcome,
@@ -638,8 +643,8 @@ class ConversationHost:
         chats = (
             [] if person is None else await self.store.list_chats(principal.workspace_id, person)
         )
-        if principal.patient_id is not None:
-            # A patient's Chats view holds no work about another patient.
+        if principal_scope(principal) is not None:
+            # A patient's (or a caller's) Chats view holds no work about another patient.
             kept = []
             for chat in chats:
                 task = None

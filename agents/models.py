@@ -96,7 +96,10 @@ class Principal:
     ``act_for`` is the person a ``service`` acts for (the voice bridge for a caller).
     ``patient_id`` makes the principal a patient: the one record of the workspace's
     directory it may see and hear about (:func:`agents.ownership.may_see_patient`).
-    ``None`` is staff, who may see the directory.
+    ``None`` is staff, who may see the directory. ``call`` makes it a **caller**: a
+    service carrying a phone call whose caller has not shown who they are; the
+    conversation's agent verifies them (:mod:`agents.verification`) before it speaks of
+    any record (:func:`agents.ownership.principal_scope`).
     """
 
     workspace_id: str
@@ -105,6 +108,7 @@ class Principal:
     name: str | None = None
     act_for: str | None = None
     patient_id: str | None = None
+    call: str | None = None
 
     @property
     def person_id(self) -> str | None:
@@ -243,6 +247,10 @@ class Message:
     task_id: str | None = None
     message_id: str = field(default_factory=lambda: new_id("msg"), compare=False)
     """Not part of what the message says: two messages saying the same are equal."""
+    call: str | None = field(default=None, compare=False)
+    """The phone call whose caller may hear this message: the call of the turn it
+    answers, or of the turn that started the task it is news of (a caller's voice
+    connection speaks only its own call's messages)."""
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {
@@ -254,6 +262,8 @@ class Message:
         }
         if self.task_id is not None:
             wire["task_id"] = self.task_id
+        if self.call is not None:
+            wire["call"] = self.call
         return wire
 
 
@@ -368,6 +378,7 @@ def body_from_json(data: Mapping[str, Any]) -> EventBody:
             # Stored before messages had ids: one derived from the stored text's place
             # would change with nothing; a fresh one per read is still unique.
             message_id=data.get("message_id") or new_id("msg"),
+            call=data.get("call"),
         )
     if data["type"] == "message.delta":
         return MessageDelta(str(data["message_id"]), str(data["text"]))

@@ -14,6 +14,12 @@ patient's record is answered exactly as a record that does not exist.
 
 Scopes: ``None`` is staff (the whole directory); a record's id is that record alone;
 :data:`NOBODY` is a caller not yet verified, who sees no record at all.
+
+A **caller** (``Principal.call``: a phone call through a bridge) is a patient whose
+record is not known yet. Whatever they ask for themselves is read with the scope
+:data:`NOBODY`; what they may hear of their own record they hear from the
+conversation's agent, once it has verified them (:mod:`agents.verification`), in that
+call alone (:attr:`~agents.conversation.ConversationRuntime.patient_scope`).
 """
 
 from __future__ import annotations
@@ -33,6 +39,22 @@ NO_SUCH_PATIENT = "No patient matches that name or id."
 PATIENT_ARGS = ("patient_id",)
 """The arguments of a tool call that name the patient it is about (any tool: built-in,
 HTTP or MCP, as workspace files declare them)."""
+
+
+def principal_scope(principal: Principal) -> str | None:
+    """The patient scope *principal*'s own reads have: its ``patient`` claim; for a
+    caller, none (:data:`NOBODY`); staff's (``None``) otherwise."""
+    if principal.patient_id is not None:
+        return principal.patient_id
+    return NOBODY if principal.call is not None else None
+
+
+def task_in_scope(scope: str | None, task: Task) -> bool:
+    """Whether *task* is about no patient, or one *scope* may see: its tool call's args."""
+    if scope is None:
+        return True
+    args = task.params.get("args")
+    return may_call_about(scope, args if isinstance(args, Mapping) else {})
 
 
 def may_see_patient(scope: str | None, patient_id: str) -> bool:
@@ -91,10 +113,7 @@ def may_access_task(principal: Principal, task: Task) -> bool:
     if person is None or person != task.person_id:
         return False
     # A patient sees only the work about them (or about nobody): its tool call's args.
-    if principal.patient_id is None:
-        return True
-    args = task.params.get("args")
-    return may_call_about(principal.patient_id, args if isinstance(args, Mapping) else {})
+    return task_in_scope(principal_scope(principal), task)
 
 
 def may_access_conversation(principal: Principal, conversation: Conversation) -> bool:

@@ -216,6 +216,7 @@ class AuditType(enum.StrEnum):
     TASK_STARTED = "TASK_STARTED"
     TASK_INSTRUCTED = "TASK_INSTRUCTED"
     TASK_CANCELLED = "TASK_CANCELLED"
+    CALLER_VERIFICATION = "CALLER_VERIFICATION"
 
 
 class AuditOutcome(enum.StrEnum):
@@ -230,6 +231,9 @@ class AuditReason(enum.StrEnum):
     NOT_OWNER = "not_owner"
     NO_SUCH_RECORD = "no_such_record"
     OTHER_WORKSPACE = "other_workspace"
+    VERIFIED = "verified"
+    NO_MATCH = "no_match"
+    LOCKED = "locked"
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,10 @@ Invariants:
 * Each finished task, or each batch, is followed up at most once (``_announced``):
   a batch's roll-up comes with the last of its members to end.
 * Everything the agent says goes through the runtime, stored then announced.
+* A phone caller who is not verified (:mod:`agents.callers`) gets only replies and
+  verification from their turns: any other action is held, whatever the brain chose;
+  the brain is shown no transcript or task from another call, nor any task outside the
+  conversation's patient scope.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from agents.brains import (
     Action,
     Assignment,
     Brain,
+    CallerStatus,
     Cancel,
     CheckStatus,
     Delegate,
@@ -46,11 +51,21 @@ from agents.brains import (
     TranscriptLine,
     Turn,
     UseTool,
+    VerifyCaller,
+    VerifyFirst,
+)
+from agents.callers import (
+    ASK_TO_VERIFY,
+    COULD_NOT_CHECK,
+    LOCKED_OUT,
+    outcome_text,
+    verified_text,
 )
 from agents.exceptions import Conflict, NotFound, SwitchboardError, Unavailable, first_type
-from agents.models import MessageKind, MessageRole, Task, TaskState, new_id
-from agents.ownership import NO_SUCH_PATIENT, may_call_about
+from agents.models import MessageKind, MessageRole, Principal, Task, TaskState, new_id
+from agents.ownership import NO_SUCH_PATIENT, may_call_about, task_in_scope
 from agents.tools import ToolContext
+from agents.verification import VerificationOutcome
 
 if TYPE_CHECKING:
     from agents.conversation import ConversationRuntime
@@ -61,6 +76,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class _UserTurn:
     text: str
+    speaker: Principal | None = None
+    """Who said it; a caller's turns (``speaker.call``) are answered in their call."""
     queued: float = field(default_factory=time.perf_counter)
     """When the person's words, already stored, were queued for an answer."""
     trace: otel_context.Context = field(default_factory=otel_context.get_current)
@@ -120,13 +137,15 @@ class PrimaryAgent:
         self._transcript: deque[TranscriptLine] = deque(maxlen=TRANSCRIPT_LENGTH)
         self._answering = False
         self._tg: TaskGroup | None = None
+        # The call whose turn is being answered: what is said now is said in it.
+        self._call: str | None = None
 
     # -- the inbox -------------------------------------------------------------------
 
-    def queue_turn(self, text: str) -> None:
+    def queue_turn(self, text: str, speaker: Principal | None = None) -> None:
         """Queue the person's turn, already stored, for an answer."""
         self._queued_turns += 1
-        self._put(_UserTurn(text))
+        self._put(_UserTurn(text, speaker))
 
     def queue_news(self, task_id: str, data: Mapping[str, object]) -> None:
         """Queue the news that depth-1 task *task_id* has ended, with what it left."""
@@ -192,7 +211,7 @@ class PrimaryAgent:
                     record_exception=False,
                     set_status_on_exception=False,
                 ):
-                    await self._answer(item.text)
+                    await self._answer(item.text, item.speaker)
                 observer = self.runtime.services.observer
                 observer.turn_answered(time.perf_counter() - item.queued)
             else:
@@ -221,8 +240,9 @@ class PrimaryAgent:
 
     def _own_tasks(self) -> list[Task]:
         """The depth-1 tasks the agent started, oldest first."""
-        agent = self.runtime.agent_principal
-        return [t for t in self.runtime.visible_tasks(agent) if t.depth == 1]
+        runtime = self.runtime
+        agent, scope = runtime.agent_principal, runtime.patient_scope
+        return [t for t in runtime.visible_tasks(agent) if t.depth == 1 and task_in_scope(scope, t)]
 
     def _summaries(self) -> tuple[TaskSummary, ...]:
         mine = sorted(self._own_tasks(), key=lambda t: t.created_at, reverse=True)
@@ -233,9 +253,27 @@ class PrimaryAgent:
             for t in mine
         )
 
-    async def _answer(self, text: str) -> None:
+    def _enter_call(self, speaker: Principal | None) -> CallerStatus | None:
+        """Answer in *speaker*'s call (if a caller's): its own transcript and scope."""
+        runtime = self.runtime
+        call = None if speaker is None else speaker.call
+        if call is not None and call != self._call:
+            # Another call is another caller: nothing said in an earlier one is theirs.
+            self._transcript.clear()
+        self._call = call
+        verification = runtime.callers.enter(call)
+        if verification is None:
+            return None
+        runtime.patient_scope = verification.scope
+        return CallerStatus(
+            verification.patient_id is not None,
+            max(verification.max_attempts - verification.attempts, 0),
+        )
+
+    async def _answer(self, text: str, speaker: Principal | None = None) -> None:
         runtime = self.runtime
         inline: tuple[UseTool, str] | None = None
+        caller = self._enter_call(speaker)
         self._transcript.append(TranscriptLine(MessageRole.USER, MessageKind.REPLY, text))
         preview = self._preview = _ReplyPreview(runtime)
         with anyio.CancelScope() as scope:
@@ -256,8 +294,16 @@ class PrimaryAgent:
                         tools=runtime.tool_infos(),
                         preview=preview,
                         patient_scope=runtime.patient_scope,
+                        caller=caller,
                     )
                 )
+                if (
+                    caller is not None
+                    and not caller.verified
+                    and not isinstance(action, Reply | VerifyCaller)
+                ):
+                    # Whatever the brain chose: nothing about anyone before verification.
+                    action = VerifyFirst()
                 if isinstance(action, UseTool) and not self._is_slow(action.tool):
                     inline = (action, await self._run_inline(brain, action))
             finally:
@@ -274,6 +320,9 @@ class PrimaryAgent:
             return
         if not isinstance(action, Reply | Delegate):
             await self._end_preview()
+        if isinstance(action, VerifyFirst | VerifyCaller):
+            await self._verify(action, text, speaker)
+            return
         await self._act(brain, action)
 
     def _is_slow(self, tool_name: str) -> bool:
@@ -295,6 +344,51 @@ class PrimaryAgent:
             log.info("inline tool failed", extra={"tool": tool.name, "error": type(exc).__name__})
             return "Sorry — I couldn't get that information just now."
         return brain.tool_text(action.tool, result)
+
+    # -- verifying a caller ----------------------------------------------------------
+
+    async def _verify(
+        self, action: VerifyFirst | VerifyCaller, text: str, speaker: Principal | None
+    ) -> None:
+        runtime, callers = self.runtime, self.runtime.callers
+        verification = callers.current
+        if verification is None or speaker is None:
+            # Not a caller's turn: there is no one to verify, and nothing to hold.
+            await self._say("I'm not sure what you mean.", MessageKind.REPLY)
+            return
+        if verification.patient_id is not None:
+            await self._say("You're already verified on this call.", MessageKind.REPLY)
+            return
+        if isinstance(action, VerifyFirst):
+            if verification.locked:
+                await self._say(LOCKED_OUT, MessageKind.REPLY)
+                return
+            callers.hold(text)
+            await self._say(ASK_TO_VERIFY, MessageKind.REPLY)
+            return
+        try:
+            result, name = await callers.verify(
+                speaker,
+                runtime.services.directory,
+                runtime.services.audit,
+                name=action.name,
+                date_of_birth=action.date_of_birth,
+            )
+        except Unavailable:
+            await self._say(COULD_NOT_CHECK, MessageKind.REPLY)
+            return
+        if result.outcome is not VerificationOutcome.VERIFIED:
+            await self._say(outcome_text(result), MessageKind.REPLY)
+            return
+        runtime.patient_scope = verification.scope
+        await self._say(verified_text(name or action.name), MessageKind.REPLY)
+        held = callers.take_held()
+        if held is not None:
+            # The request verification held back, taken up now (already stored: not
+            # said again, only answered).
+            self._queued_turns += 1
+            self._inbox.appendleft(_UserTurn(held, speaker))
+            self._inbox_ready.set()
 
     # -- acting on an action ---------------------------------------------------------
 
@@ -388,9 +482,10 @@ class PrimaryAgent:
         """The agent's own tasks among *task_ids* (all of its depth-1 tasks if empty)."""
         if not task_ids:
             return self._own_tasks()
-        agent = self.runtime.agent_principal
-        found = [self.runtime.find_task(agent, task_id) for task_id in task_ids]
-        return [t for t in found if t is not None]
+        runtime = self.runtime
+        agent, scope = runtime.agent_principal, runtime.patient_scope
+        found = [runtime.find_task(agent, task_id) for task_id in task_ids]
+        return [t for t in found if t is not None and task_in_scope(scope, t)]
 
     async def _check_status(self, brain: Brain, task_ids: Sequence[str]) -> None:
         runtime = self.runtime
@@ -467,10 +562,13 @@ class PrimaryAgent:
             return
         text = brain.followup_text(outcomes, rollup=task.batch_id is not None)
         about = None if task.batch_id else task_id
-        await runtime.post_followup(text, members, task_id=about)
-        self._transcript.append(
-            TranscriptLine(MessageRole.AGENT, MessageKind.FOLLOWUP, text, about)
-        )
+        call = task.params.get("call")
+        await runtime.post_followup(text, members, task_id=about, call=call)
+        if call == self._call:
+            # News of another call's work is no part of what this call's brain is shown.
+            self._transcript.append(
+                TranscriptLine(MessageRole.AGENT, MessageKind.FOLLOWUP, text, about)
+            )
 
     # -- saying ----------------------------------------------------------------------
 
@@ -490,6 +588,7 @@ class PrimaryAgent:
             kind=kind,
             task_id=task_id,
             message_id=message_id,
+            call=self._call,
         )
         self._transcript.append(TranscriptLine(MessageRole.AGENT, kind, text, task_id))
 

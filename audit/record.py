@@ -64,7 +64,8 @@ class AuditAction(enum.StrEnum):
     """FHIR's AuditEvent action codes.
 
     ``TASK_STARTED`` is ``C``; ``PHI_RECORD_VIEWED`` is ``R``; ``TASK_INSTRUCTED`` and
-    ``TASK_CANCELLED`` are ``U`` (a cancelled task is kept, so not ``D``); an
+    ``TASK_CANCELLED`` are ``U`` (a cancelled task is kept, so not ``D``);
+    ``CALLER_VERIFICATION`` (one try of a caller at proving who they are) is ``E``; an
     ``ACCESS_DENIED`` carries the action that was attempted.
     """
 
@@ -83,6 +84,7 @@ class AuditType(enum.StrEnum):
     TASK_STARTED = "TASK_STARTED"
     TASK_INSTRUCTED = "TASK_INSTRUCTED"
     TASK_CANCELLED = "TASK_CANCELLED"
+    CALLER_VERIFICATION = "CALLER_VERIFICATION"
 
     @property
     def default_action(self) -> AuditAction:
@@ -96,6 +98,7 @@ _DEFAULT_ACTIONS = {
     AuditType.TASK_STARTED: AuditAction.CREATE,
     AuditType.TASK_INSTRUCTED: AuditAction.UPDATE,
     AuditType.TASK_CANCELLED: AuditAction.UPDATE,
+    AuditType.CALLER_VERIFICATION: AuditAction.EXECUTE,
 }
 
 
@@ -115,6 +118,9 @@ class AuditReason(enum.StrEnum):
     NOT_OWNER = "not_owner"
     NO_SUCH_RECORD = "no_such_record"
     OTHER_WORKSPACE = "other_workspace"
+    VERIFIED = "verified"
+    NO_MATCH = "no_match"
+    LOCKED = "locked"
 
 
 class ActorKind(enum.StrEnum):

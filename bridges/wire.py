@@ -8,6 +8,7 @@ a bridge depends on the contract alone.
 from __future__ import annotations
 
 import enum
+import secrets
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -73,6 +74,11 @@ class SpeechState(enum.StrEnum):
     STOPPED = "stopped"
 
 
+def new_call_id() -> str:
+    """A fresh, opaque id for one phone call (a token's ``call`` claim)."""
+    return f"call-{secrets.token_hex(8)}"
+
+
 def mint_token(
     secret: str,
     *,
@@ -81,10 +87,13 @@ def mint_token(
     name: str | None = None,
     ttl: float = 3600,
     sub: str = BRIDGE_ID,
+    call: str | None = None,
 ) -> str:
     """A ``service`` token acting for *caller* in *workspace*, signed with the server's
     *secret* (PROTOCOL.md, Identity). For demos and operators; a deployment may issue
-    its own with ``switchboard token``.
+    its own with ``switchboard token``. *call* names the phone call (PROTOCOL.md,
+    Callers): the caller is verified once per call, and a token renewed for the same
+    call keeps that.
 
     Raises ``ValueError`` for a non-positive *ttl* or a secret shorter than HS256 allows.
     """
@@ -103,4 +112,6 @@ def mint_token(
     }
     if name is not None:
         claims["name"] = name
+    if call is not None:
+        claims["call"] = call
     return jwt.encode(claims, secret, algorithm="HS256")

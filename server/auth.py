@@ -42,13 +42,15 @@ def issue_token(
     name: str | None = None,
     act_for: str | None = None,
     patient: str | None = None,
+    call: str | None = None,
     ttl: float = 3600,
     now: datetime | None = None,
 ) -> str:
     """Sign a token for *sub* in *workspace*, valid for *ttl* seconds from *now*.
 
     *patient* makes the token a patient's: it may see only that record of the
-    workspace's directory (a person, or a service acting for one).
+    workspace's directory (a person, or a service acting for one). *call* makes a
+    service token a caller's, on that phone call: not yet verified.
     Raises ``ValueError`` for claims :func:`verify_token` would refuse, so that a token
     this function returns is always accepted until it expires.
     """
@@ -61,6 +63,7 @@ def issue_token(
             raise ValueError(f"{claim} must be an opaque id")
     _check_act_for(role, act_for, ValueError)
     _check_patient(role, patient, ValueError)
+    _check_call(role, call, ValueError)
     if name is not None and not _is_display_name(name):
         raise ValueError(f"name must be 1 to {MAX_NAME_CHARS} printable characters")
     issued = now or utcnow()
@@ -77,6 +80,8 @@ def issue_token(
         claims["act_for"] = act_for
     if patient is not None:
         claims["patient"] = patient
+    if call is not None:
+        claims["call"] = call
     return _JWT.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -163,8 +168,16 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
     _check_act_for(role, act_for, Unauthorized)
     patient = claims.get("patient")
     _check_patient(role, patient, Unauthorized)
+    call = claims.get("call")
+    _check_call(role, call, Unauthorized)
     return Principal(
-        workspace_id=workspace, id=sub, role=role, name=name, act_for=act_for, patient_id=patient
+        workspace_id=workspace,
+        id=sub,
+        role=role,
+        name=name,
+        act_for=act_for,
+        patient_id=patient,
+        call=call,
     )
 
 
@@ -191,6 +204,16 @@ def _check_patient(
         raise error("patient is only allowed on person and service tokens")
     if not _is_opaque_id(patient):
         raise error("patient must be an opaque id")
+
+
+def _check_call(role: Role, call: object, error: type[ValueError] | type[Unauthorized]) -> None:
+    # Only a service carries a phone call (a bridge, for its caller).
+    if call is None:
+        return
+    if role is not Role.SERVICE:
+        raise error("call is only allowed on service tokens")
+    if not _is_opaque_id(call):
+        raise error("call must be an opaque id")
 
 
 def _check_secret(secret: str) -> None:

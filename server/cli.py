@@ -5,7 +5,7 @@
     switchboard serve [--host H] [--port P] [--local-model]
     switchboard local-model [--port P] [--threads N]
     switchboard token --workspace W --sub S --role R [--name N] [--act-for P]
-                      [--patient ID] [--ttl S]
+                      [--patient ID] [--call ID] [--ttl S]
     switchboard audit verify [--checkpoints PATH] [--public-key FILE]
     switchboard audit export [--since ISO8601] [--output FILE]
     switchboard audit keygen --private-key FILE [--public-key FILE]
@@ -146,6 +146,9 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--act-for", help="for service tokens: the person it acts for")
     token.add_argument(
         "--patient", help="a patient's token: the one directory record it may see (its id)"
+    )
+    token.add_argument(
+        "--call", help="a service token for a phone call: its caller is verified by the agent"
     )
     token.add_argument("--ttl", type=float, default=3600.0, help="seconds (default: 3600)")
     token.set_defaults(run=_token)
@@ -313,6 +316,7 @@ def _token(args: argparse.Namespace) -> int:
             name=args.name,
             act_for=args.act_for,
             patient=args.patient,
+            call=args.call,
             ttl=args.ttl,
         )
     except ValueError as exc:

@@ -179,6 +179,7 @@ async def start_node(
         settings=settings.runtime(),
         workspaces=catalog,
         observer=metrics,
+        directory=store,
     )
     leases: Leases
     relay: RedisRelay | None = None

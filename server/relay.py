@@ -257,6 +257,7 @@ def _principal_to_json(principal: Principal) -> dict[str, Any]:
         "name": principal.name,
         "act_for": principal.act_for,
         "patient_id": principal.patient_id,
+        "call": principal.call,
     }
 
 
@@ -268,6 +269,7 @@ def _principal_from_json(data: dict[str, Any]) -> Principal:
         data.get("name"),
         data.get("act_for"),
         data.get("patient_id"),
+        data.get("call"),
     )
 
 

@@ -22,7 +22,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
 import anyio
@@ -38,7 +38,9 @@ from agents.models import (
     Message,
     MessageKind,
     Principal,
+    Role,
     StreamEvent,
+    new_id,
 )
 from agents.ports import AuditEntry, AuditOutcome, AuditReason, AuditType
 from server import protocol
@@ -95,6 +97,8 @@ class Session:
         self.settings = node.settings
         self.principal_key = ""
         self.principal: Principal | None = None
+        # Whether the call the principal carries is this connection's (its token named none).
+        self.call_assigned = False
         # When the socket's token expires (epoch seconds); a refresh moves it later.
         self.expires_at = 0.0
         # Voice turn-taking (server.voice_turns): which updates wait for a pause.
@@ -230,6 +234,17 @@ class Session:
                 )
             )
             self.turns.voice = frame.is_voice
+            principal = self.principal
+            if (
+                frame.is_voice
+                and principal.role is Role.SERVICE
+                and principal.patient_id is None
+                and principal.call is None
+            ):
+                # A phone line whose bridge named no call: its caller is still a caller,
+                # unverified, for as long as this connection lasts (PROTOCOL.md, Callers).
+                self.principal = replace(principal, call=new_id("call"))
+                self.call_assigned = True
             return frame
 
     # -- serving ---------------------------------------------------------------------
@@ -543,7 +558,10 @@ class Session:
             verified = verify_session_token(self.settings.secret, frame.token)
         except Unauthorized:
             verified = None
-        if verified is None or not _same_principal(verified.principal, self.principal):
+        renewed = None if verified is None else verified.principal
+        if renewed is not None and self.call_assigned and renewed.call is None:
+            renewed = replace(renewed, call=self.principal.call)
+        if verified is None or renewed is None or not _same_principal(renewed, self.principal):
             await self._audit_refused_refresh()
             self._queue(protocol.error(ErrorCode.UNAUTHORIZED, id=frame.id))
             return
@@ -654,7 +672,10 @@ class Session:
     def _event_wire(self, event: StreamEvent) -> dict[str, Any]:
         wire = event.to_wire()
         if self.voice and wire["type"] == "message" and wire["role"] == "agent":
-            wire["speak"] = True
+            # A caller hears only what was said in their own call: not an earlier
+            # call's replies, nor news of work an earlier caller started.
+            call = None if self.principal is None else self.principal.call
+            wire["speak"] = call is None or wire.get("call") == call
         return wire
 
     async def _audit_view(
@@ -690,13 +711,14 @@ class Session:
 
 def _same_principal(new: Principal, old: Principal) -> bool:
     """Whether a refreshed token names the socket's own principal (the display name
-    may change; who it is, and the patient it may see, may not)."""
-    return (new.workspace_id, new.id, new.role, new.act_for, new.patient_id) == (
+    may change; who it is, the patient it may see and the call it carries, may not)."""
+    return (new.workspace_id, new.id, new.role, new.act_for, new.patient_id, new.call) == (
         old.workspace_id,
         old.id,
         old.role,
         old.act_for,
         old.patient_id,
+        old.call,
     )
 
 

@@ -87,7 +87,23 @@ class Cancel:
     task_ids: tuple[str, ...]
 
 
-Action = Reply | Delegate | UseTool | CheckStatus | Instruct | Cancel
+@dataclass(frozen=True, slots=True)
+class VerifyCaller:
+    """Check who the caller says they are (:attr:`Turn.caller`): the runtime matches
+    ``name`` and ``date_of_birth`` against the directory, audits the try without its
+    values, and tells the caller how it went."""
+
+    name: str
+    date_of_birth: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyFirst:
+    """Hold this turn until the caller is verified: the runtime asks for their name
+    and date of birth, and takes the turn up again once they are verified."""
+
+
+Action = Reply | Delegate | UseTool | CheckStatus | Instruct | Cancel | VerifyCaller | VerifyFirst
 
 # -- what a sub-agent may do next ------------------------------------------------------
 
@@ -167,6 +183,18 @@ class Preview(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class CallerStatus:
+    """What a brain knows of a phone caller's verification (never who they said)."""
+
+    verified: bool
+    tries_left: int
+
+    @property
+    def locked(self) -> bool:
+        return not self.verified and self.tries_left == 0
+
+
+@dataclass(frozen=True, slots=True)
 class Turn:
     """A user turn, with what the agent needs to decide on it."""
 
@@ -185,6 +213,10 @@ class Turn:
     patient_scope: str | None = None
     """The one patient the conversation may be about (agents.ownership): a brain reads
     the directory through :func:`agents.ownership.scoped`. ``None``: staff's."""
+    caller: CallerStatus | None = None
+    """Set when a phone caller speaks (``Principal.call``): until they are verified, a
+    turn that needs a record is answered with :class:`VerifyFirst` or, when it is their
+    name and date of birth, :class:`VerifyCaller`; the runtime holds anything else."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from websockets.http11 import Request, Response
 
 from bridges.speech import EspeakSynthesizer, PocketSphinxRecognizer, SpeechToText, TextToSpeech
 from bridges.voice import BridgeError, VoiceBridge, conversation_ws_url, create_conversation
-from bridges.wire import mint_token
+from bridges.wire import mint_token, new_call_id
 
 from . import twilio, twiml
 from .call import PhoneCall, TwilioSpeaker
@@ -97,9 +97,16 @@ class PhoneBridge:
     ) -> None:
         parameters = start.custom_parameters
 
+        # The call's caller is verified once for the whole call, across reconnections.
+        call = new_call_id()
+
         def token() -> str:
             return mint_token(
-                self.secret, workspace=workspace, caller=caller, name=parameters.get("caller_name")
+                self.secret,
+                workspace=workspace,
+                caller=caller,
+                name=parameters.get("caller_name"),
+                call=call,
             )
 
         async def fresh_token() -> str:

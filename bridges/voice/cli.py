@@ -16,7 +16,7 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
-from bridges.wire import DEVELOPMENT_SECRET, CloseCode, SpeechState
+from bridges.wire import DEVELOPMENT_SECRET, CloseCode, SpeechState, new_call_id
 
 from .bridge import DEFAULT_WAIT_TIMEOUT, TokenSource, VoiceBridge
 from .call import Entry, Received
@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", help="a service token acting for the caller")
     parser.add_argument(
         "--secret", help="mint a token with this secret (default: the development secret)"
+    )
+    parser.add_argument(
+        "--call", help="this call's id, for a minted token (default: a new one per run)"
     )
     parser.add_argument("--conversation-id", help="call back on this conversation")
     parser.add_argument(
@@ -67,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run one call from parsed *args*: 0 done, 1 the call failed, 2 bad usage."""
+    # One run is one call: its caller is verified once, and stays so across reconnects.
+    args.call = getattr(args, "call", None) or new_call_id()
     try:
         steps = parse_script(args.script.read_text()) if args.script else None
         token = _token(args)
@@ -92,7 +97,13 @@ def _token(args: argparse.Namespace) -> str:
 
 def _mint(args: argparse.Namespace) -> str:
     secret = args.secret or DEVELOPMENT_SECRET
-    return mint_token(secret, workspace=args.workspace, caller=args.caller, name=args.caller_name)
+    return mint_token(
+        secret,
+        workspace=args.workspace,
+        caller=args.caller,
+        name=args.caller_name,
+        call=args.call,
+    )
 
 
 def _token_source(args: argparse.Namespace) -> TokenSource | None:

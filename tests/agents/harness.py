@@ -34,6 +34,7 @@ from agents.brains import (
     Step,
     Turn,
     UseTool,
+    VerifyCaller,
     Work,
 )
 from agents.conversation import ConversationRuntime, Services
@@ -97,6 +98,8 @@ class ScriptedBrain:
             if words[1:2] == ["group"]:
                 raise ExceptionGroup("brain bug", [KeyError(turn.text)])
             raise KeyError(turn.text)
+        if words[:1] == ["verify"]:
+            return VerifyCaller(" ".join(words[1:-1]), words[-1])
         if words[:1] == ["status"]:
             return CheckStatus(tuple(words[1:]))
         if words[:1] == ["cancel"]:
@@ -292,7 +295,9 @@ async def lab(**overrides: Any) -> AsyncIterator[Lab]:
     outsider = AgentDefinition("elsewhere", "outsider", "Outsider", "", "", ("quick",), "scripted")
     await store.save_agents([*lab_agents(), *lab_agents("elsewhere"), outsider])
     settings = RuntimeSettings(**{"progress_interval": 0.05, "cleanup_deadline": 1.0, **overrides})
-    services = Services(store, bus, audit, lab_tools(gate), {"scripted": ScriptedBrain()}, settings)
+    services = Services(
+        store, bus, audit, lab_tools(gate), {"scripted": ScriptedBrain()}, settings, directory=store
+    )
     host = ConversationHost(services)
     async with anyio.create_task_group() as tg:
         await tg.start(host.run)

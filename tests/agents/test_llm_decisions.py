@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 
 from agents.brains import (
+    CallerStatus,
     CallTool,
     Cancel,
     CheckStatus,
@@ -17,15 +19,21 @@ from agents.brains import (
     StepRecord,
     TaskSummary,
     ToolInfo,
+    Turn,
+    VerifyCaller,
 )
-from agents.brains.llm import _json_action, _json_step
+from agents.brains.llm import LLMBrain, _json_action, _json_step
+from agents.brains.llm.client import ChatClient, ChatModel
 from agents.brains.llm.decisions import (
     Malformed,
     TextField,
+    caller_schema,
+    caller_tools,
     primary_examples,
     primary_schema,
     sub_agent_schema,
 )
+from agents.memory import MemoryStore
 from agents.models import AgentDefinition, TaskState
 from agents.tools import ToolResult
 
@@ -153,3 +161,65 @@ def test_a_tools_arrays_and_strings_are_bounded_for_a_small_model() -> None:
     assert properties["notes"]["maxItems"] == 3  # the tool's own bound stays
     assert properties["notes"]["items"]["maxLength"] == 200
     assert tool.parameters["properties"]["patient"] == {"type": "string"}  # not changed
+
+
+# -- a phone caller not yet verified ----------------------------------------------------
+
+
+def test_an_unverified_caller_s_turn_offers_only_a_reply_or_verification() -> None:
+    assert actions(caller_schema()) == ["reply", "verify_caller"]
+    assert [t["function"]["name"] for t in caller_tools()] == ["verify_caller"]
+    answer = json.dumps({"action": "verify_caller", "name": "Ann C", "date_of_birth": "1970-01-02"})
+    assert _json_action(answer, {}) == VerifyCaller("Ann C", "1970-01-02")
+
+
+def _caller_turn(text: str) -> Turn:
+    primary = AgentDefinition("front", "front", "Front desk", "", "", ("delegate",), "llm")
+    return Turn(
+        text,
+        primary,
+        (primary, HELPER),
+        (RUNNING,),
+        caller=CallerStatus(verified=False, tries_left=3),
+        patient_scope="",
+    )
+
+
+def _brain(requests: list[dict[str, object]], answer: dict[str, object]) -> LLMBrain:
+    def reply(request: httpx.Request) -> httpx.Response:
+        requests.append(json.loads(request.content))
+        chunk = {"choices": [{"delta": answer, "finish_reason": "stop"}]}
+        body = f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n"
+        return httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
+
+    client = ChatClient(
+        ChatModel("http://model.test/v1", "m"), transport=httpx.MockTransport(reply)
+    )
+    return LLMBrain(client, MemoryStore())
+
+
+@pytest.mark.anyio
+async def test_a_model_facing_an_unverified_caller_sees_no_team_task_or_tool_but_verification() -> (
+    None
+):
+    requests: list[dict[str, object]] = []
+    call = {"index": 0, "id": "c1", "function": {"name": "verify_caller", "arguments": ""}}
+    call["function"]["arguments"] = json.dumps({"name": "Ann C", "date_of_birth": "2 Jan 1970"})  # type: ignore[index]
+    brain = _brain(requests, {"tool_calls": [call]})
+    action = await brain.respond(_caller_turn("It's Ann, you know me"))
+    assert action == VerifyCaller("Ann C", "2 Jan 1970")
+    (sent,) = requests
+    assert [t["function"]["name"] for t in sent["tools"]] == ["verify_caller"]  # type: ignore[index, union-attr]
+    prompt = json.dumps(sent["messages"])
+    assert "not been verified" in prompt
+    assert "Coverage for Ann C." not in prompt  # the running task
+    assert "benefits" not in prompt  # the team
+
+
+@pytest.mark.anyio
+async def test_a_name_and_date_of_birth_said_plainly_need_no_model() -> None:
+    requests: list[dict[str, object]] = []
+    brain = _brain(requests, {"content": "unused"})
+    action = await brain.respond(_caller_turn("This is Ann Carter, born January 2nd 1970"))
+    assert action == VerifyCaller("ann carter", "1970-01-02")
+    assert requests == []

@@ -156,8 +156,12 @@ def _message_problems(event: Mapping[str, Any], where: str, *, voice: bool) -> l
         problems.append(f"{where}: task_id should be a task id, got {event['task_id']!r}")
     if event.get("role") == "user" and event.get("kind") != "reply":
         problems.append(f"{where}: a user message of kind {event.get('kind')!r}")
-    if voice and event.get("role") == "agent" and event.get("speak") is not True:
-        problems.append(f"{where}: an agent message on a voice connection without speak: true")
+    if "call" in event and not (isinstance(event["call"], str) and event["call"]):
+        problems.append(f"{where}: call should be a call id, got {event['call']!r}")
+    if voice and event.get("role") == "agent" and not isinstance(event.get("speak"), bool):
+        problems.append(f"{where}: an agent message on a voice connection without speak")
+    if not voice and "speak" in event:
+        problems.append(f"{where}: speak on a connection that is not a voice one")
     return problems
 
 

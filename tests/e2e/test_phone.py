@@ -41,14 +41,21 @@ from .conftest import ServerProcess, free_port
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
 PRIOR_AUTH = "I need a prior authorization for my aspirin prescription"
+IDENTITY = "this is Dana Whitfield born March fourteenth nineteen sixty eight"
 # What the bridge's recogniser expects callers to say, and the test's what the agent says.
 CALLER_VOCABULARY = [
     "I need a prior authorization for my aspirin prescription",
+    "this is Dana Whitfield born March fourteenth nineteen sixty eight",
     "what are your opening hours",
     "who is my provider",
     "great thanks",
 ]
 AGENT_VOCABULARY = [
+    "I can help with that first I need to confirm who I'm speaking with",
+    "please tell me your full name and date of birth",
+    "thank you Dana I've confirmed who you are",
+    "we're open Monday to Friday",
+    "Dana Whitfield's provider is doctor Priya Natarajan",
     "let me start that in the background",
     "I'll file the prior authorization for aspirin",
     "and let you know as soon as the payer decides",
@@ -108,6 +115,28 @@ class Line:
     async def silence(self, seconds: float) -> None:
         await self.play([SILENCE] * int(seconds * 1000 / FRAME_MS))
 
+    async def say(self, frames: list[bytes]) -> tuple[float, float]:
+        """The caller says *frames* (then a breath of silence); when they spoke."""
+        began = time.monotonic()
+        await self.play(frames)
+        ended = time.monotonic()
+        await self.silence(0.2)
+        return began, ended
+
+    async def wait_for_quiet(self, after: float, quiet: float = 1.2, within: float = 30) -> None:
+        """Carry silence until the agent has said something since *after*, then been
+        quiet for *quiet* seconds: the caller's turn, as a polite caller takes it."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            last = self.heard[-1][0] if self.heard else 0.0
+            if last > after and time.monotonic() - last >= quiet:
+                return
+            await self.silence(0.1)
+        raise TimeoutError("the agent never finished speaking")
+
+    def frames_between(self, start: float, end: float) -> list[bytes]:
+        return [frame for at, frame in self.heard if start <= at < end]
+
     async def listen(self) -> None:
         async for raw in self.socket:
             message = json.loads(raw)
@@ -147,6 +176,12 @@ class Phone:
 
 @pytest.fixture
 async def phone(server: ServerProcess, espeak: EspeakSynthesizer) -> AsyncIterator[Phone]:
+    async with phone_for(server, espeak) as line:
+        yield line
+
+
+@contextlib.asynccontextmanager
+async def phone_for(server: ServerProcess, espeak: EspeakSynthesizer) -> AsyncIterator[Phone]:
     port = free_port()
     bridge = PhoneBridge(
         server.http,
@@ -175,15 +210,18 @@ def transcribe(frames: list[bytes]) -> str:
 async def test_a_caller_who_asks_for_a_prior_authorization_hears_the_agent_take_it_on(
     phone: Phone, espeak: EspeakSynthesizer
 ) -> None:
-    line_frames = await synthesize_frames(espeak, PRIOR_AUTH)
+    asks = await synthesize_frames(espeak, PRIOR_AUTH)
+    identity = await synthesize_frames(espeak, IDENTITY)
     parameters = await phone.answer()
     async with connect(phone.stream) as socket, anyio.create_task_group() as tg:
         line = Line(socket)
         tg.start_soon(line.listen)
         await line.start(**parameters)
         await line.silence(0.3)
-        await line.play(line_frames)
-        ended = time.monotonic()
+        _, ended = await line.say(asks)
+        await line.wait_for_quiet(ended)
+        asked_who = time.monotonic()
+        await line.say(identity)
         # A phone line carries silence while the caller listens; the demo's payer
         # decides in 6 s.
         await line.silence(22)
@@ -194,8 +232,13 @@ async def test_a_caller_who_asks_for_a_prior_authorization_hears_the_agent_take_
     # Paced in real time: the frames arrive no faster than they play.
     span = line.heard[-1][0] - line.heard[0][0]
     assert span >= (len(line.heard) - 1) * FRAME_MS / 1000 * 0.9
-    heard = words(transcribe([frame for _, frame in line.heard]))
+    # Nothing of the work before the caller said who they are.
+    first = words(transcribe(line.frames_between(0, asked_who)))
+    assert "confirm" in first, " ".join(first)
+    assert "background" not in first, first
+    heard = words(transcribe(line.frames_between(asked_who, time.monotonic())))
     said = " ".join(heard)
+    assert "confirmed" in heard, said
     assert "background" in heard, said
     assert "approved" in heard[heard.index("background") :], said
 

@@ -29,7 +29,7 @@ from bridges.voice import (
     Sent,
     VoiceBridge,
 )
-from bridges.wire import SpeechState
+from bridges.wire import SpeechState, new_call_id
 
 from .conftest import (
     ROOT,
@@ -46,10 +46,14 @@ pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 CALLER = "caller-1"
 PRIOR_AUTH = "I need a prior authorization for my Ozempic prescription"
 FOLLOWUP = "Quick update on the prior auth you asked about earlier"
+IDENTITY = "This is Dana Whitfield, born March 14th, 1968"
+VERIFIED = "I've confirmed who you are"
 
 
-def service_token(caller: str = CALLER) -> str:
-    return token(BRIDGE_ID, role="service", act_for=caller)
+def service_token(caller: str = CALLER, call: str | None = None) -> str:
+    """The bridge's token for *caller*; with *call*, for that phone call (a caller)."""
+    claims = {} if call is None else {"call": call}
+    return token(BRIDGE_ID, role="service", act_for=caller, **claims)
 
 
 async def new_call(
@@ -66,13 +70,20 @@ def bridge_for(
     resume_after: int = 0,
     words_per_second: float = 0.0,
 ) -> VoiceBridge:
+    """A new phone call (its own ``call``) on *conversation_id*."""
     speaker = PrintingSpeaker(io.StringIO(), words_per_second)
     return VoiceBridge(
         conversation_ws(server, conversation_id),
-        service_token(),
+        service_token(call=new_call_id()),
         resume_after=resume_after,
         speaker=speaker,
     )
+
+
+async def verify(call: VoiceBridge) -> AgentMessage:
+    """The caller says who they are, and the agent confirms it."""
+    await utter(call, IDENTITY)
+    return await heard(call, VERIFIED)
 
 
 async def utter(call: VoiceBridge, text: str) -> int:
@@ -172,8 +183,11 @@ async def test_a_follow_up_waits_for_a_pause_after_the_reply(server_factory: Any
     call, conversation_id = await new_call(server)
     async with call:
         await utter(call, PRIOR_AUTH)
+        # Held until the caller is verified, then taken up.
+        await heard(call, "full name and date of birth")
+        await verify(call)
         await heard(call, "in the background")
-        await utter(call, "What's Dana's date of birth?")
+        await utter(call, "What's my date of birth?")
         await heard(call, "Dana Whitfield's date of birth is March 14, 1968")
 
         # The caller talks on while the payer decides.
@@ -220,19 +234,20 @@ async def test_barge_in_abandons_the_reply_but_not_the_background_work(
     server = server_factory(SWITCHBOARD_TOOL_LATENCY_SCALE="3")
     call, conversation_id = await new_call(server, words_per_second=8)
     async with call:
-        await utter(call, "Look up and compare Dana's and Evan's charts")
+        await verify(call)
+        await utter(call, "Look up and compare my charts")
         with anyio.fail_after(10):
             await call.wait_until(lambda: received(call, "in the background"))
         await anyio.sleep(0.1)
         # The caller speaks over the announcement (8 words a second): it is cut.
-        asked = await utter(call, "What's Dana's date of birth?")
+        asked = await utter(call, "What's my date of birth?")
         # And over the reply that is being looked up.
         await call.speech(SpeechState.STARTED)
         barge_in = len(call.log) - 1
         await anyio.sleep(1.5)
         await call.speech(SpeechState.STOPPED)
         with anyio.fail_after(15):
-            rollup = await call.wait_until(lambda: received(call, "cross-referenced the records"))
+            found = await call.wait_until(lambda: received(call, "found in Dana's chart"))
 
     cut = [e for e in call.log if isinstance(e, PlaybackStopped)]
     assert len(cut) == 1
@@ -245,34 +260,42 @@ async def test_barge_in_abandons_the_reply_but_not_the_background_work(
     assert not [
         e for e in events if e["type"] == "message" and e["seq"] > asked and e["kind"] == "reply"
     ]
-    # The background lookups were running when the caller barged in, and finished.
+    # The background lookup was running when the caller barged in, and finished.
     states = task_states(call.log)
     assert [s for i, s in states if i < barge_in].count("completed") == 0
-    assert [s for i, s in states if i > barge_in].count("completed") == 2
-    assert rollup.kind == "followup"
+    assert [s for i, s in states if i > barge_in].count("completed") == 1
+    assert found.kind == "followup"
     check_voice_rules(call)
 
 
-async def test_a_caller_who_hangs_up_hears_the_follow_up_on_calling_back(
+async def test_a_caller_calling_back_hears_the_earlier_call_s_news_only_once_verified(
     server_factory: Any,
 ) -> None:
     server = server_factory(SWITCHBOARD_TOOL_LATENCY_SCALE="0.3")
     call, conversation_id = await new_call(server)
     async with call:
         await utter(call, PRIOR_AUTH)
+        await verify(call)
         await heard(call, "in the background")
     assert call.ended == 1000
     followup = await stored(server, conversation_id, lambda e: e.get("kind") == "followup")
 
+    # Another call on the same line is another caller, until they too are verified.
     callback = bridge_for(server, conversation_id, resume_after=call.last_seq)
     async with callback:
-        update = await heard(callback, FOLLOWUP)
+        update = await callback.wait_until(lambda: received(callback, FOLLOWUP))
+        await utter(callback, "How is my prior auth going?")
+        await heard(callback, "full name and date of birth")
+        await verify(callback)
+        status = await heard(callback, "approved")
+    # The news of the earlier call reached the bridge, but was not for this caller's
+    # ears: it is never spoken. Asked for once verified, it is answered.
     assert update.seq == followup["seq"]
-    assert update.speak
-    # Only what the caller had not heard yet is spoken again.
-    assert {m.seq for m in callback.received}.isdisjoint(m.seq for m in call.received)
+    assert not update.speak
+    assert update.seq not in {m.seq for m in callback.heard}
+    assert status.seq in {m.seq for m in callback.heard}
+    assert status.kind == "reply"
     assert all(m.seq > call.last_seq for m in callback.received)
-    check_voice_rules(callback, after=call.last_seq)
 
 
 def test_the_example_call_plays_through_the_command_line(server_factory: Any) -> None:

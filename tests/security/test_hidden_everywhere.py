@@ -807,3 +807,54 @@ async def test_a_patient_reaches_no_other_patients_record_on_any_route(
         await probe_commands(server, wire, caller.name, "pat", evans, audit=True)
         status = command_frames(records.live_task)[FrameType.TASK_STATUS]
         assert (await frame_answer(wire, status))["type"] == "result"
+
+
+# -- a caller not yet verified: no patient's record is there -----------------------------
+
+CALLER_FOR_OWNER = Caller(
+    "a bridge carrying a call for the owner",
+    token("voice-bridge", role="service", act_for="pat", call="call-probe"),
+    "voice-bridge",
+)
+"""The owner's person on a phone call: whatever the agent has verified, the bridge's own
+reads are of no patient (PROTOCOL.md, Callers)."""
+
+
+@pytest.mark.e2e
+@pytest.mark.anyio
+async def test_a_caller_reaches_no_patients_record_on_any_route(server_factory: Any) -> None:
+    server = server_factory(SWITCHBOARD_TOOL_LATENCY_SCALE="20")
+    routes = app_routes()
+    # The owner's tasks, both about a patient (Dana's live, Evan's ended).
+    records = await owners_records(server)
+    hidden = Records(
+        conversation_id=random_id("conv"),
+        chat_id=random_id("chat"),
+        live_task=records.live_task,
+        live_chat=records.live_chat,
+        ended_task=records.ended_task,
+        ended_chat=records.ended_chat,
+    )
+    caller = CALLER_FOR_OWNER
+    probed = 0
+    async with httpx.AsyncClient(base_url=server.http, timeout=15) as client:
+        prober = Prober(server, client)
+        for route in routes:
+            kinds = set(route.id_params.values())
+            what = f"{caller.name}: {route.method} {route.path}"
+            if route.kind is Kind.RECORD and kinds <= {"task", "chat"}:
+                await probe_ids(prober, route, caller, hidden, what)
+                probed += 1
+            elif route.kind is Kind.LIST:
+                ids = {"conversation": records.conversation_id}
+                status, body, _ = await prober.answer(route, caller, ids)
+                assert status == 200, (what, body)
+                assert not leaked(body, hidden), (what, body)
+                probed += 1
+    assert probed >= 9, probed
+
+    url = conversation_ws(server, records.conversation_id)
+    async with open_wire(url, caller.token or "", client="voice", check=False) as wire:
+        listed = await frame_answer(wire, {"type": "task.list", "id": "list"})
+        assert listed["tasks"] == [], listed
+        await probe_commands(server, wire, caller.name, "voice-bridge", hidden, audit=True)

@@ -174,6 +174,22 @@ def test_a_patient_token_names_one_record() -> None:
         refused(sign(claims(patient=bad)))
 
 
+def test_a_caller_token_names_its_call() -> None:
+    bridge = issue_token(
+        SECRET, workspace="ws_1", sub="bridge", role="service", act_for="p", call="call-1"
+    )
+    assert verify_token(SECRET, bridge).call == "call-1"
+    assert verify_token(SECRET, sign(claims(role="service", act_for="p"))).call is None
+    # Only a service carries a call: a person or an agent with one would be a caller
+    # that no bridge vouches for.
+    for role in ("person", "agent", "auditor"):
+        refused(sign(claims(role=role, call="call-1")))
+        with pytest.raises(ValueError, match="call"):
+            issue_token(SECRET, workspace="ws_1", sub="a", role=role, call="call-1")
+    for bad in ("", "has space", ["call-1"], 7):
+        refused(sign(claims(role="service", act_for="p", call=bad)))
+
+
 @pytest.mark.parametrize("role", ["person", "agent", "auditor"])
 def test_act_for_is_refused_on_other_roles(role: str) -> None:
     refused(sign(claims(role=role, act_for="person_2")))

@@ -41,6 +41,7 @@ from agents.brains import (
     StepRecord,
     Turn,
     UseTool,
+    VerifyCaller,
     Work,
 )
 from agents.brains.llm import decisions, prompts
@@ -51,6 +52,7 @@ from agents.brains.rule.steps import acknowledge
 from agents.models import Task
 from agents.ports import PatientDirectory
 from agents.tools import ToolResult
+from agents.verification import read_identity
 
 __all__ = ["LLMBrain", "ModelError"]
 
@@ -73,10 +75,22 @@ class LLMBrain:
     async def respond(self, turn: Turn) -> Action:
         helpers = [a for a in turn.team if a.id != turn.agent.id]
         own = [t for t in turn.tools if t.name in turn.agent.tools]
+        unverified = turn.caller is not None and not turn.caller.verified
+        if unverified:
+            # A name and a date of birth, said plainly, need no model to be read; the
+            # caller is offered nothing but verification until they are verified.
+            identity = read_identity(turn.text)
+            if identity is not None:
+                return VerifyCaller(identity.name, identity.date_of_birth)
+            helpers, own, turn = [], [], replace(turn, tasks=())
         if self.json_mode:
             return await self._respond_json(turn, helpers)
         messages = [prompts.system(turn, helpers), *prompts.transcript(turn)]
-        tools = decisions.primary_tools(helpers, turn.tasks, own)
+        tools = (
+            decisions.caller_tools()
+            if unverified
+            else decisions.primary_tools(helpers, turn.tasks, own)
+        )
         retried = False
         while True:
             completion = await self.client.complete(
@@ -103,7 +117,10 @@ class LLMBrain:
         # same words get the same decision, and no id is the model's to copy.
         handles = {f"t{n}": task.id for n, task in enumerate(turn.tasks, start=1)}
         shown = tuple(replace(t, id=h) for h, t in zip(handles, turn.tasks, strict=True))
-        schema = decisions.primary_schema(helpers, shown)
+        unverified = turn.caller is not None and not turn.caller.verified
+        schema = (
+            decisions.caller_schema() if unverified else decisions.primary_schema(helpers, shown)
+        )
         messages = [
             prompts.system(replace(turn, tasks=shown), helpers),
             *decisions.primary_examples(helpers, shown),
@@ -249,6 +266,8 @@ def _action(completion: Completion, quick: set[str]) -> Action:
             if not chosen:
                 raise Malformed("name the tasks to cancel")
             return Cancel(chosen)
+        elif call.name == decisions.VERIFY_CALLER:
+            return VerifyCaller(decisions.text(args, "name"), decisions.text(args, "date_of_birth"))
         elif call.name in quick:
             return UseTool(call.name, args, title=call.name, subject="")
         else:
@@ -293,6 +312,8 @@ def _json_action(raw: str, handles: Mapping[str, str]) -> Action:
         if not chosen:
             raise Malformed("name the task to cancel")
         return Cancel(chosen)
+    if action == decisions.VERIFY_CALLER:
+        return VerifyCaller(decisions.text(answer, "name"), decisions.text(answer, "date_of_birth"))
     raise Malformed("unknown action")
 
 

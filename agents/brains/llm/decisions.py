@@ -24,6 +24,7 @@ DELEGATE = "delegate"
 CHECK_STATUS = "check_status"
 SEND_INSTRUCTIONS = "send_instructions"
 CANCEL = "cancel"
+VERIFY_CALLER = "verify_caller"
 FINISH = "finish"
 DECISIONS = (DELEGATE, CHECK_STATUS, SEND_INSTRUCTIONS, CANCEL)
 
@@ -113,6 +114,33 @@ def primary_tools(
             }
         )
     return offered
+
+
+def caller_tools() -> list[dict[str, Any]]:
+    """The one tool a primary agent is offered while a phone caller is not verified."""
+    return [
+        _function(
+            VERIFY_CALLER,
+            "Check the caller's full name and date of birth against the records. Call it "
+            "as soon as the caller has said both; nothing else may be done for them first.",
+            {
+                "name": {"type": "string", "description": "the caller's full name"},
+                "date_of_birth": {"type": "string", "description": "as said, e.g. 1968-03-14"},
+            },
+            ["name", "date_of_birth"],
+        )
+    ]
+
+
+def caller_schema() -> dict[str, Any]:
+    """The JSON decision of a turn while a phone caller is not verified."""
+    sentence = {"type": "string", "maxLength": TEXT_LIMIT}
+    name = {"type": "string", "maxLength": TITLE_LIMIT}
+    choices = [
+        _choice_of("reply", text=sentence),
+        _choice_of(VERIFY_CALLER, name=name, date_of_birth=name),
+    ]
+    return _response_format("decision", choices)
 
 
 def sub_agent_tools(own: Sequence[ToolInfo]) -> list[dict[str, Any]]:

@@ -28,6 +28,15 @@ def system(turn: Turn, helpers: Sequence[Any]) -> dict[str, Any]:
         "started. Answer status questions with check_status, pass new instructions "
         "with send_instructions, stop work with cancel. Never invent tasks or ids.",
     ]
+    if turn.caller is not None and not turn.caller.verified:
+        lines += [
+            "",
+            "You are on a phone call with a caller who has not been verified. Before you "
+            "discuss any patient or start any work, ask for their full name and date of "
+            "birth, then call verify_caller with both. You may answer general questions "
+            "(opening hours, what you can do) without verifying.",
+        ]
+        return {"role": "system", "content": "\n".join(lines)}
     if helpers:
         lines += ["", "The team:"]
         lines += [f"- {a.id}: {a.name} — {a.description}" for a in helpers]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from agents.brains import Action, Outcome, Reply, Step, Turn, Work
 from agents.brains.rule import followups, intents, phrasing, steps
@@ -30,6 +31,7 @@ from agents.brains.rule.charts import lookup_answer
 from agents.brains.rule.context import Ask
 from agents.brains.rule.lexicon import Lexicon
 from agents.brains.rule.reading import Workspace
+from agents.brains.rule.text import first_person_as
 from agents.demo.lexicon import DEMO_LEXICON
 from agents.demo.records import RECORDS_LOOKUP
 from agents.models import Task
@@ -90,7 +92,16 @@ class RuleBrain:
 
     async def respond(self, turn: Turn) -> Action:
         """Decide what to do about one user turn."""
-        action = intents.decide(turn, await self.workspace(turn))
+        workspace = await self.workspace(turn)
+        if turn.caller is not None and not turn.caller.verified:
+            return intents.decide_for_caller(turn, workspace)
+        scope = turn.patient_scope
+        if scope:
+            # A patient speaking of themselves: "my provider" is their own record's.
+            patient = await self._directory.get_patient(turn.agent.workspace_id, scope)
+            if patient is not None:
+                turn = replace(turn, text=first_person_as(patient.name, turn.text))
+        action = intents.decide(turn, workspace)
         # A question back is a plain reply on the wire; nothing is done until answered.
         return Reply(action.text) if isinstance(action, Ask) else action
 

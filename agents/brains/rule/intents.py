@@ -19,7 +19,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
-from agents.brains import Action, Cancel, CheckStatus, Instruct, Reply, Turn
+from agents.brains import (
+    Action,
+    Cancel,
+    CheckStatus,
+    Instruct,
+    Reply,
+    Turn,
+    VerifyCaller,
+    VerifyFirst,
+)
 from agents.brains.rule.context import Ask, Context, nothing_for, which
 from agents.brains.rule.grammar import find, is_question, negated
 from agents.brains.rule.instructions import parse_instruction
@@ -30,7 +39,7 @@ from agents.brains.rule.phrasing import title_label
 from agents.brains.rule.reading import Reading, Workspace
 from agents.brains.rule.references import ALL_WORDS, PRONOUNS, TaskFacts, named_in, task_facts
 from agents.brains.rule.sentences import capital
-from agents.brains.rule.small_talk import small_talk
+from agents.brains.rule.small_talk import known_small_talk, small_talk
 from agents.brains.rule.team import delegate_to_team
 from agents.brains.rule.vocabulary import (
     CANCEL_PHRASES,
@@ -41,6 +50,7 @@ from agents.brains.rule.vocabulary import (
     STATUS_WEAK,
 )
 from agents.models import MessageRole
+from agents.verification import read_identity
 
 Intent = Callable[[Context], Action | None]
 """Recognises one intent: its action for the turn, or ``None`` if the turn is not it."""
@@ -101,6 +111,23 @@ def decide(turn: Turn, workspace: Workspace) -> Action:
             return action
     ctx = Context(turn, workspace, reading, facts)
     return _first(ctx) or small_talk(ctx)
+
+
+def decide_for_caller(turn: Turn, workspace: Workspace) -> Action:
+    """What to do about a turn of a phone caller not yet verified: check who they say
+    they are, answer what needs no record (hours, help, greetings), and hold the rest
+    until they are verified."""
+    identity = read_identity(turn.text)
+    if identity is not None:
+        return VerifyCaller(identity.name, identity.date_of_birth)
+    reading = workspace.read(turn.text)
+    if not reading.words:
+        return Reply("I'm here — what can I do for you?")
+    ctx = Context(turn, workspace, reading, ())
+    if _first(ctx) is not None:
+        return VerifyFirst()
+    # Only what surely needs no record is answered; anything else may be about one.
+    return known_small_talk(ctx) or VerifyFirst()
 
 
 def _first(ctx: Context) -> Action | None:

@@ -17,6 +17,11 @@ FALLBACK = "Sorry, I didn't catch that."
 
 def small_talk(ctx: Context) -> Reply:
     """A reply to a turn no intent claimed; :data:`FALLBACK` and an example if nothing fits."""
+    return known_small_talk(ctx) or Reply(f"{FALLBACK} {example_for(ctx)}")
+
+
+def known_small_talk(ctx: Context) -> Reply | None:
+    """The reply to help, hours, thanks, greetings and the like; ``None`` for anything else."""
     reading, turn = ctx.reading, ctx.turn
     text = reading.text
     words = set(reading.words)
@@ -53,7 +58,7 @@ def small_talk(ctx: Context) -> Reply:
     greetings = {"hi", "hello", "hey", "morning", "afternoon", "evening", "howdy", "yo"}
     if words & greetings or text.has("how are you"):
         return Reply("Hi! How can I help you today?")
-    return Reply(f"{FALLBACK} {example_for(ctx)}")
+    return None
 
 
 def example_for(ctx: Context) -> str:
@@ -84,6 +89,12 @@ def example_for(ctx: Context) -> str:
         return (
             f"About the work that's running you can ask “how's {ref} going?”, add to it "
             f"(“tell {ref} it's urgent”) or stop it (“cancel {ref}”)."
+        )
+    if ctx.turn.patient_scope is not None:
+        # A patient (or caller) is never shown examples that name other patients.
+        return (
+            "I can look up your own chart, start a prior authorization for you, and check "
+            "on or cancel anything I've started for you."
         )
     team_examples = [
         f"“{a.examples[0]}”" for a in ctx.turn.team if a.examples and a.id != ctx.turn.agent.id

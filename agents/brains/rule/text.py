@@ -146,3 +146,18 @@ def stem(word: str) -> str:
     if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
         word = word[:-1]
     return SYNONYMS.get(word, word)
+
+
+_FIRST_PERSON = re.compile(r"\b(my|mine|me|myself)\b", re.IGNORECASE)
+
+
+def first_person_as(name: str, text: str) -> str:
+    """*text* with a patient's "my", "me" and "mine" said as *name* ("what's my date of
+    birth?" → "what's Dana Whitfield's date of birth?"), for a patient speaking of
+    themselves."""
+
+    def said(match: re.Match[str]) -> str:
+        word = match[1].casefold()
+        return f"{name}'s" if word in ("my", "mine") else name
+
+    return _FIRST_PERSON.sub(said, text)
