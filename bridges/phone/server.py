@@ -134,7 +134,7 @@ class PhoneBridge:
                 speaker=speaker,
                 token_source=fresh_token,
             )
-            await PhoneCall(bridge, self.stt).run(receive)
+            await PhoneCall(bridge, self.stt, speaker).run(receive)
             tg.cancel_scope.cancel()
 
     async def serve(self, host: str, port: int) -> Server:

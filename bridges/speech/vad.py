@@ -113,5 +113,16 @@ class VoiceActivity:
             return ActivityEvent(Activity.STOPPED, (self._last_voiced + 1) * FRAME_MS)
         return None
 
+    def reset(self) -> None:
+        """Forget the utterance under way, if any, without an event: the next voiced
+        frames start a new one (after the start debounce). The stream's clock goes on.
+
+        For a bridge that cuts an utterance itself (a caller who never pauses): left
+        speaking, the detector would never report the rest as an utterance of its own.
+        """
+        self._speaking = False
+        self._window.clear()
+        self._last_voiced = -1
+
     def statistics(self) -> dict[str, int | bool]:
         return {"frames": self._frames, "utterances": self.utterances, "speaking": self._speaking}

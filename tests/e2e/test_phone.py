@@ -77,6 +77,7 @@ class Line:
     stream_sid: str = "MZ00000000000000000000000000000001"
     heard: list[tuple[float, bytes]] = field(default_factory=list)
     clears: list[float] = field(default_factory=list)
+    marks: list[str] = field(default_factory=list)
     other: list[dict[str, Any]] = field(default_factory=list)
 
     async def start(self, **parameters: str) -> None:
@@ -145,6 +146,10 @@ class Line:
                 self.heard.append((time.monotonic(), base64.b64decode(message["media"]["payload"])))
             elif message["event"] == "clear":
                 self.clears.append(time.monotonic())
+            elif message["event"] == "mark":
+                # Played at once: the bridge sends audio no faster than it plays.
+                self.marks.append(message["mark"]["name"])
+                await self.socket.send(json.dumps(message))
             else:
                 self.other.append(message)
 
@@ -232,6 +237,10 @@ async def test_a_caller_who_asks_for_a_prior_authorization_hears_the_agent_take_
     # Paced in real time: the frames arrive no faster than they play.
     span = line.heard[-1][0] - line.heard[0][0]
     assert span >= (len(line.heard) - 1) * FRAME_MS / 1000 * 0.9
+    # Each message spoken ends with a mark of its own (the reply and the follow-up at
+    # least), which Twilio echoes once it has played.
+    assert len(line.marks) >= 2, line.marks
+    assert len(set(line.marks)) == len(line.marks)
     # Nothing of the work before the caller said who they are.
     first = words(transcribe(line.frames_between(0, asked_who)))
     assert "confirm" in first, " ".join(first)
