@@ -51,13 +51,16 @@ def person_token(person: str, *, ttl: float = 4 * 3600) -> str:
 
 @dataclass
 class ServerProcess:
-    """One ``python -m bench.server`` child on *database*; its pid is the server's."""
+    """One ``python -m bench.server`` child (or *module*'s) on *database*; its pid is the
+    server's."""
 
     database: Path
     log_path: Path
     port: int = field(default_factory=free_port)
     env: dict[str, str] = field(default_factory=dict)
     process: asyncio.subprocess.Process | None = None
+    module: tuple[str, ...] = ("bench.server",)
+    """What runs: ``python -m MODULE… --port P``; ``("server", "serve")`` is the demo."""
 
     @property
     def http(self) -> str:
@@ -87,7 +90,7 @@ class ServerProcess:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "bench.server",
+                *self.module,
                 "--port",
                 str(self.port),
                 cwd=ROOT,

@@ -77,14 +77,19 @@ class RunContext:
 
     @asynccontextmanager
     async def server(
-        self, database: Path | None = None, env: Mapping[str, str] | None = None
+        self,
+        database: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        module: Sequence[str] = ("bench.server",),
     ) -> AsyncIterator[ServerProcess]:
-        """A fresh bench server on *database* (a new file by default), stopped after."""
+        """A fresh bench server on *database* (a new file by default), stopped after;
+        ``module=("server", "serve")`` is ``switchboard serve`` with the demo workspace."""
         n = len(self.servers)
         server = ServerProcess(
             database=database or self.path(f"server{n}.db"),
             log_path=self.path(f"server{n}.log"),
             env=dict(env or {}),
+            module=tuple(module),
         )
         self.servers.append(server)
         await server.start()
