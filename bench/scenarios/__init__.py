@@ -1,4 +1,4 @@
-"""The benchmarks, P1 to P8, in the order they run."""
+"""The benchmarks, P1 to P9, in the order they run."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from bench.scenarios import (
     fanout,
     latency,
     llm_brain,
+    phone,
     resume,
     rule_brain,
     sockets,
@@ -25,5 +26,6 @@ SCENARIOS: dict[str, Scenario] = {
         resume.SCENARIO,
         rule_brain.SCENARIO,
         llm_brain.SCENARIO,
+        phone.SCENARIO,
     )
 }
