@@ -1,4 +1,4 @@
-"""The benchmarks, P1 to P9, in the order they run."""
+"""The benchmarks, in the order they run."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""P9: phone calls through the Twilio Media Streams bridge — how soon a caller hears the
+"""P11: phone calls through the Twilio Media Streams bridge — how soon a caller hears the
 answer, and how many calls one bridge process holds within 1.5 s.
 
 Three processes, as deployed: ``switchboard serve`` (the demo workspace, the rule
@@ -335,7 +335,7 @@ async def run(ctx: RunContext, p: Params, prepared: Any) -> Metrics:
 
 
 SCENARIO = Scenario(
-    id="P9",
+    id="P11",
     title="phone calls: end of speech → first audio of the answer, and calls held",
     metrics=(
         Metric("calls_held", "", "most concurrent calls with that latency's p95 under budget"),
