@@ -517,11 +517,19 @@ class ConversationRuntime:
         async with self._lock:
             # A copy made before the lock was taken (a cancel's "cancelling") must never
             # overwrite a terminal state stored meanwhile: the first terminal state wins.
-            tasks = [
-                t
-                for t in tasks
-                if t.id not in self._tasks or not self._tasks[t.id].state.is_terminal
-            ]
+            current = []
+            for t in tasks:
+                known = self._tasks.get(t.id)
+                if known is not None and known.state.is_terminal:
+                    continue
+                if known is not None and known.updated_at > t.updated_at:
+                    # Stored meanwhile (a sub-agent's "working"): the copy's change is
+                    # made to the task as it is now, so that nothing goes back in time.
+                    if not can_move(known.state, t.state):
+                        continue
+                    t = replace(known, state=t.state, updated_at=utcnow())
+                current.append(t)
+            tasks = current
             events = [e for t in tasks for e in self._task_events(t)]
             stored = await self._store_commit(Changes(tasks=list(tasks), events=[*events, *extra]))
             for task in tasks:
