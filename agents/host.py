@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import NoReturn, TypeVar
 
 import anyio
@@ -65,6 +65,14 @@ from agents.ports import (
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class VisibleChat:
+    """A chat a principal may see, with its task when it is a task's chat."""
+
+    chat: Chat
+    task: Task | None
 
 
 class ConversationHost:
@@ -610,20 +618,34 @@ class ConversationHost:
     async def find_chat(self, principal: Principal, chat_id: str, *, channel: str) -> Chat:
         """The chat if *principal* may watch it; else :class:`NotFound` (audited)."""
         chat = await self.store.get_chat(principal.workspace_id, chat_id)
-        allowed = False
-        if chat is not None:
-            if chat.kind is ChatKind.TASK and chat.task_id is not None:
-                task = await self.store.get_task(principal.workspace_id, chat.task_id)
-                allowed = may_access_chat(principal, chat, task=task, conversation=None)
-            else:
-                conversation = await self.store.get_conversation(
-                    principal.workspace_id, chat.conversation_id
-                )
-                allowed = may_access_chat(principal, chat, task=None, conversation=conversation)
-        if chat is None or not allowed:
+        seen = None if chat is None else await self._visible(principal, chat)
+        if chat is None or seen is None:
             await self._deny(principal, channel, chat_id=chat_id, exists=chat is not None)
             raise NotFound("chat")
         return chat
+
+    async def visible_chat(self, principal: Principal, chat_id: str) -> VisibleChat | None:
+        """The chat (and its task, for a task's chat) if *principal* may see it, else
+        ``None``; no audit. For a listener that follows a workspace's live events (the
+        Chats view), which meets every chat of the workspace, not a look the principal
+        asked for: it audits what it passes on, and a chat it drops is never shown.
+        """
+        chat = await self.store.get_chat(principal.workspace_id, chat_id)
+        return None if chat is None else await self._visible(principal, chat)
+
+    async def _visible(self, principal: Principal, chat: Chat) -> VisibleChat | None:
+        # The one check (agents.ownership), with the record it needs.
+        if chat.kind is ChatKind.TASK and chat.task_id is not None:
+            task = await self.store.get_task(principal.workspace_id, chat.task_id)
+            if may_access_chat(principal, chat, task=task, conversation=None):
+                return VisibleChat(chat, task)
+            return None
+        conversation = await self.store.get_conversation(
+            principal.workspace_id, chat.conversation_id
+        )
+        if may_access_chat(principal, chat, task=None, conversation=conversation):
+            return VisibleChat(chat, None)
+        return None
 
     async def open_chat(self, principal: Principal, chat_id: str, *, channel: str) -> Chat:
         """Check and audit a look at a chat's contents (a watch socket, an HTTP read)."""

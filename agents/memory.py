@@ -212,38 +212,65 @@ class Subscription:
 
     When the buffer is full the subscription is marked ``overflowed`` and closed: the
     listener (a socket) must then resume from the store, so memory never grows.
+    A workspace subscription (``workspace_id`` set, no ``chat_ids``) sees every event
+    published in that workspace.
     """
 
     chat_ids: frozenset[str]
     send: MemoryObjectSendStream[StreamEvent]
     receive: MemoryObjectReceiveStream[StreamEvent]
     overflowed: bool = field(default=False)
+    workspace_id: str | None = field(default=None)
+
+    def deliver(self, event: StreamEvent) -> None:
+        """Hand *event* on; a full buffer ends the subscription (never blocks, never grows)."""
+        if self.overflowed:
+            return
+        try:
+            self.send.send_nowait(event)
+        except anyio.WouldBlock:
+            self.overflowed = True
+            self.send.close()
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self.overflowed = True
+
+    def end(self) -> None:
+        """Close the subscription as if it had overflowed: its listener reloads from the
+        store (what it may have missed cannot be told otherwise)."""
+        self.overflowed = True
+        self.send.close()
 
 
 class MemoryBus:
-    """An in-process :class:`~agents.ports.Publisher` with chat subscriptions."""
+    """An in-process :class:`~agents.ports.Publisher` with chat subscriptions, and
+    workspace subscriptions for listeners that follow a whole workspace's chats (the
+    Chats view, which filters what its principal may see)."""
 
     def __init__(self) -> None:
         self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
+        self._workspace_subscribers: dict[str, set[Subscription]] = defaultdict(set)
         self.published = 0
 
     async def publish(self, workspace_id: str, events: Sequence[StreamEvent]) -> None:
-        self.publish_nowait(events)
+        self.publish_nowait(events, workspace_id)
         await anyio.lowlevel.checkpoint()
 
-    def publish_nowait(self, events: Sequence[StreamEvent]) -> None:
+    def publish_nowait(
+        self, events: Sequence[StreamEvent], workspace_id: str | None = None
+    ) -> None:
+        """Deliver *events* to their chats' subscribers, and to *workspace_id*'s (when
+        known: a catch-up of single chats has no workspace to tell)."""
+        following = (
+            tuple(self._workspace_subscribers.get(workspace_id, ()))
+            if workspace_id is not None
+            else ()
+        )
         for event in events:
             self.published += 1
             for sub in tuple(self._subscribers.get(event.chat_id, ())):
-                if sub.overflowed:
-                    continue
-                try:
-                    sub.send.send_nowait(event)
-                except anyio.WouldBlock:
-                    sub.overflowed = True
-                    sub.send.close()
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    sub.overflowed = True
+                sub.deliver(event)
+            for sub in following:
+                sub.deliver(event)
 
     @contextmanager
     def subscribe(self, chat_ids: Sequence[str], max_buffer: int = 1024) -> Iterator[Subscription]:
@@ -262,9 +289,41 @@ class MemoryBus:
             send.close()
             receive.close()
 
+    @contextmanager
+    def subscribe_workspace(
+        self, workspace_id: str, max_buffer: int = 1024
+    ) -> Iterator[Subscription]:
+        """Receive every live event of *workspace_id* until the block ends.
+
+        The listener must filter what it passes on: this sees every chat of the
+        workspace, whoever may watch it.
+        """
+        send, receive = anyio.create_memory_object_stream[StreamEvent](max_buffer)
+        sub = Subscription(frozenset(), send, receive, workspace_id=workspace_id)
+        self._workspace_subscribers[workspace_id].add(sub)
+        try:
+            yield sub
+        finally:
+            self._workspace_subscribers[workspace_id].discard(sub)
+            if not self._workspace_subscribers[workspace_id]:
+                del self._workspace_subscribers[workspace_id]
+            send.close()
+            receive.close()
+
+    def end_workspace_subscriptions(self) -> int:
+        """End every workspace subscription (see :meth:`Subscription.end`); how many."""
+        ended = 0
+        for subs in self._workspace_subscribers.values():
+            for sub in tuple(subs):
+                if not sub.overflowed:
+                    sub.end()
+                    ended += 1
+        return ended
+
     def statistics(self) -> dict[str, int]:
         return {
             "subscribed_chats": len(self._subscribers),
+            "subscribed_workspaces": len(self._workspace_subscribers),
             "published": self.published,
         }
 

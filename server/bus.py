@@ -52,6 +52,13 @@ def encode_events(node_id: str, workspace_id: str, events: Sequence[StreamEvent]
 
 def decode_events(data: str | bytes) -> tuple[str, list[StreamEvent]]:
     """The sending node's id and its events; raises ``ValueError`` on a malformed message."""
+    node, _, events = decode_message(data)
+    return node, events
+
+
+def decode_message(data: str | bytes) -> tuple[str, str | None, list[StreamEvent]]:
+    """The sending node's id, the events' workspace and the events; raises
+    ``ValueError`` on a malformed message."""
     try:
         message: dict[str, Any] = json.loads(data)
         events = [
@@ -63,7 +70,8 @@ def decode_events(data: str | bytes) -> tuple[str, list[StreamEvent]]:
             )
             for e in message["events"]
         ]
-        return str(message["node"]), events
+        workspace = message.get("ws")
+        return str(message["node"]), workspace if isinstance(workspace, str) else None, events
     except (KeyError, TypeError) as exc:
         raise ValueError("malformed bus message") from exc
 
@@ -88,7 +96,8 @@ class RedisBus(MemoryBus):
     are served as ever, publishing never waits on Redis (an outbox, drained by
     :meth:`run`), and ``connected`` is false (``/readyz`` says not ready). On each
     reconnect the newest stored event of every chat watched here is handed to its
-    watchers (*catch_up*), so each fills from the store whatever Redis missed.
+    watchers (*catch_up*), so each fills from the store whatever Redis missed; a
+    workspace's listeners are ended instead, and reload from the store.
 
     Log lines name a failure by its type alone: redis-py's messages carry addresses.
     """
@@ -131,7 +140,7 @@ class RedisBus(MemoryBus):
 
     async def publish(self, workspace_id: str, events: Sequence[StreamEvent]) -> None:
         """Deliver to this node's watchers at once; queue for the other nodes."""
-        self.publish_nowait(events)
+        self.publish_nowait(events, workspace_id)
         await anyio.lowlevel.checkpoint()
         if not self.connected:
             self.dropped += 1
@@ -224,12 +233,12 @@ class RedisBus(MemoryBus):
                 handler(message["data"])
                 continue
             try:
-                node, events = decode_events(message["data"])
+                node, workspace, events = decode_message(message["data"])
             except ValueError:
                 log.warning("dropped a malformed bus message")
                 continue
             if node != self._node_id:
-                self.publish_nowait(events)
+                self.publish_nowait(events, workspace)
 
     async def _send_outbox(self) -> None:
         async for data in self._outbox_receive:
@@ -246,6 +255,9 @@ class RedisBus(MemoryBus):
             self.dropped += 1
 
     async def _catch_up(self) -> None:
+        # A workspace's listeners cannot be caught up chat by chat (they follow chats
+        # not yet known here): they are ended, and reload what is stored.
+        self.end_workspace_subscriptions()
         if self.catch_up is None:
             return
         chats = list(self._subscribers)

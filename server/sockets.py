@@ -1,4 +1,5 @@
-"""The two WebSocket endpoints of PROTOCOL.md: a conversation, and a watched chat.
+"""The two WebSocket endpoints of PROTOCOL.md: a conversation, and a watched chat
+(and the routes of the Chats view's socket, :mod:`server.chat_list_socket`).
 
 A socket is three sibling tasks — the reader (client frames → runtime calls), the pump
 (live events from the bus → the outbound queue, gaps filled from the store) and the
@@ -761,7 +762,11 @@ async def chat_endpoint(websocket: WebSocket) -> None:
 def socket_routes() -> Sequence[Any]:
     from starlette.routing import WebSocketRoute
 
+    # The Chats view's socket builds on this module's Session: imported here, not above.
+    from server.chat_list_socket import chat_list_endpoint
+
     return [
         WebSocketRoute("/v1/conversations/{conversation_id}/ws", conversation_endpoint),
+        WebSocketRoute("/v1/chats/ws", chat_list_endpoint),
         WebSocketRoute("/v1/chats/{chat_id}/ws", chat_endpoint),
     ]

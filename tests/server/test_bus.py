@@ -62,3 +62,27 @@ async def test_two_nodes_relay_each_others_events() -> None:
                 extra = await on_a.receive.receive()
                 pytest.fail(f"node a heard its own event again: {extra.seq}")
         tg.cancel_scope.cancel()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # redis.asyncio is asyncio's
+@pytest.mark.anyio
+async def test_a_workspace_listener_on_another_node_hears_that_workspace_only() -> None:
+    await _redis_or_skip()
+    a, b = RedisBus(REDIS_URL, "node-a"), RedisBus(REDIS_URL, "node-b")
+    async with anyio.create_task_group() as tg:
+        await tg.start(a.run)
+        await tg.start(b.run)
+        with b.subscribe_workspace("demo") as demo, b.subscribe_workspace("other") as other:
+            await a.publish("demo", [_event(1)])
+            await a.publish("elsewhere", [_event(2)])
+            with anyio.fail_after(5):
+                heard = await demo.receive.receive()
+            assert heard.seq == 1
+            with anyio.move_on_after(0.3):
+                extra = await other.receive.receive()
+                pytest.fail(f"another workspace's listener heard seq {extra.seq}")
+            # After Redis was away, such a listener is ended: it reloads from the store.
+            await b._catch_up()
+            assert demo.overflowed
+        tg.cancel_scope.cancel()
