@@ -53,6 +53,8 @@ from agents.models import (
     MessageRole,
     Principal,
     Role,
+    Step,
+    StepAction,
     StreamEvent,
     Task,
     TaskState,
@@ -337,7 +339,13 @@ class ConversationRuntime:
         author = Author(principal.person_id or principal.id, principal.name or principal.id)
         role = MessageRole.AGENT if principal.role is Role.AGENT else MessageRole.USER
         message = Message(role, author, MessageKind.REPLY, text, task_id=task_id)
-        (event,) = await self.commit(Changes(events=[NewEvent(task.chat_id, message)]))
+        received = _step_event(
+            task.chat_id,
+            task.agent,
+            Step(StepAction.INSTRUCTION_RECEIVED),
+            task_id,
+        )
+        event, _ = await self.commit(Changes(events=[NewEvent(task.chat_id, message), received]))
         await self._audit_best_effort(AuditType.TASK_INSTRUCTED, principal, task, channel)
         return event
 
@@ -443,6 +451,23 @@ class ConversationRuntime:
             message = replace(message, message_id=message_id)
         (event,) = await self.commit(Changes(events=[NewEvent(chat_id, message)]))
         return event
+
+    async def post_steps(
+        self,
+        chat_id: str,
+        agent: AgentDefinition,
+        steps: Sequence[Step],
+        *,
+        task_id: str,
+        then: str | None = None,
+    ) -> list[StreamEvent]:
+        """Store and announce *steps* of a sub-agent's work in its chat, and *then* its
+        words (a ``reply``), in one commit."""
+        events = [_step_event(chat_id, agent.author, step, task_id) for step in steps]
+        if then is not None:
+            said = Message(MessageRole.AGENT, agent.author, MessageKind.REPLY, then, task_id)
+            events.append(NewEvent(chat_id, said))
+        return await self.commit(Changes(events=events))
 
     async def preview(self, chat_id: str, message_id: str, piece: str) -> None:
         """Show *chat_id*'s watchers the next piece of message *message_id* (not stored)."""
@@ -828,3 +853,11 @@ def fault_notice(interrupted: int) -> Message:
     else:
         text = "Something went wrong on our side. If I didn't answer, please say that again."
     return Message(MessageRole.AGENT, SERVER_AUTHOR, MessageKind.NOTICE, text)
+
+
+def _step_event(chat_id: str, author: Author, step: Step, task_id: str) -> NewEvent:
+    """A ``step`` message of a sub-agent's chat; its text is the step's summary."""
+    message = Message(
+        MessageRole.AGENT, author, MessageKind.STEP, step.summary(), task_id=task_id, step=step
+    )
+    return NewEvent(chat_id, message)

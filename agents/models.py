@@ -82,6 +82,8 @@ class MessageKind(enum.StrEnum):
     PROGRESS = "progress"
     FOLLOWUP = "followup"
     NOTICE = "notice"
+    STEP = "step"
+    """A step of a sub-agent's work, in its own chat (docs/PROTOCOL.md, additions)."""
 
 
 class ChatKind(enum.StrEnum):
@@ -228,6 +230,92 @@ class Task:
         }
 
 
+class StepAction(enum.StrEnum):
+    """What a sub-agent did at one step of its work (a ``step`` message's ``step``)."""
+
+    TOOL_CALLED = "tool.called"
+    TOOL_RETURNED = "tool.returned"
+    TOOL_REFUSED = "tool.refused"
+    INSTRUCTION_RECEIVED = "instruction.received"
+    INSTRUCTION_ACKNOWLEDGED = "instruction.acknowledged"
+    TASK_STARTED = "task.started"
+
+
+class StepOutcome(enum.StrEnum):
+    OK = "ok"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step of a sub-agent's work as its chat shows it: which tool, what came back
+    (how many fields, ok or failed and a reason code), a child task it started.
+
+    It never holds a value a tool returned or an argument it was given: a step is what
+    a transcript may say of the work without repeating the records it touched.
+    """
+
+    action: StepAction
+    tool: str | None = None
+    outcome: StepOutcome | None = None
+    reason: str | None = None
+    """A code (``tool_error``, ``no_such_tool``, ``not_found``...), never a message."""
+    fields: int | None = None
+    task_id: str | None = None
+    """``task.started``: the child task, with its ``chat_id`` and ``title``."""
+    chat_id: str | None = None
+    title: str | None = None
+
+    def summary(self) -> str:
+        """The step in words, for the message's ``text``: "records.lookup returned 3 fields"."""
+        tool = self.tool or "A tool"
+        match self.action:
+            case StepAction.TOOL_CALLED:
+                return f"Called {tool}."
+            case StepAction.TOOL_RETURNED if self.outcome is StepOutcome.FAILED:
+                return f"{tool} failed ({self.reason or 'error'})."
+            case StepAction.TOOL_RETURNED:
+                if self.fields is None:
+                    return f"{tool} returned."
+                return f"{tool} returned {self.fields} field{'' if self.fields == 1 else 's'}."
+            case StepAction.TOOL_REFUSED:
+                return f"{tool} was not called ({self.reason or 'refused'})."
+            case StepAction.INSTRUCTION_RECEIVED:
+                return "New instructions received."
+            case StepAction.INSTRUCTION_ACKNOWLEDGED:
+                return "New instructions acknowledged."
+            case StepAction.TASK_STARTED:
+                return f"Started a sub-task: {self.title or 'background task'}."
+        raise AssertionError(self.action)  # pragma: no cover - every action is above
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"action": self.action.value}
+        for key in ("tool", "outcome", "reason", "fields", "task_id", "chat_id", "title"):
+            value = getattr(self, key)
+            if value is not None:
+                wire[key] = value.value if isinstance(value, enum.Enum) else value
+        return wire
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> Step:
+        outcome = data.get("outcome")
+        fields = data.get("fields")
+        return cls(
+            action=StepAction(data["action"]),
+            tool=_str_or_none(data.get("tool")),
+            outcome=StepOutcome(outcome) if outcome is not None else None,
+            reason=_str_or_none(data.get("reason")),
+            fields=int(fields) if fields is not None else None,
+            task_id=_str_or_none(data.get("task_id")),
+            chat_id=_str_or_none(data.get("chat_id")),
+            title=_str_or_none(data.get("title")),
+        )
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
 SERVER_AUTHOR = Author("switchboard", "Switchboard")
 """Who writes the server's own ``notice`` messages."""
 
@@ -251,6 +339,8 @@ class Message:
     """The phone call whose caller may hear this message: the call of the turn it
     answers, or of the turn that started the task it is news of (a caller's voice
     connection speaks only its own call's messages)."""
+    step: Step | None = None
+    """For ``kind`` ``step``: what the step was, structured (its ``text`` says it)."""
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {
@@ -264,6 +354,8 @@ class Message:
             wire["task_id"] = self.task_id
         if self.call is not None:
             wire["call"] = self.call
+        if self.step is not None:
+            wire["step"] = self.step.to_wire()
         return wire
 
 
@@ -379,6 +471,7 @@ def body_from_json(data: Mapping[str, Any]) -> EventBody:
             # would change with nothing; a fresh one per read is still unique.
             message_id=data.get("message_id") or new_id("msg"),
             call=data.get("call"),
+            step=Step.from_wire(data["step"]) if data.get("step") else None,
         )
     if data["type"] == "message.delta":
         return MessageDelta(str(data["message_id"]), str(data["text"]))

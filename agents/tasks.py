@@ -47,7 +47,17 @@ from agents.exceptions import (
     SwitchboardError,
     ToolError,
 )
-from agents.models import AgentDefinition, MessageKind, Principal, Role, Task, TaskState
+from agents.models import (
+    AgentDefinition,
+    MessageKind,
+    Principal,
+    Role,
+    Step,
+    StepAction,
+    StepOutcome,
+    Task,
+    TaskState,
+)
 from agents.ownership import NO_SUCH_PATIENT, may_call_about
 from agents.tools import Tool, ToolContext, ToolResult
 
@@ -59,6 +69,17 @@ _tracer = trace.get_tracer("switchboard.agents")
 
 MAX_STEPS = 64
 """A sub-agent that has not finished after this many steps fails: no endless loops."""
+
+
+def _failed(tool: str, reason: str) -> Step:
+    return Step(StepAction.TOOL_RETURNED, tool=tool, outcome=StepOutcome.FAILED, reason=reason)
+
+
+def _refused(tool: str, error: str | None) -> Step:
+    """A call the runtime did not make: a tool the agent lacks, or a patient out of scope
+    (which is answered as one that does not exist)."""
+    reason = "not_found" if error == NO_SUCH_PATIENT else "no_such_tool"
+    return Step(StepAction.TOOL_REFUSED, tool=tool, outcome=StepOutcome.FAILED, reason=reason)
 
 
 class _ToolFailed(Exception):
@@ -232,6 +253,9 @@ class TaskRunner:
                 )
                 refusal = None
                 step = await brain.step(work)
+                if new:
+                    # The brain has heard them: the chat says so, whatever it does next.
+                    await self._steps(Step(StepAction.INSTRUCTION_ACKNOWLEDGED))
                 if isinstance(step, Finish):
                     return step
                 if isinstance(step, Note):
@@ -251,7 +275,11 @@ class TaskRunner:
             if isinstance(step, CallTool):
                 assert call is not None
                 try:
-                    record = call if isinstance(call, StepRecord) else await self._run_call(call)
+                    if isinstance(call, StepRecord):
+                        record = call
+                        await self._steps(_refused(step.tool, call.error))
+                    else:
+                        record = await self._run_call(call)
                 except _ToolFailed as failure:
                     # The tool itself failed: that fails this task, and only this one.
                     return Finish(result=str(failure), failed=True)
@@ -330,7 +358,7 @@ class TaskRunner:
             )
         )
         if isinstance(step, Note):
-            await self.runtime.post(self.task.chat_id, self.agent, step.text, task_id=self.id)
+            await self._steps(Step(StepAction.INSTRUCTION_ACKNOWLEDGED), then=step.text)
             self._history.append(StepRecord(step))
         else:
             # The brain wants to act on it: its next regular step hears it as new.
@@ -361,11 +389,13 @@ class TaskRunner:
     async def _run_call(self, call: _StartedCall) -> StepRecord:
         tool = call.tool
         step = CallTool(tool.name, call.args)
+        await self._steps(Step(StepAction.TOOL_CALLED, tool=tool.name))
         self._started.append(call)
         try:
             result: ToolResult = await tool.run(call.ctx, call.args)
         except ToolError as exc:
             self._started.remove(call)
+            await self._steps(_failed(tool.name, "tool_error"))
             raise _ToolFailed(f"{self.agent.name} could not finish: {exc}") from exc
         except Exception as exc:
             self._started.remove(call)
@@ -373,13 +403,29 @@ class TaskRunner:
                 "tool raised",
                 extra={"task_id": self.id, "tool": tool.name, "error": type(exc).__name__},
             )
+            await self._steps(_failed(tool.name, "internal"))
             raise _ToolFailed(f"{self.agent.name} could not finish: {tool.name} failed.") from exc
         # A call that returned (or raised) has nothing left to undo unless it says so;
         # one interrupted by cancellation stays in _started for _clean_up.
         if not result.left_open:
             self._started.remove(call)
-        await self.runtime.post(self.task.chat_id, self.agent, result.text, task_id=self.id)
+        # What came back, counted and never quoted: the result's text follows as the
+        # sub-agent's own words.
+        returned = Step(
+            StepAction.TOOL_RETURNED,
+            tool=tool.name,
+            outcome=StepOutcome.OK,
+            fields=len(result.data),
+        )
+        await self._steps(returned, then=result.text)
         return StepRecord(step, result=result)
+
+    async def _steps(self, *steps: Step, then: str | None = None) -> None:
+        """Show *steps* of this sub-agent's work in its chat, then *then* (its words),
+        in one commit."""
+        await self.runtime.post_steps(
+            self.task.chat_id, self.agent, steps, task_id=self.id, then=then
+        )
 
     async def _delegate(self, step: Delegate, tg: TaskGroup) -> StepRecord:
         children = await self.runtime.start_tasks(
@@ -390,6 +436,15 @@ class TaskRunner:
             tg=tg,
             announce=step.text,
         )
+        started = []
+        for child in children:
+            view = child.task
+            started.append(
+                Step(
+                    StepAction.TASK_STARTED, task_id=view.id, chat_id=view.chat_id, title=view.title
+                )
+            )
+        await self._steps(*started)
         for child in children:
             await child.done.wait()
         if self.cancel_requested:

@@ -15,7 +15,18 @@ from typing import Any
 
 CONTROL_TYPES = frozenset({"welcome", "ack", "result", "error", "pong", "message.delta"})
 ROLES = frozenset({"user", "agent"})
-KINDS = frozenset({"reply", "progress", "followup", "notice"})
+KINDS = frozenset({"reply", "progress", "followup", "notice", "step"})
+"""``step`` is an addition (docs/PROTOCOL.md): a sub-agent's step, in its own chat."""
+STEP_ACTIONS = frozenset(
+    {
+        "tool.called",
+        "tool.returned",
+        "tool.refused",
+        "instruction.received",
+        "instruction.acknowledged",
+        "task.started",
+    }
+)
 ACTIVE_STATES = frozenset({"submitted", "working", "input_required", "cancelling"})
 TERMINAL_STATES = frozenset({"completed", "failed", "cancelled", "interrupted"})
 STATES = ACTIVE_STATES | TERMINAL_STATES
@@ -156,6 +167,14 @@ def _message_problems(event: Mapping[str, Any], where: str, *, voice: bool) -> l
         problems.append(f"{where}: task_id should be a task id, got {event['task_id']!r}")
     if event.get("role") == "user" and event.get("kind") != "reply":
         problems.append(f"{where}: a user message of kind {event.get('kind')!r}")
+    if event.get("kind") == "step":
+        step = event.get("step")
+        if not (isinstance(step, dict) and step.get("action") in STEP_ACTIONS):
+            problems.append(f"{where}: a step message without a known step.action: {step!r}")
+        elif step["action"] == "task.started" and not isinstance(step.get("chat_id"), str):
+            problems.append(f"{where}: task.started without the child's chat_id")
+        if event.get("role") != "agent" or "task_id" not in event:
+            problems.append(f"{where}: a step is an agent's, about its task")
     if "call" in event and not (isinstance(event["call"], str) and event["call"]):
         problems.append(f"{where}: call should be a call id, got {event['call']!r}")
     if voice and event.get("role") == "agent" and not isinstance(event.get("speak"), bool):
