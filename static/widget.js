@@ -164,10 +164,12 @@ export class RequestError extends Error {
  * state `connecting`, `open`, `reconnecting` ({delayMs}) or `closed` ({code});
  * `onWelcome(frame)`; `onReplayed()` once the replay after a welcome is applied;
  * `onDelta(frame)` for each `message.delta` (live only, never replayed).
+ * `onFrame(frame)` for any other server frame that answers no request (the Chats
+ * socket's `chats` and `chat`, PROTOCOL.md additions).
  * `fetchAfter(after, limit)` returns stored events (HTTP) to fill a gap.
  */
 export class StreamConnection {
-  constructor({ url, hello, fetchAfter, onEvent, onStatus, onWelcome, onReplayed, onResync, onDelta }) {
+  constructor({ url, hello, fetchAfter, onEvent, onStatus, onWelcome, onReplayed, onResync, onDelta, onFrame }) {
     this.url = url;
     this.hello = hello;
     this.fetchAfter = fetchAfter;
@@ -177,6 +179,7 @@ export class StreamConnection {
     this.onReplayed = onReplayed ?? (() => {});
     this.onResync = onResync ?? (() => {});
     this.onDelta = onDelta ?? (() => {});
+    this.onFrame = onFrame ?? (() => {});
     this.lastSeq = 0;
     this.replayed = false;
     this._ws = null;
@@ -290,6 +293,10 @@ export class StreamConnection {
     }
     if (frame.type === "message.delta") {
       this.onDelta(frame);
+      return;
+    }
+    if (frame.id === undefined && frame.type !== "error") {
+      this.onFrame(frame);
       return;
     }
     if (frame.type === "error" && frame.code === "resync" && frame.id === undefined) {
@@ -531,6 +538,18 @@ header {
   align-self: center; max-width: 95%; background: transparent; color: var(--sb-muted);
   font-size: 0.875rem; text-align: center; border: 1px dashed var(--sb-border);
 }
+.msg.step {
+  align-self: stretch; max-width: none; display: flex; flex-wrap: wrap; align-items: baseline; gap: 8px;
+  padding: 3px 10px; border-radius: 6px; background: transparent; font-size: 0.875rem;
+  border-left: 3px solid var(--sb-accent);
+}
+.msg.step[data-outcome="failed"] { border-left-color: var(--sb-bad); }
+.msg.step .step-label {
+  font-size: 0.7rem; font-weight: 700; text-transform: uppercase; letter-spacing: 0.04em; color: var(--sb-muted);
+  min-width: 7.5em;
+}
+.msg.step .text { flex: 1 1 12em; }
+.msg.step time { font-size: 0.75rem; color: var(--sb-muted); font-variant-numeric: tabular-nums; }
 .msg.pending { opacity: 0.7; }
 .msg.streaming .meta time { visibility: hidden; }
 .msg.streaming .text > :last-child::after { content: "…"; opacity: 0.6; }
@@ -672,6 +691,27 @@ function el(tag, props = {}, ...children) {
 function timeLabel(ts) {
   const date = new Date(ts);
   return Number.isNaN(date.getTime()) ? "" : date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+
+const STEP_LABELS = {
+  "tool.called": "Tool call",
+  "tool.returned": "Result",
+  "tool.refused": "Not called",
+  "instruction.received": "Instructions",
+  "instruction.acknowledged": "Acknowledged",
+  "task.started": "Sub-task",
+};
+
+function stepLabel(action, outcome) {
+  if (action === "tool.returned" && outcome === "failed") return "Failed";
+  return STEP_LABELS[action] ?? "Step";
+}
+
+function stepTime(ts) {
+  const date = new Date(ts);
+  return Number.isNaN(date.getTime())
+    ? ""
+    : date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
 }
 
 function serverBase(attribute) {
@@ -1199,6 +1239,7 @@ export class SwitchboardChat extends BaseElement {
   }
 
   _messageNode(event) {
+    if (event.kind === "step") return this._stepNode(event);
     const mine = event.role === "user" && event.author?.id === this._sub;
     const author = mine ? "You" : event.author?.name || (event.role === "user" ? "Person" : "Agent");
     const badge =
@@ -1220,6 +1261,43 @@ export class SwitchboardChat extends BaseElement {
         el("time", { dateTime: event.ts, text: timeLabel(event.ts) }),
       ),
       this._textNode(event),
+    );
+  }
+
+  /**
+   * One step of a sub-agent's work (PROTOCOL.md, additions: a sub-agent's steps): a
+   * compact line with what kind of step it was, its words, and when; a child task's
+   * step links to that task's chat.
+   */
+  _stepNode(event) {
+    const step = event.step && typeof event.step === "object" ? event.step : {};
+    const action = typeof step.action === "string" ? step.action : "";
+    const label = stepLabel(action, step.outcome);
+    const text = el("span", { class: "text plain", text: event.text ?? "" });
+    let link = null;
+    if (action === "task.started" && typeof step.chat_id === "string" && step.chat_id) {
+      link = el("a", {
+        class: "step-open",
+        href: new URL(`/chats/${encodeURIComponent(step.chat_id)}`, serverBase(this.getAttribute("server"))).href,
+        text: "Open its chat",
+        "aria-label": `Open the chat of ${step.title || "the sub-task"}`,
+      });
+    }
+    return el(
+      "li",
+      {
+        class: "msg step",
+        "data-seq": String(event.seq),
+        "data-role": event.role,
+        "data-kind": "step",
+        "data-action": action,
+        "data-outcome": typeof step.outcome === "string" ? step.outcome : undefined,
+        "data-task-id": event.task_id,
+      },
+      el("span", { class: "step-label", text: label }),
+      text,
+      link,
+      el("time", { dateTime: event.ts, text: stepTime(event.ts) }),
     );
   }
 

@@ -236,6 +236,10 @@ async def test_the_demo_page_the_chats_view_and_a_sub_agent_chat_pass_axe(
     await chats.goto("/chats")
     await expect(chats.locator("li.task-chat")).to_have_count(1)
     assert await axe_violations(chats) == []
+    await chats.locator("li.task-chat a.chat-link").click()
+    await expect(widget(chats).locator(".status")).to_have_attribute("data-state", "open")
+    await expect(messages(chats, kind="step").first).to_be_visible()
+    assert await axe_violations(chats) == []
     browsing.assert_clean()
 
 
@@ -433,6 +437,92 @@ async def test_outreach_chips_go_from_working_to_completed_then_the_roll_up(
     await screenshot(page, "widget.png")
     await chats.bring_to_front()
     await screenshot(chats, "chats.png")
+    browsing.assert_clean()
+
+
+def chats_requests(browsing: Browsing) -> list[str]:
+    """The HTTP requests for the chat list (``GET /v1/chats``): polling, if any."""
+    return [u for u in browsing.urls if re.search(r"/v1/chats(\?|$)", u)]
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(120)
+async def test_the_chats_view_is_live_filters_marks_news_and_opens_a_chat_in_place(
+    browser: Browser, server_factory: Any
+) -> None:
+    server = server_factory(SWITCHBOARD_TOOL_LATENCY_SCALE=RUNNING_SCALE)
+    browsing = browsing_for(browser, server)
+    context = await browsing.person(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+    page = await open_demo(context)
+    chats = await context.new_page()
+    await chats.goto("/chats")
+    await expect(chats.locator("#status")).to_have_attribute("data-state", "live")
+    await expect(chats.locator('li.conversation[data-kind="conversation"]')).to_have_count(1)
+    assert chats_requests(browsing) == []
+
+    # A new task appears within a second of its card in the widget, with no request.
+    await say(page, PRIOR_AUTH)
+    await expect(chips(page)).to_have_count(1)
+    started = anyio.current_time()
+    task_chat = chats.locator("li.task-chat")
+    await expect(task_chat).to_have_count(1, timeout=5_000)
+    took = anyio.current_time() - started
+    assert took < 1.0, f"the Chats view showed the task {took:.2f} s after the widget"
+    await expect(task_chat).to_have_attribute("data-state", "working")
+    # Never opened: it has news.
+    await expect(task_chat).to_have_attribute("data-unread", "true")
+    await expect(task_chat.locator(".unread")).to_be_visible()
+
+    # Filters: a working task is under Running, not under Done.
+    await chats.get_by_role("radio", name=re.compile(r"^Done")).check()
+    await expect(task_chat).to_have_count(0)
+    await expect(chats.locator("#no-match")).to_be_visible()
+    await chats.get_by_role("radio", name=re.compile(r"^Running")).check()
+    await expect(task_chat).to_have_count(1)
+    await expect(chats.get_by_role("radio", name=re.compile(r"^Running"))).to_be_checked()
+    # Search: by title, or nothing.
+    await chats.get_by_label("Search chats").fill("no such thing")
+    await expect(task_chat).to_have_count(0)
+    await chats.get_by_label("Search chats").fill("ozempic")
+    await expect(task_chat).to_have_count(1)
+    await chats.get_by_label("Search chats").fill("")
+    await chats.get_by_role("radio", name=re.compile(r"^All")).check()
+
+    # Opened with the keyboard, in place: the same page, the panel shows the sub-agent.
+    pages_before = len(context.pages)
+    link = task_chat.locator("a.chat-link")
+    await link.focus()
+    await chats.keyboard.press("Enter")
+    panel = chats.locator("#panel")
+    await expect(panel).to_be_visible()
+    assert chats.url == f"{server.http}/chats"
+    assert len(context.pages) == pages_before
+    await expect(chats.locator("#panel-title")).to_be_focused()
+    await expect(chats.locator("#panel-title")).to_have_text("Prior auth: Ozempic for Dana W.")
+    await expect(widget(chats).locator(".status")).to_have_attribute("data-state", "open")
+    await expect(task_chat).to_have_attribute("data-unread", "false")
+    # The sub-agent's steps, each with its time; the owner's controls are there.
+    step = messages(chats, kind="step", action="tool.called")
+    await expect(step).to_have_count(1)
+    await expect(step.locator("time")).to_have_attribute("datetime", re.compile(r"^\d{4}-"))
+    await expect(widget(chats).locator("textarea")).to_be_visible()
+    assert await axe_violations(chats) == []
+
+    # While it is open its news is read; closed, later news marks it again.
+    await chats.keyboard.press("Escape")
+    await expect(panel).to_be_hidden()
+    await expect(link).to_be_focused()
+    await expect(task_chat).to_have_attribute("data-state", "completed", timeout=60_000)
+    await expect(task_chat).to_have_attribute("data-unread", "true")
+    await chats.get_by_role("radio", name=re.compile(r"^Done")).check()
+    await expect(task_chat).to_have_count(1)
+
+    # A reload keeps what was read: the marker comes from this browser's storage.
+    await link.click()
+    await expect(task_chat).to_have_attribute("data-unread", "false")
+    await chats.reload()
+    await expect(chats.locator("li.task-chat")).to_have_attribute("data-unread", "false")
+    assert chats_requests(browsing) == [], "the Chats view polled"
     browsing.assert_clean()
 
 

@@ -48,3 +48,13 @@ test("the connection hands deltas on and keeps its seq", () => {
   assert.equal(connection.lastSeq, 1);
   assert.equal(events[0].message_id, "m1");
 });
+
+test("frames that answer no request reach onFrame (the Chats socket's chats and chat)", () => {
+  const seen = [];
+  const connection = new StreamConnection({ url: "ws://x", hello: () => ({}), onEvent: () => {}, onFrame: (f) => seen.push(f.type) });
+  connection._receive(JSON.stringify({ type: "chats", chats: [] }));
+  connection._receive(JSON.stringify({ type: "chat", chat: { id: "c" } }));
+  connection._receive(JSON.stringify({ type: "pong", id: "p1" }));
+  connection._receive(JSON.stringify({ type: "error", code: "bad_frame", message: "x" }));
+  assert.deepEqual(seen, ["chats", "chat"]);
+});

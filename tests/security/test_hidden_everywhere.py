@@ -11,10 +11,12 @@ fail, so nothing new escapes the check by being forgotten.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import itertools
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -89,6 +91,7 @@ ROUTES: Mapping[tuple[str, str], Kind] = {
     ("GET", "/metrics"): Kind.PUBLIC,
     ("WS", "/v1/conversations/{conversation_id}/ws"): Kind.RECORD,
     ("WS", "/v1/chats/{chat_id}/ws"): Kind.RECORD,
+    ("WS", "/v1/chats/ws"): Kind.LIST,
     ("GET", "/"): Kind.PAGE,
     ("GET", "/chats"): Kind.PAGE,
     ("GET", "/chats/{chat_id}"): Kind.PAGE,
@@ -236,6 +239,9 @@ def strangers(demo_visitor: str, demo_sub: str) -> list[Caller]:
     ]
 
 
+CHAT_LIST_PATH = "/v1/chats/ws"
+"""The Chats view's socket: a list, and live news of what joins or changes in it."""
+
 OWNER = token("pat")
 NEIGHBOUR = token("bob")
 NOT_FOUND_BODY = b'{"error":{"code":"not_found","message":"not found"}}'
@@ -266,10 +272,12 @@ async def socket_answer(url: str, caller: Caller) -> tuple[Any, ...]:
             if caller.token is not None and not caller.on_upgrade:
                 hello["token"] = caller.token
             await socket.send(json.dumps(hello))
+            # The Chats view's socket: its list follows the welcome at once.
+            until = "chats" if url.endswith(CHAT_LIST_PATH) else "welcome"
             try:
                 while True:
                     frames.append(json.loads(await socket.recv()))
-                    if frames[-1].get("type") == "welcome":
+                    if frames[-1].get("type") == until:
                         return ("welcome", frames)
             except ConnectionClosed as exc:
                 if exc.rcvd is None:
@@ -382,6 +390,41 @@ def check_trail(rows: list[dict[str, Any]], caller: Caller, records: Records, wh
 
 
 # -- the end-to-end probe ----------------------------------------------------------------
+
+
+@asynccontextmanager
+async def listening(
+    server: ServerProcess, callers: list[Caller]
+) -> AsyncIterator[list[tuple[Caller, Wire]]]:
+    """The Chats-view socket of every stranger who can open one, open while the owner
+    works: what it hears of the owner's records is what :func:`hear_nothing_of` checks."""
+    async with contextlib.AsyncExitStack() as stack:
+        lists: list[tuple[Caller, Wire]] = []
+        for caller in callers:
+            if not caller.authenticated or caller.token is None:
+                continue
+            socket = await stack.enter_async_context(connect(server.ws + CHAT_LIST_PATH))
+            wire = Wire(socket)
+            await socket.send(json.dumps({"type": "hello", "token": caller.token}))
+            assert (await wire.recv())["type"] == "welcome", caller.name
+            listed = await wire.recv()
+            assert listed == {"type": "chats", "chats": []}, (caller.name, listed)
+            lists.append((caller, wire))
+        yield lists
+
+
+async def hear_nothing_of(lists: list[tuple[Caller, Wire]], records: Records) -> None:
+    """No stranger's Chats view heard of the owner's conversation or tasks."""
+    for caller, wire in lists:
+        with anyio.move_on_after(0.3):
+            while True:
+                await wire.recv()
+        heard = [f for f in wire.frames[2:] if f.get("type") != "pong"]
+        assert heard == [], (caller.name, heard)
+        assert not leaked(json.dumps(wire.frames), records), caller.name
+        pong = await wire.request({"type": "ping"})
+        assert pong["type"] == "pong", (caller.name, pong)
+
 
 PRIOR_AUTH = "Start a prior authorization for Ozempic for Dana"
 SECOND_PRIOR_AUTH = "Start a prior authorization for Mounjaro for Evan"
@@ -669,7 +712,9 @@ async def test_strangers_get_what_a_random_id_gets_on_every_route(server_factory
             for caller in callers
         }
 
-    records = await owners_records(server)
+    async with listening(server, callers) as lists:
+        records = await owners_records(server)
+        await hear_nothing_of(lists, records)
     await probe_routes(server, routes, callers, records, lists_before)
 
     # Socket commands, on sockets of someone else's (and of the owner's, elsewhere).
@@ -786,6 +831,13 @@ async def test_a_patient_reaches_no_other_patients_record_on_any_route(
                     answer = await prober.answer(route, caller, ids)
                     assert answer[0] in (200, 202, 409, "welcome"), (what, ids, answer)
                 probed += 1
+            elif route.kind is Kind.LIST and route.method == "WS":
+                state, frames = await prober.answer(route, caller, {})
+                assert state == "welcome", (what, frames)
+                (listed,) = [f["chats"] for f in frames if f.get("type") == "chats"]
+                assert records.live_chat in {c["id"] for c in listed}, (what, listed)
+                assert not leaked(json.dumps(frames), evans), (what, frames)
+                probed += 1
             elif route.kind is Kind.LIST:
                 ids = {"conversation": records.conversation_id}
                 status, body, _ = await prober.answer(route, caller, ids)
@@ -796,7 +848,7 @@ async def test_a_patient_reaches_no_other_patients_record_on_any_route(
                 assert not leaked(body, evans), (what, body)
                 probed += 1
     # Every route that names a task or a task's chat, and the lists, with their HEADs.
-    assert probed >= 9, probed
+    assert probed >= 10, probed
 
     # Socket commands on the owner's conversation, as Dana: Evan's task is not there.
     url = conversation_ws(server, records.conversation_id)
