@@ -507,6 +507,7 @@ async def test_the_chats_view_is_live_filters_marks_news_and_opens_a_chat_in_pla
     await expect(step.locator("time")).to_have_attribute("datetime", re.compile(r"^\d{4}-"))
     await expect(widget(chats).locator("textarea")).to_be_visible()
     assert await axe_violations(chats) == []
+    await screenshot(chats, "chats-open.png")
 
     # While it is open its news is read; closed, later news marks it again.
     await chats.keyboard.press("Escape")
