@@ -162,6 +162,9 @@ class ChatListSession(Session):
 
     async def _take(self, event: StreamEvent) -> None:
         assert self.principal is not None
+        if time.time() >= self.expires_at:
+            # The watcher may not have run yet: nothing leaves on an expired token.
+            raise _Close(CloseCode.UNAUTHORIZED)
         applied = self.chats.apply(event)
         for chat_id in applied.unknown:
             body = event.body
@@ -186,8 +189,6 @@ class ChatListSession(Session):
 
     async def _audit_new_chat(self, chat: Chat) -> None:
         assert self.principal is not None
-        if time.time() >= self.expires_at:
-            raise _Close(CloseCode.UNAUTHORIZED)
         await self.node.audit.record(
             AuditEntry(
                 type=AuditType.PHI_RECORD_VIEWED,

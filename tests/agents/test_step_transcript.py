@@ -151,3 +151,27 @@ async def test_steps_survive_the_store() -> None:
         (task,) = t.tasks()
         for message in steps(t.events(task.chat_id)):
             assert body_from_json(body_to_json(message)) == message
+
+
+async def test_visible_chat_is_the_ownership_check_and_writes_no_audit() -> None:
+    from agents.models import Principal, Role
+
+    async with lab() as t:
+        await t.runtime.say(PERSON, "fan 1 quick")
+        await t.wait_for(lambda: any(x.state.is_terminal for x in t.tasks()))
+        (task,) = t.tasks()
+        before = len(t.audit.entries)
+        seen = await t.host.visible_chat(PERSON, task.chat_id)
+        assert seen is not None
+        assert seen.task is not None
+        assert seen.task.id == task.id
+        assert (await t.host.visible_chat(PERSON, t.conversation.chat_id)) is not None
+        strangers = [
+            Principal(PERSON.workspace_id, "mallory", Role.PERSON, "Mallory"),
+            Principal("elsewhere", PERSON.id, Role.PERSON, "Pat"),
+            Principal(PERSON.workspace_id, "worker", Role.AGENT, "Worker"),
+        ]
+        for stranger in strangers:
+            for chat_id in (task.chat_id, t.conversation.chat_id, "chat_never"):
+                assert await t.host.visible_chat(stranger, chat_id) is None, stranger
+        assert len(t.audit.entries) == before
