@@ -897,13 +897,18 @@ async def test_a_caller_reaches_no_patients_record_on_any_route(server_factory: 
             if route.kind is Kind.RECORD and kinds <= {"task", "chat"}:
                 await probe_ids(prober, route, caller, hidden, what)
                 probed += 1
+            elif route.kind is Kind.LIST and route.method == "WS":
+                state, frames = await prober.answer(route, caller, {})
+                assert state == "welcome", (what, frames)
+                assert not leaked(json.dumps(frames), hidden), (what, frames)
+                probed += 1
             elif route.kind is Kind.LIST:
                 ids = {"conversation": records.conversation_id}
                 status, body, _ = await prober.answer(route, caller, ids)
                 assert status == 200, (what, body)
                 assert not leaked(body, hidden), (what, body)
                 probed += 1
-    assert probed >= 9, probed
+    assert probed >= 10, probed
 
     url = conversation_ws(server, records.conversation_id)
     async with open_wire(url, caller.token or "", client="voice", check=False) as wire:
