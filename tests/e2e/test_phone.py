@@ -185,6 +185,14 @@ async def phone(server: ServerProcess, espeak: EspeakSynthesizer) -> AsyncIterat
         yield line
 
 
+@pytest.fixture
+async def slow_payer_phone(server_factory: Any, espeak: EspeakSynthesizer) -> AsyncIterator[Phone]:
+    """A phone in front of a server whose payer takes 48 s to decide: long enough for a
+    caller to be verified and ask two more questions meanwhile."""
+    async with phone_for(server_factory(SWITCHBOARD_TOOL_LATENCY_SCALE="8"), espeak) as line:
+        yield line
+
+
 @contextlib.asynccontextmanager
 async def phone_for(server: ServerProcess, espeak: EspeakSynthesizer) -> AsyncIterator[Phone]:
     port = free_port()
@@ -250,6 +258,65 @@ async def test_a_caller_who_asks_for_a_prior_authorization_hears_the_agent_take_
     assert "confirmed" in heard, said
     assert "background" in heard, said
     assert "approved" in heard[heard.index("background") :], said
+
+
+@pytest.mark.timeout(180)
+async def test_the_prior_auth_call_is_woven_around_the_caller_and_never_over_them(
+    slow_payer_phone: Phone, espeak: EspeakSynthesizer
+) -> None:
+    """The seed's call, by phone: the caller asks, is asked who they are, keeps asking
+    while the payer decides, and hears the approval after the answer to their next
+    question, in a pause, never over their own voice."""
+    asks, identity, hours, provider = [
+        await synthesize_frames(espeak, text)
+        for text in (PRIOR_AUTH, IDENTITY, "what are your opening hours", "who is my provider")
+    ]
+    phone = slow_payer_phone
+    parameters = await phone.answer()
+    spoke: list[tuple[float, float]] = []
+    async with connect(phone.stream) as socket, anyio.create_task_group() as tg:
+        line = Line(socket)
+        tg.start_soon(line.listen)
+        await line.start(**parameters)
+        await line.silence(0.3)
+        spoke.append(await line.say(asks))
+        await line.wait_for_quiet(spoke[-1][1])
+        asked_who = time.monotonic()
+        spoke.append(await line.say(identity))
+        await line.wait_for_quiet(spoke[-1][1], quiet=1.5)
+        taken_on = time.monotonic()
+        # The payer decides in 6 s: both questions are asked while it does.
+        spoke.append(await line.say(hours))
+        await line.wait_for_quiet(spoke[-1][1])
+        spoke.append(await line.say(provider))
+        asked_provider = spoke[-1][1]
+        with anyio.fail_after(60):
+            while True:
+                await line.wait_for_quiet(asked_provider, quiet=1.5)
+                since = line.frames_between(asked_provider, time.monotonic())
+                if "approved" in words(await anyio.to_thread.run_sync(transcribe, since)):
+                    break
+                await line.silence(1)
+        tg.cancel_scope.cancel()
+
+    assert all(len(frame) == MULAW_FRAME_BYTES for _, frame in line.heard)
+    # Nothing was said over the caller: no audio reached the line while they spoke
+    # (the first 300 ms aside: an update that began as they did is cut by barge-in).
+    for began, ended in spoke:
+        over = [at for at, _ in line.heard if began + 0.3 < at < ended]
+        assert not over, f"{len(over)} frames over the caller at {began:.1f}-{ended:.1f}"
+    first = words(transcribe(line.frames_between(0, asked_who)))
+    assert "confirm" in first, " ".join(first)
+    assert "background" not in first, first
+    verified = words(transcribe(line.frames_between(asked_who, taken_on)))
+    assert "confirmed" in verified, verified
+    assert "background" in verified, verified
+    last = words(transcribe(line.frames_between(asked_provider, time.monotonic())))
+    # The answer to the question first, then the approval, at the pause after it.
+    assert "natarajan" in last or "provider" in last, last
+    assert "approved" in last, last
+    answer_at = max(last.index(w) for w in ("natarajan", "provider") if w in last)
+    assert answer_at < last.index("approved"), last
 
 
 @pytest.mark.parametrize("tamper", ["unsigned", "other caller", "other secret", "expired"])
