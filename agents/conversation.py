@@ -8,12 +8,21 @@ cancels tasks, audits the agents' reads, and stops the conversation once idle.
 
 Invariants:
 
-* Every change is stored, then published, under one lock per conversation
-  (:meth:`ConversationRuntime.commit`), so that live events reach listeners in
-  ``seq`` order and a task's record never goes backwards: after a terminal state,
-  updates are ignored (the first terminal state wins).
-* ``_tasks`` holds the latest stored record of every task of the conversation;
-  ``_runners`` holds exactly the tasks whose runner has not ended.
+* Every change is stored, then published, in the order it was asked for
+  (:meth:`ConversationRuntime.commit`): changes queue, and whoever holds the
+  conversation's lock stores all that are queued in one commit and publishes them in
+  one call, so that live events reach listeners in ``seq`` order and a burst of
+  updates (a subtree's terminal states, many sub-agents' progress) costs one round
+  trip to the store, not one each. A task's record never goes backwards: each change is
+  made to the record as the changes queued before it leave it, and after a terminal
+  state updates are ignored (the first terminal state wins).
+* ``_tasks`` holds the latest stored record of every task of the conversation that is
+  not yet settled, and of the last :data:`RECENT_TASKS` settled depth-1 tasks (for the
+  brain's summaries); ``_runners`` holds exactly the tasks whose runner has not ended.
+  A task is settled once it has ended and no one here needs it again: a depth-1 task
+  once followed up, a sub-task once its parent has ended (the parent reads its result
+  first). What a live conversation holds depends on what it is doing, not on how much
+  it has done; the store has the rest.
 * The conversation is idle when no socket is attached, no runner is live and the
   primary agent's inbox is empty; it stops once idle for ``idle_grace``.
 """
@@ -21,7 +30,7 @@ Invariants:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
@@ -88,6 +97,10 @@ from agents.tools import ToolBox
 
 log = logging.getLogger(__name__)
 
+RECENT_TASKS = 20
+"""How many settled depth-1 tasks a live conversation keeps in memory, newest first, so
+that its brain can still speak of finished work ("how did the prior auth go?")."""
+
 
 @dataclass(frozen=True, slots=True)
 class Services:
@@ -106,6 +119,24 @@ class Services:
     directory: PatientDirectory | None = None
     """The whole patient directory, against which phone callers are verified
     (:mod:`agents.callers`); without it no caller can be."""
+
+
+Records = dict[str, Task]
+"""Task records as the changes queued so far in a group will leave them."""
+
+
+@dataclass(eq=False, slots=True)
+class _Queued:
+    """One commit waiting for its place in the conversation's next group of commits."""
+
+    build: Callable[[Records], Changes | None]
+    """Called in queue order, under the lock, with the records as the commits before it
+    in the group leave them (which it updates with its own): what to store, or ``None``."""
+    then: Callable[[list[StreamEvent]], None] | None = None
+    """Called with its stored events once the group is stored, before it is published."""
+    stored: list[StreamEvent] = field(default_factory=list)
+    error: SwitchboardError | None = None
+    taken: bool = False
 
 
 class ConversationRuntime:
@@ -133,6 +164,9 @@ class ConversationRuntime:
         self.primary = self._agents[conversation.agent_id]
         self.team = tuple(self._agents.values())
         self._lock = anyio.Lock()
+        # Unbounded by count but not by size: each entry is one coroutine awaiting its
+        # commit, and the conversation's inbox, instructions and runners are bounded.
+        self._queued: list[_Queued] = []
         self.patient_scope: str | None = None
         """The one patient this conversation may be about (agents.ownership): that of the
         last patient who spoke in it (staff speaking do not widen it), or of the caller
@@ -142,9 +176,12 @@ class ConversationRuntime:
         self._tasks: dict[str, Task] = {t.id: t for t in tasks}
         self._runners: dict[str, TaskRunner] = {}
         self._batches: dict[str, list[str]] = {}
+        self._children: dict[str, list[str]] = {}
         for task in self._tasks.values():
-            if task.batch_id is not None:
+            if task.batch_id is not None and not task.followed_up:
                 self._batches.setdefault(task.batch_id, []).append(task.id)
+            if task.parent_id is not None:
+                self._children.setdefault(task.parent_id, []).append(task.id)
         self._interrupted_here: set[str] = set()
         self._fence = None if fence is None else Fence(conversation.id, fence)
         self.fenced = False
@@ -160,6 +197,11 @@ class ConversationRuntime:
                 and not task.followed_up
             ):
                 self._primary_agent.queue_news(task.id, {})
+        # Nothing runs yet: every ended task's sub-tasks have been read by it already.
+        for task in list(self._tasks.values()):
+            if task.state.is_terminal:
+                self._forget_children(task.id)
+        self._forget_settled()
         self._tg: TaskGroup | None = None
         self._attached = 0
         self._idle_since: float | None = None
@@ -246,6 +288,7 @@ class ConversationRuntime:
             "attached": self._attached,
             "live_tasks": len(self._runners),
             "known_tasks": len(self._tasks),
+            "batches": len(self._batches),
             "inbox": self._primary_agent.inbox_length,
         }
 
@@ -308,11 +351,28 @@ class ConversationRuntime:
         return self._primary_agent.interrupt_turn()
 
     def visible_tasks(self, principal: Principal) -> list[Task]:
-        """The tasks of this conversation *principal* may see, oldest first."""
+        """The tasks this runtime holds (see :data:`RECENT_TASKS`) that *principal* may
+        see, oldest first."""
         return [t for t in self._tasks.values() if may_access_task(principal, t)]
 
     def task_record(self, task_id: str) -> Task:
+        """The record of a task that is not settled (raises ``KeyError`` for others)."""
         return self._tasks[task_id]
+
+    def known_task(self, task_id: str) -> Task | None:
+        """The record of *task_id* if this runtime still holds it (see :data:`RECENT_TASKS`)."""
+        return self._tasks.get(task_id)
+
+    async def _stored_task(self, principal: Principal, task_id: str) -> Task | None:
+        """A settled task of this conversation, from the store, if *principal* may see it."""
+        task = await self.services.store.get_task(self.conversation.workspace_id, task_id)
+        if (
+            task is None
+            or task.conversation_id != self.conversation.id
+            or not may_access_task(principal, task)
+        ):
+            return None
+        return task
 
     def find_task(self, principal: Principal, task_id: str) -> Task | None:
         """The task if it exists here and *principal* may see it, else ``None``."""
@@ -331,6 +391,8 @@ class ConversationRuntime:
         """
         task = self.find_task(principal, task_id)
         if task is None:
+            if await self._stored_task(principal, task_id) is not None:
+                raise Conflict("the task has already ended")  # and settled
             raise NotFound("task")
         runner = self._runners.get(task_id)
         if runner is None or task.state.is_terminal or task.state is TaskState.CANCELLING:
@@ -364,7 +426,10 @@ class ConversationRuntime:
         """
         task = self.find_task(principal, task_id)
         if task is None:
-            raise NotFound("task")
+            settled = await self._stored_task(principal, task_id)
+            if settled is None:
+                raise NotFound("task")
+            return settled
         runner = self._runners.get(task_id)
         if runner is None or task.state.is_terminal or task.state is TaskState.CANCELLING:
             return task
@@ -417,11 +482,82 @@ class ConversationRuntime:
             raise
 
     async def commit(self, changes: Changes) -> list[StreamEvent]:
-        """Store *changes*, then publish their events, in ``seq`` order."""
-        async with self._lock:
-            events = await self._store_commit(changes)
-            await self._publish(events)
-        return events
+        """Store *changes*, then publish their events, in ``seq`` order.
+
+        Raises what the store raises (:class:`Unavailable`, :class:`Fenced`): then
+        nothing of it was stored.
+        """
+        return await self._commit_queued(lambda records: changes)
+
+    async def _commit_queued(
+        self,
+        build: Callable[[Records], Changes | None],
+        then: Callable[[list[StreamEvent]], None] | None = None,
+    ) -> list[StreamEvent]:
+        """Take a place in the queue of commits; return once it is stored and published."""
+        queued = _Queued(build, then)
+        self._queued.append(queued)
+        try:
+            async with self._lock:
+                if not queued.taken:
+                    await self._commit_group()
+        except BaseException:
+            # Cancelled while waiting for the lock: it leaves the queue unstored.
+            if not queued.taken:
+                self._queued.remove(queued)
+            raise
+        if queued.error is not None:
+            raise queued.error
+        return queued.stored
+
+    async def _commit_group(self) -> None:
+        """Store every queued commit in one transaction, then publish it in one call.
+
+        Called under the lock. The store round trip is shielded: the commits of others
+        are in it, and the store bounds its own waits.
+        """
+        group, self._queued = self._queued, []
+        records: Records = {}
+        built: list[tuple[_Queued, Changes]] = []
+        for queued in group:
+            queued.taken = True
+            changes = queued.build(records)
+            if changes is not None:
+                built.append((queued, changes))
+        if not built:
+            return
+        if len(built) == 1:
+            merged = built[0][1]
+        else:
+            tasks: dict[str, Task] = {}
+            for _, changes in built:
+                # One row per task in a transaction: the last change of it is the record.
+                tasks.update((t.id, t) for t in changes.tasks)
+            merged = Changes(
+                chats=[c for _, changes in built for c in changes.chats],
+                tasks=list(tasks.values()),
+                events=[e for _, changes in built for e in changes.events],
+            )
+        with anyio.CancelScope(shield=True):
+            try:
+                stored = await self._store_commit(merged)
+            except SwitchboardError as exc:
+                for queued, _ in built:
+                    queued.error = exc
+                return
+            for task in merged.tasks:
+                self._tasks[task.id] = task
+            at = 0
+            for queued, changes in built:
+                queued.stored = stored[at : at + len(changes.events)]
+                at += len(changes.events)
+                if queued.then is not None:
+                    queued.then(queued.stored)
+            await self._publish(stored)
+
+    def _record(self, records: Records, task_id: str) -> Task:
+        """A task's record as the commits queued before this one leave it."""
+        return records.get(task_id) or self._tasks[task_id]
 
     async def _publish(self, events: list[StreamEvent]) -> None:
         try:
@@ -490,14 +626,18 @@ class ConversationRuntime:
             task_id=task_id,
             call=call,
         )
-        async with self._lock:
-            updated = [replace(self._tasks[i], followed_up=True) for i in task_ids]
-            (event,) = await self._store_commit(
-                Changes(tasks=updated, events=[NewEvent(self.conversation.chat_id, message)])
-            )
-            for task in updated:
-                self._tasks[task.id] = task
-            await self._publish([event])
+
+        def build(records: Records) -> Changes:
+            updated = [replace(self._record(records, i), followed_up=True) for i in task_ids]
+            records.update((t.id, t) for t in updated)
+            return Changes(tasks=updated, events=[NewEvent(self.conversation.chat_id, message)])
+
+        (event,) = await self._commit_queued(build)
+        for task_id in task_ids:
+            batch_id = self._tasks[task_id].batch_id
+            if batch_id is not None:
+                self._batches.pop(batch_id, None)
+        self._forget_settled()
         return event
 
     async def update_task(
@@ -514,16 +654,17 @@ class ConversationRuntime:
         A move the state machine forbids (anything after a terminal state) is ignored:
         the first terminal state wins. Returns the task as stored.
         """
-        async with self._lock:
-            current = self._tasks[task_id]
-            if current.state.is_terminal:
-                return current
-            if (
+        outcome: list[Task] = []
+
+        def build(records: Records) -> Changes | None:
+            current = self._record(records, task_id)
+            if current.state.is_terminal or (
                 state is not None
                 and state is not current.state
                 and not can_move(current.state, state)
             ):
-                return current
+                outcome.append(current)
+                return None
             updated = replace(
                 current,
                 state=state or current.state,
@@ -531,20 +672,20 @@ class ConversationRuntime:
                 result=result if result is not None else current.result,
                 updated_at=utcnow(),
             )
-            events = await self._store_commit(
-                Changes(tasks=[updated], events=[*self._task_events(updated), *messages])
-            )
-            self._tasks[task_id] = updated
-            await self._publish(events)
-        return updated
+            records[task_id] = updated
+            outcome.append(updated)
+            return Changes(tasks=[updated], events=[*self._task_events(updated), *messages])
+
+        await self._commit_queued(build)
+        return outcome[0]
 
     async def _store_tasks(self, tasks: Sequence[Task], extra: Sequence[NewEvent] = ()) -> None:
-        async with self._lock:
-            # A copy made before the lock was taken (a cancel's "cancelling") must never
+        def build(records: Records) -> Changes:
+            # A copy made before its turn came (a cancel's "cancelling") must never
             # overwrite a terminal state stored meanwhile: the first terminal state wins.
             current = []
             for t in tasks:
-                known = self._tasks.get(t.id)
+                known = records.get(t.id) or self._tasks.get(t.id)
                 if known is not None and known.state.is_terminal:
                     continue
                 if known is not None and known.updated_at > t.updated_at:
@@ -554,12 +695,11 @@ class ConversationRuntime:
                         continue
                     t = replace(known, state=t.state, updated_at=utcnow())
                 current.append(t)
-            tasks = current
-            events = [e for t in tasks for e in self._task_events(t)]
-            stored = await self._store_commit(Changes(tasks=list(tasks), events=[*events, *extra]))
-            for task in tasks:
-                self._tasks[task.id] = task
-            await self._publish(stored)
+            records.update((t.id, t) for t in current)
+            events = [e for t in current for e in self._task_events(t)]
+            return Changes(tasks=current, events=[*events, *extra])
+
+        await self._commit_queued(build)
 
     def _task_events(self, task: Task) -> list[NewEvent]:
         # Every task shows in the conversation's stream (the person sees all of them)
@@ -752,13 +892,12 @@ class ConversationRuntime:
             if announce_id is not None:
                 said = replace(said, message_id=announce_id)
             events.append(NewEvent(chat_id, said))
-        async with self._lock:
-            stored = await self._store_commit(
-                Changes(chats=chats, tasks=tasks, events=[*events, *firsts])
-            )
-            runners = []
+        runners: list[TaskRunner] = []
+
+        def started(stored: list[StreamEvent]) -> None:
+            # Before the group is published: a cancel seen after the announcement finds
+            # every runner in the tree.
             for task, agent in zip(tasks, agents, strict=True):
-                self._tasks[task.id] = task
                 runner = TaskRunner(self, task, agent, parent)
                 self._runners[task.id] = runner
                 if parent is not None:
@@ -766,7 +905,11 @@ class ConversationRuntime:
                 runners.append(runner)
             if batch_id is not None:
                 self._batches[batch_id] = [t.id for t in tasks]
-            await self._publish(stored)
+            if parent is not None:
+                self._children.setdefault(parent.id, []).extend(t.id for t in tasks)
+
+        changes = Changes(chats=chats, tasks=tasks, events=[*events, *firsts])
+        await self._commit_queued(lambda records: changes, started)
         self._busy()
         for runner in runners:
             tg.start_soon(runner.run)
@@ -788,7 +931,34 @@ class ConversationRuntime:
             self._primary_agent.queue_news(runner.id, runner.data)
         else:
             runner.parent.children.pop(runner.id, None)
+        # Its sub-tasks ended before it, and it has read their results.
+        self._forget_children(runner.id)
         self.note_activity()
+
+    def _forget_children(self, task_id: str) -> None:
+        """Let the records of *task_id*'s ended sub-tasks, and theirs, leave memory."""
+        for child_id in self._children.pop(task_id, ()):
+            if child_id in self._runners:
+                continue  # not ended: never forgotten (a parent ends after its children)
+            self._forget_children(child_id)
+            self._tasks.pop(child_id, None)
+
+    def _forget_settled(self) -> None:
+        """Keep only the :data:`RECENT_TASKS` newest settled depth-1 tasks in memory."""
+        settled = [
+            t
+            for t in self._tasks.values()
+            if t.depth == 1
+            and (t.followed_up or t.state is TaskState.INTERRUPTED)
+            and t.id not in self._runners
+            and t.id not in self._interrupted_here
+        ]
+        if len(settled) <= RECENT_TASKS:
+            return
+        settled.sort(key=lambda t: t.created_at)
+        for task in settled[: len(settled) - RECENT_TASKS]:
+            self._forget_children(task.id)
+            del self._tasks[task.id]
 
     def batch_members(self, task: Task) -> list[str]:
         """The ids of the tasks started with *task* for one roll-up; just its own if none."""

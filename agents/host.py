@@ -438,12 +438,10 @@ class ConversationHost:
         conversation = await self.store.get_conversation(principal.workspace_id, conversation_id)
         tasks: list[Task] = []
         if conversation is not None:
-            runtime = self.live(conversation_id)
-            if runtime is not None:
-                tasks = runtime.visible_tasks(principal)
-            else:
-                stored = await self.store.list_tasks(principal.workspace_id, conversation_id)
-                tasks = [t for t in stored if may_access_task(principal, t)]
+            # The store, even where the conversation is live: a runtime keeps only the
+            # tasks it still needs, and changes none before it is stored.
+            stored = await self.store.list_tasks(principal.workspace_id, conversation_id)
+            tasks = [t for t in stored if may_access_task(principal, t)]
         # The conversation's people see its list (empty or not); an agent sees the tasks
         # it started there. For anyone else the conversation does not exist: the same
         # empty list as a random id's, and a refusal in the trail, not a read.

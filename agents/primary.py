@@ -13,8 +13,9 @@ Invariants:
   the inbox.
 * ``_turn_scope`` is set only while a reply is being produced, so a barge-in abandons
   that reply and nothing else; an abandoned reply is never sent.
-* Each finished task, or each batch, is followed up at most once (``_announced``):
-  a batch's roll-up comes with the last of its members to end.
+* Each finished task, or each batch, is followed up at most once (``_announced`` until
+  the follow-up is stored, then the tasks' ``followed_up``, stored with it): a batch's
+  roll-up comes with the last of its members to end.
 * Everything the agent says goes through the runtime, stored then announced.
 * A phone caller who is not verified (:mod:`agents.callers`) gets only replies and
   verification from their turns: any other action is held, whatever the brain chose;
@@ -535,11 +536,11 @@ class PrimaryAgent:
 
     async def _on_task_news(self, task_id: str) -> None:
         runtime = self.runtime
-        task = runtime.task_record(task_id)
-        if task.state is TaskState.INTERRUPTED:
-            return
+        task = runtime.known_task(task_id)
+        if task is None or task.followed_up or task.state is TaskState.INTERRUPTED:
+            return  # told already (news may come twice: at load, and as the task ends)
         members = runtime.batch_members(task)
-        if any(not runtime.task_record(m).state.is_terminal for m in members):
+        if any(not _ended(runtime.known_task(m)) for m in members):
             return  # the roll-up comes with the last of the batch
         key = task.batch_id or task_id
         if key in self._announced:
@@ -549,6 +550,8 @@ class PrimaryAgent:
         outcomes = []
         try:
             for member in members:
+                if runtime.known_task(member) is None:
+                    continue  # settled without a follow-up (interrupted before a restart)
                 runner_data = self._finished_data.pop(member, {})
                 read = await runtime.read_task(
                     runtime.agent_principal, member, "agent:child_result"
@@ -564,6 +567,8 @@ class PrimaryAgent:
         about = None if task.batch_id else task_id
         call = task.params.get("call")
         await runtime.post_followup(text, members, task_id=about, call=call)
+        # Marked followed up in the same commit: from now on that is what says so.
+        self._announced.discard(key)
         if call == self._call:
             # News of another call's work is no part of what this call's brain is shown.
             self._transcript.append(
@@ -601,6 +606,11 @@ class PrimaryAgent:
             log.error(
                 "could not store a notice", extra={"conversation_id": self.runtime.conversation.id}
             )
+
+
+def _ended(task: Task | None) -> bool:
+    """Whether a batch member has ended (one no longer held in memory has settled)."""
+    return task is None or task.state.is_terminal
 
 
 def _first_code(group: BaseExceptionGroup[SwitchboardError]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
+from agents.conversation import RECENT_TASKS
 from agents.exceptions import Conflict, NotFound
 from agents.models import Principal, Role, TaskState
 from agents.ports import AuditType
@@ -330,3 +331,36 @@ async def test_a_stop_tells_the_person_which_tasks_it_interrupted() -> None:
             notice.text
             == "A server restart interrupted 2 background tasks. Ask again to start over."
         )
+
+
+async def test_ended_work_leaves_a_live_conversations_memory() -> None:
+    # A front desk's chat left open all day: what it holds must not grow with what it did.
+    async with lab() as t:
+        t.gate.released.set()
+        rounds = RECENT_TASKS + 15
+        for i in range(rounds):
+            await t.runtime.say(PERSON, "fan 3 quick" if i % 2 else "nest 3")
+            await t.wait_for(lambda i=i: len(t.messages("followup")) == i + 1)
+        held = t.runtime.statistics()
+        assert held["live_tasks"] == 0
+        assert held["known_tasks"] <= RECENT_TASKS
+        assert held["batches"] == 0
+        # The store keeps every task, and the person's list shows them all.
+        assert len(t.tasks()) == rounds * 3
+        listed = await t.host.list_tasks(PERSON, t.conversation.id, channel="test")
+        assert len(listed) == len(t.tasks())
+        # A settled task is still the person's: its status reads, a cancel is a no-op,
+        # an instruction is refused as for any ended task.
+        oldest = min((x for x in t.tasks() if x.depth == 1), key=lambda x: x.created_at)
+        assert t.runtime.known_task(oldest.id) is None
+        cancelled = await t.runtime.cancel(PERSON, oldest.id)
+        assert cancelled.state is TaskState.COMPLETED
+        with pytest.raises(Conflict):
+            await t.runtime.instruct(PERSON, oldest.id, "one more thing")
+        stranger = Principal(WS, "sam", Role.PERSON, "Sam")
+        with pytest.raises(NotFound):
+            await t.runtime.cancel(stranger, oldest.id)
+        # The newest work is still the brain's to speak of, and only that.
+        await t.runtime.say(PERSON, "status")
+        await t.wait_for(lambda: "completed" in t.messages()[-1].text)
+        assert len(t.messages()[-1].text.split("; ")) == RECENT_TASKS
