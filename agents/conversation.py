@@ -270,10 +270,11 @@ class ConversationRuntime:
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
 
-    def attach(self) -> None:
-        """A socket is attached: stay in memory."""
-        self._attached += 1
-        self._busy()
+    def attach(self, sockets: int = 1) -> None:
+        """*sockets* more sockets are attached: stay in memory."""
+        self._attached += sockets
+        if self._attached:
+            self._busy()
 
     def detach(self) -> None:
         self._attached -= 1

@@ -11,8 +11,8 @@ or cancel of a task, and every look at a chat, goes through the one ownership ch
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 from typing import NoReturn, TypeVar
 
@@ -75,6 +75,16 @@ class VisibleChat:
     task: Task | None
 
 
+@dataclass(eq=False, slots=True)
+class _Watch:
+    """The sockets open on one conversation here (:meth:`ConversationHost.watch`)."""
+
+    conversation: Conversation
+    sockets: int = 0
+    homed_elsewhere: bool = False
+    """Whether another node was seen holding its lease: taken over once that lapses."""
+
+
 class ConversationHost:
     """Runs this node's live conversations; start it with ``await tg.start(host.run)``.
 
@@ -99,6 +109,9 @@ class ConversationHost:
         # Conversations this process brought back to follow up ended work: each once,
         # so a follow-up that keeps failing is not retried (and announced) forever.
         self._followed_up: set[str] = set()
+        # How many sockets are open on each conversation here (watch()); a runtime
+        # started here is attached that many times, so it stays live while they are.
+        self._watching: dict[str, _Watch] = {}
         self._tg: TaskGroup | None = None
         # Cancelled only to play a node that stops renewing (a pause, a partition).
         self._keeper = anyio.CancelScope()
@@ -122,6 +135,7 @@ class ConversationHost:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 tg.start_soon(self._keep_leases)
+                tg.start_soon(self._follow_homes)
                 task_status.started()
                 await anyio.sleep_forever()
         finally:
@@ -346,6 +360,9 @@ class ConversationHost:
         conversation_id = runtime.conversation.id
         self._live[conversation_id] = runtime
         self._ended[conversation_id] = ended = anyio.Event()
+        watch = self._watching.get(conversation_id)
+        if watch is not None:
+            runtime.attach(watch.sockets)
         try:
             await runtime.run(task_status=task_status)
         except* Exception as group:
@@ -584,32 +601,62 @@ class ConversationHost:
         assert isinstance(command, InterruptTurn)
         return runtime.interrupt_turn()
 
-    async def keep_home(self, conversation: Conversation) -> NoReturn:
-        """While a socket is open on *conversation*: keep it live if it is homed here,
-        and take it over as soon as its home's lease lapses (a dead home).
+    @contextmanager
+    def watch(self, conversation: Conversation) -> Iterator[None]:
+        """While a socket is open on *conversation*: keep it live if it is live here,
+        and take it over as soon as its home's lease lapses if another node held it.
 
-        Runs until cancelled (the socket closes).
+        A socket does not start the conversation: its first command does
+        (:meth:`_at_home`), so an idle socket costs no runtime.
+        """
+        watch = self._watching.get(conversation.id)
+        if watch is None:
+            watch = self._watching[conversation.id] = _Watch(conversation)
+        watch.sockets += 1
+        runtime = self._live.get(conversation.id)
+        if runtime is not None:
+            runtime.attach()
+        try:
+            yield
+        finally:
+            watch.sockets -= 1
+            if watch.sockets == 0:
+                del self._watching[conversation.id]
+            runtime = self._live.get(conversation.id)
+            if runtime is not None:
+                runtime.detach()
+
+    async def _follow_homes(self) -> NoReturn:
+        """Take over, at once, the watched conversations whose home elsewhere has died.
+
+        One look at the leases of every watched conversation that is not live here,
+        four times a lease period, whatever the number of sockets. A conversation whose
+        lease another node held is taken once that lease is free (the store's heartbeat
+        check refuses a home that is still alive); one no node holds is left to its
+        first command.
         """
         period = self._lease_period
         while True:
-            runtime = self.live(conversation.id)
-            if runtime is None:
-                try:
-                    holders = await self.leases.holders([conversation.id])
-                    if holders.get(conversation.id) in (None, self.leases.owner):
-                        runtime = await self._take(conversation)
-                except SwitchboardError:
-                    runtime = None  # the leases or the store are away: try again soon
-            if runtime is None:
-                await anyio.sleep(period / 4)
+            await anyio.sleep(period / 4)
+            away = [w for w in self._watching.values() if w.conversation.id not in self._live]
+            if not away:
                 continue
-            runtime.attach()
             try:
-                await runtime.wait_stopped()
-            finally:
-                runtime.detach()
-            # Stopped under an open socket (a fault, a lost lease): look again, calmly.
-            await anyio.sleep(min(0.5, period / 4))
+                holders = await self.leases.holders([w.conversation.id for w in away])
+            except SwitchboardError:
+                continue  # the leases are away: look again soon
+            for watch in away:
+                holder = holders.get(watch.conversation.id)
+                if holder not in (None, self.leases.owner):
+                    watch.homed_elsewhere = True
+                    continue
+                if not watch.homed_elsewhere or watch.conversation.id in self._live:
+                    continue
+                try:
+                    if await self._take(watch.conversation) is not None:
+                        watch.homed_elsewhere = False
+                except SwitchboardError:
+                    pass  # the store or the leases are away, or the home lives: later
 
     # -- chats -----------------------------------------------------------------------
 

@@ -12,9 +12,9 @@ import uvicorn
 from server.settings import Settings
 from server.slow_clients import (
     ConnectionLimits,
-    QuickCloseWebSocketProtocol,
     guarded_http_protocol,
 )
+from server.websocket_protocol import BatchingWebSocketProtocol
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def uvicorn_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Conf
     return uvicorn.Config(
         app,
         http=guarded_http_protocol(limits),
-        ws=QuickCloseWebSocketProtocol,
+        ws=BatchingWebSocketProtocol,
         lifespan="on",
         ws_max_size=settings.max_frame_size,
         ws_per_message_deflate=False,

@@ -22,13 +22,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
 import anyio
 from anyio.abc import TaskGroup
 from opentelemetry import trace
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from agents.exceptions import NotFound, SwitchboardError, Unavailable
@@ -52,6 +53,7 @@ from server.node import Node
 from server.protocol import CloseCode, ErrorCode, FrameError
 from server.slow_clients import SETTLE_S, DropReason
 from server.voice_turns import VoiceTurns
+from server.websocket_protocol import batches_supported, send_texts
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("switchboard.server")
@@ -92,9 +94,13 @@ class _TokenBucket:
 class Session:
     """One accepted socket, from ``hello`` to close."""
 
-    def __init__(self, websocket: WebSocket, node: Node) -> None:
+    def __init__(self, websocket: WebSocket, node: Node, asgi_send: Send | None = None) -> None:
         self.ws = websocket
         self.node = node
+        # The server's own send, for frames in batches (server.websocket_protocol);
+        # without it (or without the extension) frames go one by one.
+        self._asgi_send = asgi_send if asgi_send is not None else websocket.send
+        self._batched = asgi_send is not None and batches_supported(websocket.scope)
         self.settings = node.settings
         self.principal_key = ""
         self.principal: Principal | None = None
@@ -355,15 +361,15 @@ class Session:
             if target is None:
                 raise _Close(CloseCode.NOT_FOUND)
             self.conversation_id = target.id
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._guard, self._read, tg, conversation, chat)
-                tg.start_soon(self._guard, self._pump, tg, subscription, chat_id)
-                tg.start_soon(self._guard, self._write, tg)
-                # Wherever the conversation's home is, this socket works the same: its
-                # commands go through the host, which relays them if need be; and if
-                # the home dies, this node takes the conversation over at once.
-                tg.start_soon(self._guard, self.node.host.keep_home, tg, target)
-                tg.start_soon(self._guard, self._expire, tg)
+            # Wherever the conversation's home is, this socket works the same: its
+            # commands go through the host, which relays them if need be; and if the
+            # home dies, this node takes the conversation over at once.
+            with self.node.host.watch(target):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._guard, self._read, tg, conversation, chat)
+                    tg.start_soon(self._guard, self._pump, tg, subscription, chat_id)
+                    tg.start_soon(self._guard, self._write, tg)
+                    tg.start_soon(self._guard, self._expire, tg)
 
     async def _guard(self, fn: Any, tg: TaskGroup, *args: Any) -> None:
         """Run one of the socket's tasks; when it ends, for any reason, end the others."""
@@ -379,19 +385,28 @@ class Session:
             tg.cancel_scope.cancel()
 
     async def _replay(self, chat_id: str, after: int, *, audit: bool) -> None:
+        """Send the events after *after*, page by page; audited once if any is a task's.
+
+        Each event's frame is sent as stored (``SqlStore.frames_after``), except to a
+        voice bridge, whose frames say whether to speak (:meth:`_event_wire`).
+        """
         store = self.node.store
         self._last_sent = after
         audited = not audit
         while True:
-            page = await store.events_after(chat_id, self._last_sent, REPLAY_PAGE)
+            if self.voice:
+                events = await store.events_after(chat_id, self._last_sent, REPLAY_PAGE)
+                page = [(e.seq, e.task_id, protocol.encode(self._event_wire(e))) for e in events]
+            else:
+                frames = await store.frames_after(chat_id, self._last_sent, REPLAY_PAGE)
+                page = [(f.seq, f.task_id, f.text) for f in frames]
             if not page:
                 return
-            if not audited and any(e.task_id is not None for e in page):
+            if not audited and any(task_id is not None for _, task_id, _ in page):
                 await self._audit_view("ws:replay", conversation_chat=chat_id)
                 audited = True
-            for event in page:
-                await self._send_now(self._event_wire(event))
-                self._last_sent = event.seq
+            await self._send_texts([text for _, _, text in page])
+            self._last_sent = page[-1][0]
             if len(page) < REPLAY_PAGE:
                 return
 
@@ -704,6 +719,10 @@ class Session:
     async def _send_now(self, frame: dict[str, Any]) -> None:
         await self.ws.send_text(protocol.encode(frame))
 
+    async def _send_texts(self, texts: Sequence[str]) -> None:
+        """Send encoded frames in order, in one write where the server allows it."""
+        await send_texts(self._asgi_send, texts, batched=self._batched)
+
     async def _close_now(self, code: int) -> None:
         # Already closed by the other side is fine: there is nothing left to tell it.
         with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
@@ -745,16 +764,17 @@ def _client_may_leave() -> Iterator[None]:
         log.info("client went away", extra={"error": type(gone).__name__, "close_code": 1006})
 
 
-async def conversation_endpoint(websocket: WebSocket) -> None:
-    node: Node = websocket.app.state.node
-    session = Session(websocket, node)
+async def conversation_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+    # An ASGI app rather than a Starlette endpoint: the session keeps the server's send.
+    websocket = WebSocket(scope, receive, send)
+    session = Session(websocket, websocket.app.state.node, send)
     with _client_may_leave():
         await session.serve_conversation(websocket.path_params["conversation_id"])
 
 
-async def chat_endpoint(websocket: WebSocket) -> None:
-    node: Node = websocket.app.state.node
-    session = Session(websocket, node)
+async def chat_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+    websocket = WebSocket(scope, receive, send)
+    session = Session(websocket, websocket.app.state.node, send)
     with _client_may_leave():
         await session.serve_chat(websocket.path_params["chat_id"])
 
@@ -766,7 +786,19 @@ def socket_routes() -> Sequence[Any]:
     from server.chat_list_socket import chat_list_endpoint
 
     return [
-        WebSocketRoute("/v1/conversations/{conversation_id}/ws", conversation_endpoint),
+        WebSocketRoute(
+            "/v1/conversations/{conversation_id}/ws", _AsgiEndpoint(conversation_endpoint)
+        ),
         WebSocketRoute("/v1/chats/ws", chat_list_endpoint),
-        WebSocketRoute("/v1/chats/{chat_id}/ws", chat_endpoint),
+        WebSocketRoute("/v1/chats/{chat_id}/ws", _AsgiEndpoint(chat_endpoint)),
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class _AsgiEndpoint:
+    """A route's ASGI app as such (Starlette wraps a plain function as a session)."""
+
+    app: Callable[[Scope, Receive, Send], Awaitable[None]]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)

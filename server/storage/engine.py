@@ -175,7 +175,7 @@ def begin_write(engine: Engine) -> Iterator[Connection]:
 
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-REVISIONS = {1: "0001", 2: "0002", 3: "0003"}
+REVISIONS = {1: "0001", 2: "0002", 3: "0003", 4: "0004"}
 """The Alembic revision of each schema version (databases from before Alembic say
 only their version)."""
 

@@ -26,6 +26,7 @@ from agents.models import (
     body_from_json,
     body_to_json,
 )
+from server.protocol import encode
 from server.storage.tables import (
     AgentRow,
     ChatRow,
@@ -110,6 +111,7 @@ def event_values(event: StreamEvent) -> dict[str, Any]:
         "type": event.type.value,
         "task_id": event.task_id,
         "body": _dumps(body_to_json(event.body)),
+        "wire": encode(event.to_wire()),
     }
 
 

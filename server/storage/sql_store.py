@@ -22,6 +22,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
@@ -48,6 +49,7 @@ from agents.models import (
     utcnow,
 )
 from agents.ports import Changes, Fence, home_is_alive
+from server.protocol import encode
 from server.storage.engine import begin_write, create_schema
 from server.storage.group_commit import GroupCommitter
 from server.storage.rows import (
@@ -83,6 +85,16 @@ from server.storage.tables import (
 )
 
 _T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFrame:
+    """A stored event as the frame PROTOCOL.md sends for it (see :meth:`SqlStore.frames_after`)."""
+
+    seq: int
+    task_id: str | None
+    text: str
+
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +262,13 @@ class SqlStore:
         )
         return [event_from_row(row) for row in await self._run(self._all, statement)]
 
+    async def frames_after(self, chat_id: str, after: int, limit: int) -> list[StoredFrame]:
+        """Up to *limit* events of *chat_id* with ``seq > after`` as the frames sent for
+        them, oldest first: stored text, read without building an event per row."""
+        if limit <= 0:
+            return []
+        return await self._run(self._frames_after_sync, chat_id, after, limit)
+
     async def last_seq(self, chat_id: str) -> int:
         """The ``seq`` of the chat's newest event; 0 if it has none (or does not exist)."""
         statement = select(ChatHeadRow.last_seq).where(ChatHeadRow.chat_id == chat_id)
@@ -357,6 +376,28 @@ class SqlStore:
     def _all(self, statement: SelectOfScalar[_T]) -> list[_T]:
         with Session(self._engine) as session:
             return list(session.exec(statement).all())
+
+    def _frames_after_sync(self, chat_id: str, after: int, limit: int) -> list[StoredFrame]:
+        statement = (
+            select(EVENTS.c.seq, EVENTS.c.task_id, EVENTS.c.wire)
+            .where(EVENTS.c.chat_id == chat_id, EVENTS.c.seq > after)
+            .order_by(EVENTS.c.seq)
+            .limit(limit)
+        )
+        with self._engine.connect() as connection:
+            rows = connection.execute(statement).all()
+        missing = [seq for seq, _, wire in rows if wire is None]
+        rebuilt: dict[int, str] = {}
+        if missing:
+            # Stored before schema 4: rebuilt from the body, as it was sent live.
+            old = select(EventRow).where(
+                EventRow.chat_id == chat_id, col(EventRow.seq).in_(missing)
+            )
+            rebuilt = {row.seq: encode(event_from_row(row).to_wire()) for row in self._all(old)}
+        return [
+            StoredFrame(seq, task_id, wire if wire is not None else rebuilt[seq])
+            for seq, task_id, wire in rows
+        ]
 
     def _first(self, statement: SelectOfScalar[_T]) -> _T | None:
         with Session(self._engine) as session:

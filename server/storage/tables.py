@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from sqlalchemy import DateTime, Dialect, Index, MetaData, Table, Text, TypeDecorator
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The schema this code writes; :func:`server.storage.engine.create_schema` records it."""
 
 
@@ -126,6 +126,9 @@ class EventRow(SQLModel, table=True):
     type: str
     task_id: str | None = None
     body: str = Field(sa_type=Text)
+    wire: str | None = Field(default=None, sa_type=Text)
+    """The event's frame as PROTOCOL.md sends it, encoded once when stored, so that a
+    replay sends stored text (``None`` for events stored before schema 4)."""
 
 
 class TaskRow(SQLModel, table=True):

@@ -166,3 +166,51 @@ async def test_leases_forgotten_by_redis_move_no_conversation() -> None:
             assert not runtime.fenced
     assert {t.state for t in c.store.tasks.values()} == {TaskState.COMPLETED}
     assert c.messages(conversation.chat_id, "notice") == []
+
+
+async def test_a_socket_alone_starts_no_runtime_and_keeps_one_its_command_started() -> None:
+    c = Cluster()
+    await c.store.save_agents(lab_agents())
+    async with c.node("a", ttl=0.2) as a:
+        conversation = await a.create_conversation(PERSON)
+        with a.watch(conversation):
+            await anyio.sleep(0.3)  # past a lease period: nothing loads it
+            assert a.live(conversation.id) is None
+            await a.say(PERSON, conversation, "hello")
+            runtime = a.live(conversation.id)
+            assert runtime is not None
+            assert runtime.statistics()["attached"] == 1
+            # A second socket on the same conversation, then both close.
+            with a.watch(conversation):
+                assert runtime.statistics()["attached"] == 2
+            assert runtime.statistics()["attached"] == 1
+        assert runtime.statistics()["attached"] == 0
+        await wait_for(
+            lambda: any(m.text == "echo: hello" for m in c.messages(conversation.chat_id, "reply"))
+        )
+
+
+async def test_a_socket_on_a_dead_homes_conversation_takes_it_over_at_once() -> None:
+    # Nothing is left running there, so recovery has no reason to take it: the socket does.
+    c = Cluster()
+    await c.store.save_agents(lab_agents())
+    async with c.node("a") as a, c.node("b") as b:
+        conversation = await a.create_conversation(PERSON)
+        async with a.attach(conversation) as old:
+            await old.say(PERSON, "hello")
+            with b.watch(conversation):
+                await anyio.sleep(0.2)  # b sees a holding it, and leaves it alone
+                assert b.live(conversation.id) is None
+                a._keeper.cancel()  # a stops renewing: its lease and heartbeat lapse
+                await wait_for(lambda: b.live(conversation.id) is not None, within=3)
+                runtime = b.live(conversation.id)
+                assert runtime is not None
+                assert runtime.statistics()["attached"] == 1
+                assert b.interrupted == 0
+                await b.say(PERSON, conversation, "still there?")
+                await wait_for(
+                    lambda: any(
+                        m.text == "echo: still there?"
+                        for m in c.messages(conversation.chat_id, "reply")
+                    )
+                )

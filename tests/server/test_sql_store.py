@@ -6,6 +6,7 @@ PostgreSQL tests skip when 127.0.0.1:5432 does not answer, and fail instead when
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sqlite3
@@ -40,6 +41,7 @@ from agents.models import (
     new_id,
 )
 from agents.ports import Changes, Fence, NewEvent, PatientDirectory, Store
+from server.protocol import encode
 from server.storage import (
     SchemaTooNew,
     SqlStore,
@@ -342,6 +344,36 @@ async def test_events_after_pages_in_seq_order(store: SqlStore) -> None:
     assert await store.events_after(chat.id, 25, 10) == []
     assert await store.events_after(chat.id, 3, 0) == []
     assert [e.seq for e in await store.events_after(chat.id, 22, 100)] == [23, 24, 25]
+
+
+@pytest.mark.anyio
+async def test_frames_after_are_the_frames_sent_live_even_for_events_stored_before_them(
+    store: SqlStore,
+) -> None:
+    conversation, chat = await started(store)
+    task, task_chat = task_of(conversation, state=TaskState.WORKING)
+    await store.commit(
+        Changes(
+            chats=[task_chat],
+            tasks=[task],
+            events=[NewEvent(chat.id, say("before 1")), NewEvent(chat.id, TaskUpdate(task))],
+        )
+    )
+    # Events stored by a server before schema 4 have no stored frame.
+    with begin_write(store.engine) as connection:
+        connection.execute(text("UPDATE events SET wire = NULL"))
+    for n in range(1, 4):
+        await store.commit(Changes(events=[NewEvent(chat.id, say(f"after {n}"))]))
+
+    frames = await store.frames_after(chat.id, 0, 10)
+    events = await store.events_after(chat.id, 0, 10)
+    assert [f.seq for f in frames] == [1, 2, 3, 4, 5]
+    assert [f.task_id for f in frames] == [None, task.id, None, None, None]
+    assert [json.loads(f.text) for f in frames] == [e.to_wire() for e in events]
+    assert [f.text for f in frames] == [encode(e.to_wire()) for e in events]
+    assert [f.seq for f in await store.frames_after(chat.id, 3, 1)] == [4]
+    assert await store.frames_after(chat.id, 5, 10) == []
+    assert await store.frames_after(chat.id, 0, 0) == []
 
 
 @pytest.mark.anyio
@@ -866,6 +898,7 @@ def _downgrade_to_1(engine: Engine) -> None:
         connection.execute(text("ALTER TABLE conversations DROP COLUMN home_owner"))
         connection.execute(text("DROP TABLE nodes"))
         connection.execute(text("ALTER TABLE tasks DROP COLUMN followed_up"))
+        connection.execute(text("ALTER TABLE events DROP COLUMN wire"))
         connection.execute(SCHEMA_VERSIONS.delete())
         connection.execute(SCHEMA_VERSIONS.insert().values(version=1, applied_at=T0))
         # Schema 1 came before Alembic: it knew only its version number.
