@@ -7,7 +7,8 @@
 
 Each run of each scenario starts a fresh server (``python -m bench.server``, uvicorn,
 the embedded defaults, a SQLite file in a temporary directory) and drives it from this
-process with ``websockets`` clients. Exit code 0 when every scenario ran (targets met
+process with ``websockets`` clients; with two cores or more, the server runs on one and
+this process on another (:mod:`bench.cores`). Exit code 0 when every scenario ran (targets met
 or not), 1 when one failed to run, 2 on bad usage.
 """
 
@@ -28,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.cores import pin_bench, plan
 from bench.harness import ROOT
 from bench.report import ScenarioResult, machine, revision, table, write_json
 from bench.scenario import RunContext, summarize
@@ -153,6 +155,7 @@ async def _main(args: argparse.Namespace, names: list[str]) -> int:
         "mode": "quick" if args.quick else "full",
         "runs_per_scenario": args.runs,
         "machine": machine(),
+        "pinning": plan().to_json(),
         "revision": revision(),
         "scenarios": {},
     }
@@ -186,6 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = _selected(args.only)
     args.overrides = _overrides(args.set)
     raise_fd_limit()
+    pinned = pin_bench()
+    if pinned.server is not None:
+        print(f"server on core {pinned.server}, the bench on core {pinned.driver}", flush=True)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(_main(args, names))
 

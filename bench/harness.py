@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.cores import pin_server
 from bench.workspace import BENCH_WORKSPACE
 from server.auth import issue_token
 from server.settings import DEVELOPMENT_SECRET
@@ -52,7 +53,7 @@ def person_token(person: str, *, ttl: float = 4 * 3600) -> str:
 @dataclass
 class ServerProcess:
     """One ``python -m bench.server`` child (or *module*'s) on *database*; its pid is the
-    server's."""
+    server's. It runs pinned to the server's core (:mod:`bench.cores`)."""
 
     database: Path
     log_path: Path
@@ -61,6 +62,9 @@ class ServerProcess:
     process: asyncio.subprocess.Process | None = None
     module: tuple[str, ...] = ("bench.server",)
     """What runs: ``python -m MODULE… --port P``; ``("server", "serve")`` is the demo."""
+    python: str = sys.executable
+    """The interpreter: another venv's for a peer (:mod:`bench.peers`)."""
+    cwd: Path = ROOT
 
     @property
     def http(self) -> str:
@@ -86,18 +90,21 @@ class ServerProcess:
         }
         env.pop("SWITCHBOARD_SECRET", None)  # the development secret: demo tokens work
         env.pop("REDIS_URL", None)  # the embedded default: the in-process bus
+        if self.python != sys.executable:
+            env.pop("PYTHONPATH", None)  # another venv imports none of this tree
         with self.log_path.open("ab") as log:
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
+                self.python,
                 "-m",
                 *self.module,
                 "--port",
                 str(self.port),
-                cwd=ROOT,
+                cwd=self.cwd,
                 env=env,
                 stdout=log,
                 stderr=log,
             )
+        pin_server(self.process.pid)
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.returncode is not None:
@@ -105,6 +112,8 @@ class ServerProcess:
             try:
                 status, _ = await http_json("GET", f"{self.http}/readyz")
                 if status == 200:
+                    # Again, for any thread started before the first pin took hold.
+                    pin_server(self.process.pid)
                     return
             except OSError:
                 pass
@@ -130,10 +139,7 @@ class ServerProcess:
 
     def cpu_seconds(self) -> float:
         """CPU time the server has used, all threads (``/proc/<pid>/stat``)."""
-        with open(f"/proc/{self.pid}/stat", encoding="ascii") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        # utime and stime: fields 14 and 15 of stat(5), 12 and 13 after the name.
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(self.pid)
 
     def tail(self, chars: int = 2000) -> str:
         try:
@@ -149,6 +155,14 @@ class ServerProcess:
         if status != 201:
             raise RuntimeError(f"POST /v1/conversations answered {status}: {body}")
         return str(body["conversation_id"]), str(body["chat_id"])
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time process *pid* has used, all threads (``/proc/<pid>/stat``)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    # utime and stime: fields 14 and 15 of stat(5), 12 and 13 after the name.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def proc_status_kib(pid: int, key: str) -> int:

@@ -14,6 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench.cores import plan
 from bench.harness import ROOT
 from bench.scenario import Figure, Params, Scenario
 
@@ -70,7 +71,7 @@ def machine() -> dict[str, Any]:
     return {
         "cpu_model": model or platform.processor(),
         "cores": os.cpu_count(),
-        "cores_usable": len(os.sched_getaffinity(0)),
+        "cores_usable": len(plan().usable),
         "memory_gib": round(mem_kib / 2**20, 1),
         "os": platform.platform(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",

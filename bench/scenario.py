@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.harness import ServerProcess
+from bench.harness import ROOT, ServerProcess
 
 Params = Mapping[str, Any]
 Metrics = dict[str, float]
@@ -81,15 +81,20 @@ class RunContext:
         database: Path | None = None,
         env: Mapping[str, str] | None = None,
         module: Sequence[str] = ("bench.server",),
+        python: str = sys.executable,
+        cwd: Path = ROOT,
     ) -> AsyncIterator[ServerProcess]:
         """A fresh bench server on *database* (a new file by default), stopped after;
-        ``module=("server", "serve")`` is ``switchboard serve`` with the demo workspace."""
+        ``module=("server", "serve")`` is ``switchboard serve`` with the demo workspace,
+        and *python* and *cwd* another venv's server (a peer, :mod:`bench.peers`)."""
         n = len(self.servers)
         server = ServerProcess(
             database=database or self.path(f"server{n}.db"),
             log_path=self.path(f"server{n}.log"),
             env=dict(env or {}),
             module=tuple(module),
+            python=python,
+            cwd=cwd,
         )
         self.servers.append(server)
         await server.start()

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.cores import pin_server
 from bench.harness import ROOT, free_port
 from bench.scenario import (
     Comparison,
@@ -161,6 +162,7 @@ async def bridge_process(
             stdout=log,
             stderr=log,
         )
+    pin_server(process.pid)  # the bridge is the server side too: the server's core
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
