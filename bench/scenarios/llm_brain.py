@@ -132,7 +132,7 @@ async def run(ctx: RunContext, p: Params, _prepared: object) -> Metrics:
 
 
 SCENARIO = Scenario(
-    id="P8",
+    id="P13",
     title="LLM brain: its own share of the time to a reply's first streamed piece",
     metrics=(
         Metric("overhead_p50_ms", "ms", "median of (say → first delta) − (model's first piece)"),

@@ -123,7 +123,7 @@ async def run(ctx: RunContext, p: Params, prepared: object) -> Metrics:
 
 
 SCENARIO = Scenario(
-    id="P7",
+    id="P12",
     title="rule brain: CPU per turn, 100 tasks running",
     metrics=(
         Metric("p50_ms", "ms", "median CPU time of one turn"),
