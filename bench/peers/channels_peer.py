@@ -37,14 +37,23 @@ class ChannelsPeer:
 
 
 @asynccontextmanager
-async def channels_peer(ctx: RunContext, python: Path) -> AsyncIterator[ChannelsPeer]:
-    """A fresh peer (its Redis, its database), ready; both stopped after."""
+async def channels_peer(
+    ctx: RunContext, python: Path, layer: str = "pubsub"
+) -> AsyncIterator[ChannelsPeer]:
+    """A fresh peer (its Redis, its database), ready; both stopped after.
+
+    *layer* is channels_redis's ``pubsub`` layer (``RedisPubSubChannelLayer``) or its
+    ``core`` one (``RedisChannelLayer``).
+    """
+    if layer not in ("pubsub", "core"):
+        raise ValueError(f"no channel layer {layer!r}: pubsub or core")
     n = len(ctx.servers)
     async with (
         redis_server(ctx.workdir, ctx.path(f"redis{n}.log")) as redis,
         ctx.server(
             env={
                 "PEER_REDIS_URL": redis.url,
+                "PEER_CHANNEL_LAYER": layer,
                 "PEER_SECRET": DEVELOPMENT_SECRET,
                 "PEER_WORKSPACE": BENCH_WORKSPACE,
             },

@@ -2,7 +2,8 @@
 
 Two servers, one after the other in the same run, each fresh: the Switchboard bench
 server (SQLite, the in-process bus) and the Channels peer (``bench/peers/channels/``:
-Django's ORM on SQLite, channels_redis on a Redis of its own). Both speak the same
+Django's ORM on SQLite, channels_redis on a Redis of its own; ``layer`` is its Pub/Sub
+layer by default, the faster of its two here, or ``core``). Both speak the same
 subset of the protocol to the same clients. ``conversations`` sockets, one conversation
 each, run closed loops: say ``echo TOKEN``, wait for its ``ack`` and for the agent's
 reply (stored, then delivered), say the next. After ``warmup`` seconds the window of
@@ -183,7 +184,7 @@ async def run(ctx: RunContext, p: Params, python: Path) -> Metrics:
                 async with ctx.server() as server:
                     tallies[name].append(await _drive(ctx, server, p, label, None))
             else:
-                async with channels_peer(ctx, python) as peer:
+                async with channels_peer(ctx, python, str(p["layer"])) as peer:
                     tallies[name].append(await _drive(ctx, peer.server, p, label, peer.redis))
     metrics = {k: v for name in SERVERS for k, v in _figures(name, tallies[name]).items()}
     peer_rate = metrics["channels_says_per_s"]
@@ -219,8 +220,8 @@ SCENARIO = Scenario(
     title="chat says/s in closed loops, Switchboard vs. a Django Channels peer",
     metrics=_metrics(),
     target=Target("ratio", Comparison.AT_LEAST, 4.0),
-    full={"conversations": 100, "rounds": 2, "warmup": 2.0, "duration": 10.0},
-    quick={"conversations": 8, "rounds": 1, "warmup": 0.5, "duration": 2.0},
+    full={"conversations": 100, "rounds": 2, "warmup": 2.0, "duration": 10.0, "layer": "pubsub"},
+    quick={"conversations": 8, "rounds": 1, "warmup": 0.5, "duration": 2.0, "layer": "pubsub"},
     run=run,
     prepare=prepare,
 )

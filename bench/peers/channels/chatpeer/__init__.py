@@ -1,8 +1,9 @@
 """A minimal Django Channels chat server speaking a subset of Switchboard's wire protocol.
 
 The peer that ``python -m bench`` (P7) measures Switchboard against: Django 5.2 with
-its ORM on SQLite, Channels 4.3 consumers, channels_redis as the channel layer, served
-by uvicorn with the options Switchboard is served with. It runs in a venv of its own
+its ORM on SQLite, Channels 4.3 consumers, channels_redis as the channel layer (its
+Pub/Sub layer, or with ``PEER_CHANNEL_LAYER=core`` its original one), served by uvicorn
+with the options Switchboard is served with. It runs in a venv of its own
 (``requirements.txt`` beside this package), never beside Switchboard's code.
 
 What it speaks, as docs/PROTOCOL.md says it:

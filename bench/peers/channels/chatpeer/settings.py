@@ -1,7 +1,8 @@
 """The peer's Django settings: no admin, no sessions, no middleware; SQLite and Redis.
 
 Read from the environment the bench sets: ``DATABASE_URL`` (``sqlite:///PATH``),
-``PEER_REDIS_URL``, ``PEER_SECRET`` (the tokens' HS256 key) and ``PEER_WORKSPACE``.
+``PEER_REDIS_URL``, ``PEER_CHANNEL_LAYER``, ``PEER_SECRET`` (the tokens' HS256 key) and
+``PEER_WORKSPACE``.
 """
 
 from __future__ import annotations
@@ -39,12 +40,25 @@ DATABASES = {
     }
 }
 
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
+# channels_redis's Pub/Sub layer (``PEER_CHANNEL_LAYER=pubsub``, the bench's choice: the
+# faster of the two here) or its original one (``core``, lists and Lua scripts).
+if os.environ.get("PEER_CHANNEL_LAYER", "pubsub") == "pubsub":
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
     }
-}
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # Every consumer of the process receives through one Redis key, and a group
+            # message beyond its capacity (100 by default) is dropped without a word:
+            # with a hundred busy conversations the default loses replies.
+            "CONFIG": {"hosts": [REDIS_URL], "capacity": 10_000},
+        }
+    }
 
 LOGGING = {
     "version": 1,
