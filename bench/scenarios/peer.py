@@ -12,7 +12,8 @@ reply (stored, then delivered), say the next. After ``warmup`` seconds the windo
 ``rounds`` measures each server that many times per run, alternating which goes first,
 so that a change in the machine's other load falls on both. Figures per server: says/s,
 server CPU per say (the peer's Redis counted apart, and in its total), say → reply p50
-and p99. The target is Switchboard's says/s ÷ the peer's.
+and p99, and the bench's own CPU (a driver near 100 % would be the limit, not the
+server). The target is Switchboard's says/s ÷ the peer's.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class _Tally:
     latencies: list[float] = field(default_factory=list)
     server_cpu: float = 0.0
     redis_cpu: float = 0.0
+    driver_cpu: float = 0.0
 
 
 async def _drive(
@@ -128,10 +130,11 @@ async def _drive(
     async def read_cpu() -> None:
         # CPU over exactly the window: read when it opens and when it ends.
         await asyncio.sleep(max(0.0, opens - time.perf_counter()))
-        cpu = server.cpu_seconds(), redis.cpu_seconds() if redis else 0.0
+        cpu = server.cpu_seconds(), redis.cpu_seconds() if redis else 0.0, time.process_time()
         await asyncio.sleep(max(0.0, ends - time.perf_counter()))
         tally.server_cpu = server.cpu_seconds() - cpu[0]
         tally.redis_cpu = (redis.cpu_seconds() - cpu[1]) if redis else 0.0
+        tally.driver_cpu = time.process_time() - cpu[2]
 
     async with asyncio.TaskGroup() as tg:
         for loop in loops:
@@ -154,6 +157,7 @@ def _figures(name: str, tallies: Sequence[_Tally]) -> Metrics:
         f"{name}_says_per_s": says / seconds,
         f"{name}_cpu_ms_per_say": server_cpu / says * 1000 if says else 0.0,
         f"{name}_cpu_percent": server_cpu / seconds * 100,
+        f"{name}_driver_cpu_percent": sum(t.driver_cpu for t in tallies) / seconds * 100,
         f"{name}_reply_p50_ms": percentile(latencies, 50) * 1000,
         f"{name}_reply_p99_ms": percentile(latencies, 99) * 1000,
         f"{name}_says_sent": float(sum(t.sent for t in tallies)),
@@ -201,6 +205,7 @@ def _metrics() -> tuple[Metric, ...]:
             Metric(f"{name}_says_per_s", "/s", f"{title}: says answered (ack + reply) per second"),
             Metric(f"{name}_cpu_ms_per_say", "ms", f"{title}: server process CPU per say"),
             Metric(f"{name}_cpu_percent", "%", f"{title}: server process CPU (100 = a core)"),
+            Metric(f"{name}_driver_cpu_percent", "%", f"{title}: the bench's own CPU, driving it"),
             Metric(f"{name}_reply_p50_ms", "ms", f"{title}: say → the agent's reply, p50"),
             Metric(f"{name}_reply_p99_ms", "ms", f"{title}: say → the agent's reply, p99"),
             Metric(f"{name}_says_sent", "", f"{title}: says sent, warm-up and tail included"),
