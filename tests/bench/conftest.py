@@ -6,13 +6,14 @@ import asyncio
 import os
 import shutil
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 from bench.peers.channels_peer import channels_python
 
 
-def _unavailable(reason: str) -> None:
+def _unavailable(reason: str) -> NoReturn:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{reason}; CI=true requires the Channels peer to run")
     pytest.skip(reason)
@@ -28,7 +29,6 @@ def peer_python() -> Path:
         return asyncio.run(channels_python(log=lambda _line: None))
     except RuntimeError as exc:
         _unavailable(f"the Channels peer's venv could not be built: {exc}")
-        raise
 
 
 @pytest.fixture

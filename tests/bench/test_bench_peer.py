@@ -49,7 +49,7 @@ async def _transcript(server: ServerProcess) -> list[Any]:
     said = await recv(ws, 3)
     # The agent's reply comes last; the ack and the person's message in either order.
     seen += [*sorted(said[:2], key=lambda f: str(f["type"])), said[2]]
-    for frame in (
+    frames: list[Any] = [
         {"type": "ping", "id": "p1"},
         {"type": "nope", "id": "x1"},
         {"type": "say", "id": "x2"},
@@ -57,7 +57,8 @@ async def _transcript(server: ServerProcess) -> list[Any]:
         {"type": "ping"},
         {"type": "hello", "token": token},
         [],
-    ):
+    ]
+    for frame in frames:
         await ws.send(json.dumps(frame))
         seen += await recv(ws, 1)
     for raw in ("not json", '{"type": "ping", "type": "say", "id": "x4"}', b"\x00"):
@@ -80,11 +81,12 @@ async def _transcript(server: ServerProcess) -> list[Any]:
     seen += await recv(ws, 3)
     await ws.close()
 
-    for hello in (
+    hellos: list[dict[str, str]] = [
         {"type": "hello", "token": "not-a-token"},
         {"type": "hello"},
         {"type": "hello", "token": person_token("p2")},
-    ):
+    ]
+    for hello in hellos:
         ws = await open_socket(url)
         await ws.send(json.dumps(hello))
         with pytest.raises(ConnectionClosed):

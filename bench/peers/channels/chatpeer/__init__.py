@@ -15,8 +15,8 @@ What it speaks, as docs/PROTOCOL.md says it:
   the token's person does not own closes 4404), ``welcome`` with ``last_seq``, the stored
   events with ``seq > resume_after`` (``error`` ``resync`` past the end), then live ones;
   ``say`` → the person's ``message`` stored and sent, ``ack`` with its ``seq``, then the
-  agent's ``message`` stored and sent; ``ping`` → ``pong``; ``bad_frame`` and
-  ``unknown_type`` errors.
+  agent's ``message`` stored and sent; ``ping`` → ``pong``; for any other frame the
+  error Switchboard answers it with (:mod:`chatpeer.frames`).
 
 The agent is the bench workspace's dispatcher reduced to ``echo TOKEN``: it answers with
 the same text. Every event goes to the socket through the conversation's group on the
