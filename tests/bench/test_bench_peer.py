@@ -86,9 +86,9 @@ async def _transcript(server: ServerProcess) -> list[Any]:
         {"type": "hello"},
         {"type": "hello", "token": person_token("p2")},
     ]
-    for hello in hellos:
+    for refused in hellos:
         ws = await open_socket(url)
-        await ws.send(json.dumps(hello))
+        await ws.send(json.dumps(refused))
         with pytest.raises(ConnectionClosed):
             await ws.recv()
         seen.append(("closed", ws.close_code))
