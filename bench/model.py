@@ -1,4 +1,4 @@
-"""A model server that answers at once, so that what P8 times is the brain, not a model.
+"""A model server that answers at once, so that what P13 times is the brain, not a model.
 
 ``python -m bench.model --port P`` serves ``POST /v1/chat/completions`` with
 ``stream: true`` the way OpenAI-compatible servers do (server-sent ``chat.completion.chunk``

@@ -41,7 +41,7 @@ def bench_workspaces() -> Workspaces:
     """The bench's workspace, served by an otherwise unchanged node.
 
     With ``BENCH_LLM_URL`` its agents think with the LLM brain on that model server
-    instead (P8), everything else unchanged.
+    instead (P13), everything else unchanged.
     """
     model_url = os.environ.get("BENCH_LLM_URL")
 

@@ -1,4 +1,4 @@
-"""P8: what the LLM brain itself adds to the time to the first streamed piece of a reply.
+"""P13: what the LLM brain itself adds to the time to the first streamed piece of a reply.
 
 The bench workspace's dispatcher thinks with the LLM brain on :mod:`bench.model`, a
 model server that streams its answer the moment the request is read. Each turn, one

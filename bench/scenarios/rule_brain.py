@@ -1,4 +1,4 @@
-"""P7: the CPU time of one rule-brain turn with 100 tasks running in the conversation.
+"""P12: the CPU time of one rule-brain turn with 100 tasks running in the conversation.
 
 No server: the rule brain is what a node runs for every turn of the embedded default,
 so it is measured on its own, in this process. The conversation has 100 running
