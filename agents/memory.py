@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -241,13 +241,29 @@ class Subscription:
         self.send.close()
 
 
+@dataclass(eq=False, slots=True)
+class Listener:
+    """One listener's view of some chats' live events, handed to a callback as they are
+    published: no stream, no task. The callback must not block; it returns ``False``
+    when it can take no more, and from then on the listener gets nothing (it must
+    resume from the store)."""
+
+    chat_ids: frozenset[str]
+    take: Callable[[StreamEvent], bool]
+    overflowed: bool = field(default=False)
+
+    def deliver(self, event: StreamEvent) -> None:
+        if not self.overflowed and not self.take(event):
+            self.overflowed = True
+
+
 class MemoryBus:
     """An in-process :class:`~agents.ports.Publisher` with chat subscriptions, and
     workspace subscriptions for listeners that follow a whole workspace's chats (the
     Chats view, which filters what its principal may see)."""
 
     def __init__(self) -> None:
-        self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
+        self._subscribers: dict[str, set[Subscription | Listener]] = defaultdict(set)
         self._workspace_subscribers: dict[str, set[Subscription]] = defaultdict(set)
         self.published = 0
 
@@ -288,6 +304,22 @@ class MemoryBus:
                     del self._subscribers[chat_id]
             send.close()
             receive.close()
+
+    @contextmanager
+    def listen(
+        self, chat_ids: Sequence[str], take: Callable[[StreamEvent], bool]
+    ) -> Iterator[Listener]:
+        """Hand the live events of *chat_ids* to *take*, in order, until the block ends."""
+        listener = Listener(frozenset(chat_ids), take)
+        for chat_id in listener.chat_ids:
+            self._subscribers[chat_id].add(listener)
+        try:
+            yield listener
+        finally:
+            for chat_id in listener.chat_ids:
+                self._subscribers[chat_id].discard(listener)
+                if not self._subscribers[chat_id]:
+                    del self._subscribers[chat_id]
 
     @contextmanager
     def subscribe_workspace(

@@ -68,8 +68,7 @@ class ChatListSession(Session):
             self._close_code = close.code
         finally:
             registry.remove(self)
-            self._send.close()
-            self._receive.close()
+            self._outbox.close()
             with anyio.CancelScope(shield=True), anyio.move_on_after(2):
                 await self._close_now(self._close_code or CloseCode.NORMAL_CLOSURE)
             self._closed.set()
@@ -88,11 +87,12 @@ class ChatListSession(Session):
             await self._send_now(
                 {"type": "chats", "chats": [e.to_wire() for e in self.chats.entries()]}
             )
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._guard, self._read_list, tg)
-                tg.start_soon(self._guard, self._pump_list, tg, live)
-                tg.start_soon(self._guard, self._write, tg)
-                tg.start_soon(self._guard, self._expire, tg)
+            with self._expiring():
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._guard, self._read_list, tg)
+                    tg.start_soon(self._guard, self._pump_list, tg, live)
+                    tg.start_soon(self._guard, self._write, tg)
+            self._check_expired()
 
     async def _load(self) -> list[ChatEntry]:
         """The caller's chats as the host lists them (its one audited read)."""

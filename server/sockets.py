@@ -1,18 +1,22 @@
 """The two WebSocket endpoints of PROTOCOL.md: a conversation, and a watched chat
 (and the routes of the Chats view's socket, :mod:`server.chat_list_socket`).
 
-A socket is three sibling tasks — the reader (client frames → runtime calls), the pump
-(live events from the bus → the outbound queue, gaps filled from the store) and the
-writer (outbound queue → the wire) — and whichever ends first ends the others. On a
-voice socket the writer holds unsolicited updates for the caller's next pause; the rules
-are :class:`server.voice_turns.VoiceTurns`, which this module only feeds and asks.
+A socket is two sibling tasks — the reader (client frames → runtime calls) and the
+writer (the outbox → the wire, gaps filled from the store) — and whichever ends first
+ends the other. The bus hands live events straight to the socket's outbox
+(:class:`server.outbox.Outbox`), from the publisher's task, and wakes the writer, which
+writes each burst in one write (:mod:`server.websocket_protocol`). The token's expiry
+is a deadline on the two tasks' scope, which a ``refresh`` moves. A socket does not
+start its conversation's runtime: its first command does. On a voice socket the writer
+holds unsolicited updates for the caller's next pause; the rules are
+:class:`server.voice_turns.VoiceTurns`, which this module only feeds and asks.
 
 Invariants:
 
 * Nothing is sent before ``welcome``; replayed events come before live ones, in
   ``seq`` order, each exactly once (the pump drops what the replay already sent).
-* The outbound queue is bounded; a client that lets it fill is closed with 4001 and
-  resumes from its last ``seq``: memory never grows with a slow reader.
+* The outbox is bounded; a client that lets it fill is closed with 4001 and resumes
+  from its last ``seq``: memory never grows with a slow reader.
 * Errors sent to the client are fixed texts per code: never stack traces, secrets or
   anything from a record the caller may not see.
 """
@@ -50,6 +54,7 @@ from server.auth import bearer_token, verify_session_token
 from server.exceptions import Unauthorized
 from server.http_errors import error_code_for
 from server.node import Node
+from server.outbox import Outbox
 from server.protocol import CloseCode, ErrorCode, FrameError
 from server.slow_clients import SETTLE_S, DropReason
 from server.voice_turns import VoiceTurns
@@ -114,9 +119,15 @@ class Session:
         self._scope = anyio.CancelScope()
         self._closed = anyio.Event()
         self._last_sent = 0
-        self._send, self._receive = anyio.create_memory_object_stream[StreamEvent | dict[str, Any]](
-            self.settings.outbound_queue_size
+        # Everything this socket sends, in order: live events (put by the bus, from
+        # the publisher's task) and its own answers. Room for a burst (a 1,000-way
+        # fan-out's events) before a client counts as slow; it grows only as used.
+        self._outbox: Outbox[StreamEvent | dict[str, Any]] = Outbox(
+            max(self.settings.outbound_queue_size * 32, 8192)
         )
+        self._chat_id = ""
+        # Ends the socket's tasks when its token expires; a refresh moves it later.
+        self._expiry: anyio.CancelScope | None = None
         self.conversation_id: str | None = None
         self.claim_number = 0
         self._hello_wait: anyio.CancelScope | None = None
@@ -318,8 +329,7 @@ class Session:
             self._close_code = close.code
         finally:
             registry.remove(self)
-            self._send.close()
-            self._receive.close()
+            self._outbox.close()
             with anyio.CancelScope(shield=True), anyio.move_on_after(2):
                 await self._close_now(self._close_code or CloseCode.NORMAL_CLOSURE)
             self._closed.set()
@@ -333,12 +343,10 @@ class Session:
     ) -> None:
         assert self.principal is not None
         store = self.node.store
-        # Subscribe before reading the store, so nothing committed meanwhile is missed;
-        # what the replay also sends is dropped by seq.
-        # Room for a burst (a 1,000-way fan-out's events) before a client counts as slow;
-        # the buffer grows only as far as it is used.
-        buffer = max(self.settings.outbound_queue_size * 32, 8192)
-        with self.node.bus.subscribe([chat_id], max_buffer=buffer) as subscription:
+        # Listen before reading the store, so nothing committed meanwhile is missed;
+        # what the replay also sends is dropped by seq (in _add).
+        self._chat_id = chat_id
+        with self.node.bus.listen([chat_id], self._on_live):
             last_seq = await store.last_seq(chat_id)
             if conversation is not None:
                 welcome = protocol.welcome(last_seq=last_seq, conversation_id=conversation.id)
@@ -352,9 +360,11 @@ class Session:
                 # bug): it is told to drop its copy, and gets what comes next.
                 await self._send_now(protocol.error(ErrorCode.RESYNC))
                 after = last_seq
-            replay = time.perf_counter()
-            await self._replay(chat_id, after, audit=conversation is not None)
-            self.node.metrics.replay.observe(time.perf_counter() - replay)
+            self._last_sent = after
+            if after < last_seq:
+                replay = time.perf_counter()
+                await self._replay(chat_id, after, audit=conversation is not None)
+                self.node.metrics.replay.observe(time.perf_counter() - replay)
             target = conversation or await store.get_conversation(
                 self.principal.workspace_id, chat.conversation_id if chat else ""
             )
@@ -364,12 +374,12 @@ class Session:
             # Wherever the conversation's home is, this socket works the same: its
             # commands go through the host, which relays them if need be; and if the
             # home dies, this node takes the conversation over at once.
-            with self.node.host.watch(target):
+            # Two tasks: the reader, and the writer that the outbox wakes.
+            with self.node.host.watch(target), self._expiring():
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._guard, self._read, tg, conversation, chat)
-                    tg.start_soon(self._guard, self._pump, tg, subscription, chat_id)
                     tg.start_soon(self._guard, self._write, tg)
-                    tg.start_soon(self._guard, self._expire, tg)
+            self._check_expired()
 
     async def _guard(self, fn: Any, tg: TaskGroup, *args: Any) -> None:
         """Run one of the socket's tasks; when it ends, for any reason, end the others."""
@@ -582,17 +592,24 @@ class Session:
             self._queue(protocol.error(ErrorCode.UNAUTHORIZED, id=frame.id))
             return
         self.expires_at = max(self.expires_at, verified.expires_at)
+        if self._expiry is not None:
+            self._expiry.deadline = self._expiry_deadline()
         self._queue(protocol.ack(frame.id))
 
-    async def _expire(self) -> None:
-        """Close the socket with 4401 when its token expires (a refresh moves that)."""
-        while True:
-            left = self.expires_at - time.time()
-            if left <= 0:
-                log.info("socket token expired", extra={"close_code": int(CloseCode.UNAUTHORIZED)})
-                raise _Close(CloseCode.UNAUTHORIZED)
-            # Wakes at the deadline read now; a refresh meanwhile only moves it later.
-            await anyio.sleep(left)
+    def _expiring(self) -> anyio.CancelScope:
+        """A scope for the socket's tasks that ends when its token expires; a refresh
+        moves it later (:meth:`_refresh`), and :meth:`_check_expired` closes with 4401."""
+        self._expiry = anyio.CancelScope(deadline=self._expiry_deadline())
+        return self._expiry
+
+    def _expiry_deadline(self) -> float:
+        # expires_at is wall-clock; the scope's deadline is the event loop's clock.
+        return anyio.current_time() + max(0.0, self.expires_at - time.time())
+
+    def _check_expired(self) -> None:
+        if self._expiry is not None and self._expiry.cancelled_caught:
+            log.info("socket token expired", extra={"close_code": int(CloseCode.UNAUTHORIZED)})
+            raise _Close(CloseCode.UNAUTHORIZED)
 
     async def _audit_refused_refresh(self) -> None:
         assert self.principal is not None
@@ -624,66 +641,79 @@ class Session:
             self.turns.speech_stopped(anyio.current_time())
         self._queue(_WAKE)
 
-    async def _pump(self, subscription: Any, chat_id: str) -> None:
-        store = self.node.store
-        async for event in subscription.receive:
-            if event.is_preview:
-                # A reply still being written: sent as it comes, outside the seq order
-                # (its stored ``message`` follows, in order, with the same id).
-                self._queue(event.to_wire())
-                continue
-            if event.seq <= self._last_sent:
-                continue
-            if event.seq > self._last_sent + 1:
-                missing = await store.events_after(
-                    chat_id, self._last_sent, event.seq - self._last_sent - 1
-                )
-                for filler in missing:
-                    self._queue(filler)
-                    self._last_sent = filler.seq
-            self._queue(event)
-            self._last_sent = event.seq
-        # The bus closed our subscription: we fell behind it.
-        raise _Close(CloseCode.SLOW_CONSUMER)
+    def _on_live(self, event: StreamEvent) -> bool:
+        """Take a live event from the bus (in the publisher's task: never blocks).
+
+        A full outbox closes the socket 4001: the client resumes from its last seq.
+        """
+        if self._outbox.put(event):
+            return True
+        self.close_soon(CloseCode.SLOW_CONSUMER)
+        return False
 
     def _queue(self, item: StreamEvent | dict[str, Any]) -> None:
-        try:
-            self._send.send_nowait(item)
-        except anyio.WouldBlock:
-            raise _Close(CloseCode.SLOW_CONSUMER) from None
+        if not self._outbox.put(item):
+            raise _Close(CloseCode.SLOW_CONSUMER)
 
     async def _write(self) -> None:
+        """Write what the outbox holds, a burst at a time, in one write each."""
+        outbox = self._outbox
         while True:
             timeout = self.turns.timeout(anyio.current_time())
-            item: StreamEvent | dict[str, Any] | None = None
             with anyio.move_on_after(timeout if timeout is not None else float("inf")):
-                item = await self._receive.receive()
-            if item is None or item is _WAKE:
-                await self._release_held()
-                continue
-            if isinstance(item, dict):
-                await self._send_now(item)
-                continue
-            if self.turns.hold(item, anyio.current_time()):
-                continue
-            await self._deliver(item)
-            await self._release_held()
+                await outbox.wait()
+            texts: list[str] = []
+            for item in outbox.take_all():
+                await self._add(item, texts)
+            await self._release_held(texts)
+            await self._send_texts(texts)
 
-    async def _release_held(self) -> None:
+    async def _add(self, item: StreamEvent | dict[str, Any], texts: list[str]) -> None:
+        """Add what *item* sends to *texts*: in seq order, each event once, gaps filled."""
+        if isinstance(item, dict):
+            if item is not _WAKE:
+                texts.append(protocol.encode(item))
+            return
+        event = item
+        if event.is_preview:
+            # A reply still being written: sent as it comes, outside the seq order
+            # (its stored ``message`` follows, in order, with the same id).
+            texts.append(protocol.encode(event.to_wire()))
+            return
+        if event.seq <= self._last_sent:
+            return  # the replay sent it
+        if event.seq > self._last_sent + 1:
+            # Published elsewhere before it reached us (another node), or dropped: the
+            # store has what came between.
+            missing = await self.node.store.events_after(
+                self._chat_id, self._last_sent, event.seq - self._last_sent - 1
+            )
+            for filler in missing:
+                await self._hold_or_deliver(filler, texts)
+        await self._hold_or_deliver(event, texts)
+
+    async def _hold_or_deliver(self, event: StreamEvent, texts: list[str]) -> None:
+        self._last_sent = event.seq
+        if self.turns.hold(event, anyio.current_time()):
+            return
+        await self._deliver(event, texts)
+        await self._release_held(texts)
+
+    async def _release_held(self, texts: list[str]) -> None:
         """Deliver the updates held for the caller's pause, if the pause has come."""
         for event in self.turns.take_held(anyio.current_time()):
-            await self._deliver(event)
+            await self._deliver(event, texts)
 
-    async def _deliver(self, event: StreamEvent) -> None:
+    async def _deliver(self, event: StreamEvent, texts: list[str]) -> None:
         if time.time() >= self.expires_at:
-            # The watcher may not have run yet: nothing leaves on an expired token.
+            # The expiry may not have been seen yet: nothing leaves on an expired token.
             raise _Close(CloseCode.UNAUTHORIZED)
         self.turns.delivered(event)
         body = event.body
         if isinstance(body, Message) and body.kind is MessageKind.FOLLOWUP:
             # A follow-up carries a task's result: an audited read, before it leaves.
             await self._audit_view("ws:followup", task_id=body.task_id)
-        await self._send_now(self._event_wire(event))
+        texts.append(protocol.encode(self._event_wire(event)))
 
     def _event_wire(self, event: StreamEvent) -> dict[str, Any]:
         wire = event.to_wire()
