@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -31,7 +32,14 @@ def create_app(settings: Settings | None = None, workspaces: Workspaces | None =
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with start_node(settings, workspaces) as node:
             app.state.node = node
-            yield
+            # What start-up made (modules, routes, the workspaces, the node) lives as
+            # long as the process: kept out of every later full collection's walk.
+            gc.collect()
+            gc.freeze()
+            try:
+                yield
+            finally:
+                gc.unfreeze()
 
     routes: list[BaseRoute] = [*http_routes(), *socket_routes(), *page_routes()]
     app = Starlette(
