@@ -1,4 +1,4 @@
-"""Twilio's end of a phone call, as P9 places it: what a bridge behind a real number sees.
+"""Twilio's end of a phone call, as P11 places it: what a bridge behind a real number sees.
 
 :class:`TwilioLine` is one Media Stream seen from Twilio's side. It fetches the TwiML
 from the bridge's webhook (signed as Twilio signs it), opens the stream, sends

@@ -12,6 +12,7 @@ over the bus to the socket). The brain's overhead is the difference, turn by tur
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -82,11 +83,15 @@ async def _first_piece(client: httpx.AsyncClient, url: str) -> float:
     raise RuntimeError("the model server sent no text")
 
 
+def _more_than(pieces: dict[str, float], count: int) -> bool:
+    return len(pieces) > count
+
+
 async def run(ctx: RunContext, p: Params, _prepared: object) -> Metrics:
     turns, warmup = int(p["turns"]), int(p["warmup"])
     async with _model() as model_url, ctx.server(env={"BENCH_LLM_URL": model_url}) as server:
-        conversation_id, _ = await server.create_conversation("p8-person")
-        client = ConversationClient(server.ws, conversation_id, person_token("p8-person"))
+        conversation_id, _ = await server.create_conversation("p13-person")
+        client = ConversationClient(server.ws, conversation_id, person_token("p13-person"))
         await client.open()
         first_delta: dict[str, float] = {}
         stored: set[str] = set()
@@ -109,10 +114,10 @@ async def run(ctx: RunContext, p: Params, _prepared: object) -> Metrics:
                     count = len(first_delta)
                     _, sent = await client.say(f"hello {n}")
                     async with deadline(TURN_TIMEOUT_S, f"the first piece of reply {n}"):
-                        await wait_until(lambda c=count: len(first_delta) > c)
+                        await wait_until(functools.partial(_more_than, first_delta, count))
                     message_id = list(first_delta)[count]
                     async with deadline(TURN_TIMEOUT_S, f"reply {n} stored"):
-                        await wait_until(lambda m=message_id: m in stored)
+                        await wait_until(functools.partial(stored.__contains__, message_id))
                     if n < warmup:
                         continue
                     through = first_delta[message_id] - sent
