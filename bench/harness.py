@@ -174,7 +174,7 @@ def proc_status_kib(pid: int, key: str) -> int:
 
 
 async def http_json(
-    method: str, url: str, body: Any = None, *, token: str | None = None
+    method: str, url: str, body: Any = None, *, token: str | None = None, read_timeout: float = 10.0
 ) -> tuple[int, Any]:
     """One HTTP request with the standard library, in a worker thread."""
 
@@ -185,7 +185,7 @@ async def http_json(
             headers["Authorization"] = f"Bearer {token}"
         req = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=10) as response:
+            with urllib.request.urlopen(req, timeout=read_timeout) as response:
                 return response.status, json.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"null")

@@ -7,12 +7,20 @@ grouped by owner: the innermost frame of the project's own code (``server/``,
 web stack (uvicorn, Starlette, websockets) — the line a change would have to touch.
 ``?per=N`` divides by N (the sockets opened in between); ``?top=N`` shows N owners.
 
+``GET /bench/heap`` (P10) collects garbage first (:func:`gc.collect`), then answers as
+JSON with the traced heap (:func:`tracemalloc.get_traced_memory`) and, with
+``?top=N``, the N owners whose share grew or shrank most since the previous call.
+The traced total is read before any snapshot is taken, and no snapshot outlives the
+call that took it (only its totals per owner do), so one call's own work is not in
+the next one's figure.
+
 tracemalloc slows the server and adds memory of its own, so this explains P5's figure
 but never produces it.
 """
 
 from __future__ import annotations
 
+import gc
 import linecache
 import tracemalloc
 from collections import Counter
@@ -20,7 +28,7 @@ from pathlib import Path
 
 import anyio.to_thread
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tuple(str(ROOT / name) + "/" for name in ("server", "agents", "audit"))
@@ -44,6 +52,34 @@ class MemoryTrace:
     def __init__(self, frames: int) -> None:
         tracemalloc.start(frames)
         self._previous = tracemalloc.take_snapshot()
+        self._owners: Counter[str] = Counter()
+        self._owned: Counter[str] = Counter()
+
+    def _heap(self, top: int) -> dict[str, object]:
+        gc.collect()
+        traced, peak = tracemalloc.get_traced_memory()
+        owners: list[list[object]] = []
+        if top > 0:
+            snapshot = tracemalloc.take_snapshot().filter_traces(
+                [tracemalloc.Filter(False, path) for path in IGNORED]
+            )
+            sizes: Counter[str] = Counter()
+            counts: Counter[str] = Counter()
+            for stat in snapshot.statistics("traceback"):
+                key = owner(stat.traceback)
+                sizes[key] += stat.size
+                counts[key] += stat.count
+            del snapshot
+            grown = Counter(sizes)
+            grown.subtract(self._owners)
+            self._owners, self._owned, previous = sizes, counts, self._owned
+            for key, size in sorted(grown.items(), key=lambda kv: -abs(kv[1]))[:top]:
+                owners.append([key, size, counts[key] - previous[key]])
+        return {"traced_bytes": traced, "peak_bytes": peak, "owners": owners}
+
+    async def heap(self, request: Request) -> Response:
+        top = int(request.query_params.get("top", "0"))
+        return JSONResponse(await anyio.to_thread.run_sync(self._heap, top))
 
     def _compare(self) -> tuple[Counter[str], Counter[str]]:
         snapshot = tracemalloc.take_snapshot().filter_traces(

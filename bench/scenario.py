@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.harness import ROOT, ServerProcess
+from bench.harness import ROOT, ServerProcess, free_port
 
 Params = Mapping[str, Any]
 Metrics = dict[str, float]
@@ -83,14 +83,17 @@ class RunContext:
         module: Sequence[str] = ("bench.server",),
         python: str = sys.executable,
         cwd: Path = ROOT,
+        port: int | None = None,
     ) -> AsyncIterator[ServerProcess]:
         """A fresh bench server on *database* (a new file by default), stopped after;
         ``module=("server", "serve")`` is ``switchboard serve`` with the demo workspace,
-        and *python* and *cwd* another venv's server (a peer, :mod:`bench.peers`)."""
+        and *python* and *cwd* another venv's server (a peer, :mod:`bench.peers`).
+        *port* is a free one by default (P8 restarts a server on the port it had)."""
         n = len(self.servers)
         server = ServerProcess(
             database=database or self.path(f"server{n}.db"),
             log_path=self.path(f"server{n}.log"),
+            port=port or free_port(),
             env=dict(env or {}),
             module=tuple(module),
             python=python,

@@ -1,4 +1,5 @@
-"""Databases prepared before the server starts: many conversations (P5), a long chat (P6).
+"""Databases prepared before the server starts: many conversations (P5, P8, P9), a long
+chat (P6), a few events in each of many chats (P8).
 
 Written through :class:`~server.storage.sql_store.SqlStore`, the server's own store, so
 the rows are exactly what the server would have written; the server then opens the
@@ -90,4 +91,20 @@ async def seed_events(store: SqlStore, chat_id: str, count: int) -> int:
             events.append(NewEvent(chat_id, body))
         stored = await store.commit(Changes(events=events))
         last = stored[-1].seq
+    return last
+
+
+async def seed_each_chat(store: SqlStore, chat_ids: list[str], per_chat: int) -> dict[str, int]:
+    """Append *per_chat* agent messages to each of *chat_ids*, committed :data:`EVENT_BATCH`
+    at a time across chats; return each chat's last seq."""
+    agent = Author(DISPATCHER, "Dispatcher")
+    pending = [
+        NewEvent(chat_id, Message(MessageRole.AGENT, agent, MessageKind.REPLY, f"update {n}"))
+        for chat_id in chat_ids
+        for n in range(per_chat)
+    ]
+    last: dict[str, int] = {}
+    for start in range(0, len(pending), EVENT_BATCH):
+        for event in await store.commit(Changes(events=pending[start : start + EVENT_BATCH])):
+            last[event.chat_id] = max(last.get(event.chat_id, 0), event.seq)
     return last

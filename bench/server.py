@@ -4,8 +4,12 @@
 routes, middleware, exception handlers and node — on uvicorn with the options of
 ``switchboard serve``, behind the same access-log middleware. Two things differ: the
 node serves the bench's workspace (agents, brain, tools: :mod:`bench.workspace`)
-instead of the demo's, and one route is added, ``/bench/echo``, a bare Starlette
-WebSocket echo that P4 measures the whole stack against.
+instead of the demo's, and routes are added: ``/bench/echo``, a bare Starlette
+WebSocket echo that P4 measures the whole stack against, and
+``/bench/conversations/{id}``, what the live runtime of a conversation holds (P10).
+Diagnostics that cost the server something are added only when asked for:
+``/bench/memory`` and ``/bench/heap`` with ``BENCH_TRACE_MEMORY`` (:mod:`bench.memtrace`),
+``/bench/gc`` with ``BENCH_GC`` (:mod:`bench.gctrace`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import os
 from collections.abc import Sequence
 
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -35,6 +41,8 @@ log = logging.getLogger("bench.server")
 
 ECHO_PATH = "/bench/echo"
 MEMORY_PATH = "/bench/memory"
+HEAP_PATH = "/bench/heap"
+CONVERSATION_PATH = "/bench/conversations/{conversation_id}"
 
 
 def bench_workspaces() -> Workspaces:
@@ -69,18 +77,38 @@ async def echo_endpoint(websocket: WebSocket) -> None:
         pass
 
 
+async def conversation_endpoint(request: Request) -> Response:
+    """What the conversation's live runtime holds (its ``statistics()``); 404 if none.
+
+    Read-only, and unauthenticated: the bench server listens on loopback only.
+    """
+    runtime = request.app.state.node.host.live(request.path_params["conversation_id"])
+    if runtime is None:
+        return JSONResponse({"live": False}, status_code=404)
+    return JSONResponse({"live": True, **runtime.statistics()})
+
+
 def create_bench_app(settings: Settings) -> Starlette:
-    """:func:`server.app.create_app` serving the bench's workspace, plus the echo route."""
+    """:func:`server.app.create_app` serving the bench's workspace, plus the bench's routes."""
     app = create_app(settings, bench_workspaces())
-    app.router.routes.append(WebSocketRoute(ECHO_PATH, echo_endpoint))
+    routes = app.router.routes
+    routes.append(WebSocketRoute(ECHO_PATH, echo_endpoint))
+    routes.append(Route(CONVERSATION_PATH, conversation_endpoint, methods=["GET"]))
     frames = os.environ.get("BENCH_TRACE_MEMORY")
     if frames:
-        # A diagnostic, never on in a measured run: see bench/memtrace.py.
+        # Slows the server and adds memory of its own: only P10 and diagnostics use it.
         from bench.memtrace import MemoryTrace
 
-        app.router.routes.append(
-            Route(MEMORY_PATH, MemoryTrace(int(frames)).report, methods=["GET"])
-        )
+        trace = MemoryTrace(int(frames))
+        routes.append(Route(MEMORY_PATH, trace.report, methods=["GET"]))
+        routes.append(Route(HEAP_PATH, trace.heap, methods=["GET"]))
+    if os.environ.get("BENCH_GC"):
+        from bench.gctrace import COLLECT_PATH, GC_PATH, CollectorWatch
+
+        watch = CollectorWatch()
+        watch.install()
+        routes.append(Route(GC_PATH, watch.report, methods=["GET"]))
+        routes.append(Route(COLLECT_PATH, watch.collect, methods=["POST"]))
     return app
 
 

@@ -6,10 +6,13 @@ from bench.scenario import Scenario
 from bench.scenarios import (
     cancel,
     fanout,
+    gc_pause,
     latency,
+    live_memory,
     llm_brain,
     peer,
     phone,
+    reconnect,
     resume,
     rule_brain,
     sockets,
@@ -26,8 +29,11 @@ SCENARIOS: dict[str, Scenario] = {
         sockets.SCENARIO,
         resume.SCENARIO,
         peer.SCENARIO,
+        reconnect.SCENARIO,
+        gc_pause.SCENARIO,
+        live_memory.SCENARIO,
+        phone.SCENARIO,
         rule_brain.SCENARIO,
         llm_brain.SCENARIO,
-        phone.SCENARIO,
     )
 }

@@ -82,11 +82,18 @@ async def _open(server: ServerProcess, index: int) -> _Conversation:
     return conversation
 
 
-async def _loop_lag(samples: list[float], stop: asyncio.Event) -> None:
+async def loop_lag(
+    samples: list[float], stop: asyncio.Event, stamps: list[float] | None = None
+) -> None:
+    """Append how late each 5 ms sleep of this process wakes up, in s, until *stop*;
+    and to *stamps*, when it did (perf_counter)."""
     while not stop.is_set():
         before = time.perf_counter()
         await asyncio.sleep(0.005)
-        samples.append(time.perf_counter() - before - 0.005)
+        woke = time.perf_counter()
+        samples.append(woke - before - 0.005)
+        if stamps is not None:
+            stamps.append(woke)
 
 
 async def _talk(
@@ -122,7 +129,7 @@ async def _measure(
     lag: list[float] = []
     stop = asyncio.Event()
     async with asyncio.TaskGroup() as tg:
-        tg.create_task(_loop_lag(lag, stop))
+        tg.create_task(loop_lag(lag, stop))
         events_before = sum(c.task_events for c in conversations)
         started, cpu_started = time.perf_counter(), server.cpu_seconds()
         end = started + float(p["duration"])

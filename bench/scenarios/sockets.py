@@ -37,7 +37,7 @@ async def prepare(workdir: Path, p: Params) -> tuple[Path, list[SeededConversati
     return database, seeded
 
 
-async def _open_all(ws_base: str, seeded: list[SeededConversation]) -> list[ConversationClient]:
+async def open_all(ws_base: str, seeded: list[SeededConversation]) -> list[ConversationClient]:
     limit = asyncio.Semaphore(CONNECTING_AT_ONCE)
 
     async def opened(s: SeededConversation) -> ConversationClient:
@@ -49,7 +49,7 @@ async def _open_all(ws_base: str, seeded: list[SeededConversation]) -> list[Conv
     return list(await asyncio.gather(*(opened(s) for s in seeded)))
 
 
-async def _close_all(clients: list[ConversationClient]) -> None:
+async def close_all(clients: list[ConversationClient]) -> None:
     limit = asyncio.Semaphore(CONNECTING_AT_ONCE * 5)
 
     async def closed(client: ConversationClient) -> None:
@@ -70,13 +70,13 @@ async def run(
     database = ctx.path("p5.db")
     copy_database(template, database)
     async with ctx.server(database) as server:
-        warm = await _open_all(server.ws, seeded[count:])
-        await _close_all(warm)
+        warm = await open_all(server.ws, seeded[count:])
+        await close_all(warm)
         await asyncio.sleep(settle)
         before = server.rss_kib()
         async with ctx.measuring(server, "P5"):
             started, cpu_started = time.perf_counter(), server.cpu_seconds()
-            clients = await _open_all(server.ws, seeded[:count])
+            clients = await open_all(server.ws, seeded[:count])
             opened_in = time.perf_counter() - started
             open_cpu = server.cpu_seconds() - cpu_started
             try:
@@ -89,7 +89,7 @@ async def run(
                 after = server.rss_kib()
                 alive = sum(1 for c in clients if c.ws is not None and c.ws.close_code is None)
             finally:
-                await _close_all(clients)
+                await close_all(clients)
     if alive != count:
         raise RuntimeError(f"only {alive} of {count} sockets stayed open")
     return {
