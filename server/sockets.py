@@ -361,10 +361,10 @@ class Session:
                 await self._send_now(protocol.error(ErrorCode.RESYNC))
                 after = last_seq
             self._last_sent = after
-            if after < last_seq:
-                replay = time.perf_counter()
+            replay = time.perf_counter()
+            if after < last_seq:  # else nothing to read: what comes next is live
                 await self._replay(chat_id, after, audit=conversation is not None)
-                self.node.metrics.replay.observe(time.perf_counter() - replay)
+            self.node.metrics.replay.observe(time.perf_counter() - replay)
             target = conversation or await store.get_conversation(
                 self.principal.workspace_id, chat.conversation_id if chat else ""
             )
