@@ -275,6 +275,9 @@ async def test_a_caller_calling_back_hears_the_earlier_call_s_news_only_once_ver
     call, conversation_id = await new_call(server)
     async with call:
         await utter(call, PRIOR_AUTH)
+        # Asked who they are before they answer: speaking over a reply still being
+        # produced would abandon it (a barge-in), and the request with it.
+        await heard(call, "full name and date of birth")
         await verify(call)
         await heard(call, "in the background")
     assert call.ended == 1000
