@@ -360,6 +360,12 @@ class ConversationRuntime:
         """The record of a task that is not settled (raises ``KeyError`` for others)."""
         return self._tasks[task_id]
 
+    def work_ended(self, task_id: str) -> bool:
+        """Whether *task_id*'s runner has ended and told its news (its terminal state is
+        stored first, possibly in a commit shared with its siblings, before that)."""
+        task = self._tasks.get(task_id)
+        return task is None or (task.state.is_terminal and task_id not in self._runners)
+
     def known_task(self, task_id: str) -> Task | None:
         """The record of *task_id* if this runtime still holds it (see :data:`RECENT_TASKS`)."""
         return self._tasks.get(task_id)

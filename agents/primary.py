@@ -540,7 +540,7 @@ class PrimaryAgent:
         if task is None or task.followed_up or task.state is TaskState.INTERRUPTED:
             return  # told already (news may come twice: at load, and as the task ends)
         members = runtime.batch_members(task)
-        if any(not _ended(runtime.known_task(m)) for m in members):
+        if any(not runtime.work_ended(m) for m in members):
             return  # the roll-up comes with the last of the batch
         key = task.batch_id or task_id
         if key in self._announced:
@@ -606,11 +606,6 @@ class PrimaryAgent:
             log.error(
                 "could not store a notice", extra={"conversation_id": self.runtime.conversation.id}
             )
-
-
-def _ended(task: Task | None) -> bool:
-    """Whether a batch member has ended (one no longer held in memory has settled)."""
-    return task is None or task.state.is_terminal
 
 
 def _first_code(group: BaseExceptionGroup[SwitchboardError]) -> str:
