@@ -158,7 +158,11 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> N
 
 def _on_sqlite_begin(connection: Connection) -> None:
     immediate = connection.get_execution_options().get(_IMMEDIATE, False)
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    # On the driver's connection itself: a statement through SQLAlchemy costs more than
+    # the BEGIN, and every commit begins one.
+    dbapi_connection = connection.connection.driver_connection
+    assert isinstance(dbapi_connection, sqlite3.Connection)
+    dbapi_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 @contextmanager

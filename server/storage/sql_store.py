@@ -16,7 +16,6 @@ anyway; a process-wide lock makes this process's writers queue without spinning 
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 from collections import Counter
@@ -28,9 +27,8 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 from anyio.abc import TaskStatus
-from sqlalchemy import Connection, Engine, Insert, Table, text, update
+from sqlalchemy import Connection, Engine, Table, text, update
 from sqlalchemy import insert as generic_insert
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import QueuePool
 from sqlmodel import Session, col, select
@@ -50,6 +48,7 @@ from agents.models import (
 )
 from agents.ports import Changes, Fence, home_is_alive
 from server.protocol import encode
+from server.storage.bulk import RowWriters, upsert_statement
 from server.storage.engine import begin_write, create_schema
 from server.storage.group_commit import GroupCommitter
 from server.storage.rows import (
@@ -128,6 +127,7 @@ class SqlStore:
         self._write_lock = threading.Lock()
         self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
         self._group = GroupCommitter(self._commit_batch, self._commit_direct)
+        self._rows = RowWriters(engine.dialect)
 
     @property
     def engine(self) -> Engine:
@@ -527,19 +527,21 @@ class SqlStore:
         with self._writing() as connection:
             if fences:
                 _check_fences(connection, fences)
+            rows = self._rows
             if changes.chats:
-                connection.execute(generic_insert(CHATS), [chat_values(c) for c in changes.chats])
+                rows.insert(connection, CHATS, [chat_values(c) for c in changes.chats])
                 # A chat created here has no other writer yet: its head starts where
                 # this commit's events end, with no UPDATE needed.
-                connection.execute(
-                    generic_insert(CHAT_HEADS),
+                rows.insert(
+                    connection,
+                    CHAT_HEADS,
                     [{"chat_id": c.id, "last_seq": counts.get(c.id, 0)} for c in changes.chats],
                 )
             if changes.tasks:
                 # The last version of a task wins; sorted ids make concurrent upserts of
                 # the same tasks lock their rows in one order (no deadlock on PostgreSQL).
                 latest = {task.id: task for task in changes.tasks}
-                upsert(connection, TASKS, [task_values(latest[k]) for k in sorted(latest)])
+                rows.upsert(connection, TASKS, [task_values(latest[k]) for k in sorted(latest)])
             existing = {c: n for c, n in counts.items() if c not in new_chats}
             last_seqs = {c: counts[c] for c in counts if c in new_chats}
             if self._sqlite:
@@ -557,8 +559,7 @@ class SqlStore:
                 seq = next_seq[new.chat_id]
                 next_seq[new.chat_id] = seq + 1
                 events.append(StreamEvent(chat_id=new.chat_id, seq=seq, ts=now, body=new.body))
-            if events:
-                connection.execute(generic_insert(EVENTS), [event_values(e) for e in events])
+            rows.insert(connection, EVENTS, [event_values(e) for e in events])
         return events
 
 
@@ -618,16 +619,20 @@ def _advance_heads(connection: Connection, counts: dict[str, int]) -> dict[str, 
         for i, chat_id in enumerate(part):
             params[f"c{i}"] = chat_id
             params[f"n{i}"] = counts[chat_id]
-        rows = connection.execute(
-            text(
+        # On the driver's own cursor (sqlite3 takes :name parameters): SQLAlchemy's
+        # compile and execution context would cost more than the statement.
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            rows = cursor.execute(
                 f"WITH moves(chat_id, n) AS (VALUES {values}) "
                 "UPDATE chat_heads SET last_seq = last_seq + "
                 "(SELECT n FROM moves WHERE moves.chat_id = chat_heads.chat_id) "
                 "WHERE chat_id IN (SELECT chat_id FROM moves) "
-                "RETURNING chat_id, last_seq"
-            ),
-            params,
-        ).all()
+                "RETURNING chat_id, last_seq",
+                params,
+            ).fetchall()
+        finally:
+            cursor.close()
         found.update({str(chat_id): int(last) for chat_id, last in rows})
     if len(found) != len(counts):
         raise NotFound("chat")
@@ -649,21 +654,4 @@ def _advance_head(connection: Connection, chat_id: str, count: int) -> int:
 
 def upsert(connection: Connection, table: Table, rows: Iterable[dict[str, Any]]) -> None:
     """Insert *rows* into *table*, replacing any row with the same primary key."""
-    connection.execute(_upsert_statement(connection.dialect.name, table), list(rows))
-
-
-@functools.cache
-def _upsert_statement(dialect: str, table: Table) -> Insert:
-    # Built once per table: the `excluded` namespace costs more to build than the
-    # statement costs to run, and every progress update upserts a task.
-    insert: postgresql.Insert | sqlite.Insert
-    if dialect == "postgresql":
-        insert = postgresql.insert(table)
-    elif dialect == "sqlite":
-        insert = sqlite.insert(table)
-    else:  # pragma: no cover - create_engine_for accepts only the two
-        raise ValueError(f"unsupported dialect: {dialect}")
-    return insert.on_conflict_do_update(
-        index_elements=list(table.primary_key.columns),
-        set_={c.name: insert.excluded[c.name] for c in table.columns if not c.primary_key},
-    )
+    connection.execute(upsert_statement(connection.dialect.name, table), list(rows))
