@@ -178,6 +178,32 @@ def begin_write(engine: Engine) -> Iterator[Connection]:
             yield connection
 
 
+def open_inline_writer(engine: Engine) -> Connection:
+    """A SQLite connection of *engine*'s for writes made in the event loop's own thread.
+
+    It never waits: ``busy_timeout`` is 0, so a ``BEGIN IMMEDIATE`` that would have to
+    wait for another writer fails at once (the caller then writes from a worker thread
+    instead); and it never checkpoints the WAL on commit (``wal_autocheckpoint`` 0),
+    which would write the database file and sync it: the caller checkpoints from a
+    worker thread. Held until closed, outside the pool's rotation.
+    """
+    connection = engine.connect()
+    dbapi_connection = connection.connection.driver_connection
+    assert isinstance(dbapi_connection, sqlite3.Connection)
+    dbapi_connection.execute("PRAGMA busy_timeout=0")
+    dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
+    connection.execution_options(**{_IMMEDIATE: True})
+    return connection
+
+
+def checkpoint_wal(engine: Engine) -> None:
+    """Copy what the WAL holds into the database file, waiting for no one (PASSIVE)."""
+    with engine.connect() as connection:
+        dbapi_connection = connection.connection.driver_connection
+        assert isinstance(dbapi_connection, sqlite3.Connection)
+        dbapi_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 REVISIONS = {1: "0001", 2: "0002", 3: "0003", 4: "0004"}
 """The Alembic revision of each schema version (databases from before Alembic say

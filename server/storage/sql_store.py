@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 from anyio.abc import TaskStatus
 from sqlalchemy import Connection, Engine, Table, text, update
@@ -49,7 +50,12 @@ from agents.models import (
 from agents.ports import Changes, Fence, home_is_alive
 from server.protocol import encode
 from server.storage.bulk import RowWriters, upsert_statement
-from server.storage.engine import begin_write, create_schema
+from server.storage.engine import (
+    begin_write,
+    checkpoint_wal,
+    create_schema,
+    open_inline_writer,
+)
 from server.storage.group_commit import GroupCommitter
 from server.storage.rows import (
     agent_from_row,
@@ -97,6 +103,15 @@ class StoredFrame:
 
 log = logging.getLogger(__name__)
 
+INLINE_MAX_EVENTS = 500
+"""A batch with more events is written from a worker thread: inline, it would hold the
+event loop for milliseconds (see :meth:`SqlStore._commit_inline`)."""
+
+CHECKPOINT_EVERY_S = 1.0
+CHECKPOINT_EVERY_BATCHES = 250
+"""While the inline writer writes, the WAL is checkpointed after so many of its batches
+(a few MiB of WAL: SQLite's own default is 1,000 pages), or a second after the first."""
+
 TAKE_HOME_LOCK_MS = 1_000
 """How long a take-over waits for the conversation's row (PostgreSQL) before retrying."""
 
@@ -128,6 +143,12 @@ class SqlStore:
         self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
         self._group = GroupCommitter(self._commit_batch, self._commit_direct)
         self._rows = RowWriters(engine.dialect)
+        # SQLite files only, while run() runs: the event loop's own writer (_commit_inline).
+        self._inline: Connection | None = None
+        self._inline_batches_since_checkpoint = 0
+        self._checkpoint_due: anyio.Event | None = None
+        self.inline_batches = 0
+        self.checkpoints = 0
 
     @property
     def engine(self) -> Engine:
@@ -139,12 +160,51 @@ class SqlStore:
         """Run the group committer (:mod:`server.storage.group_commit`) until cancelled.
 
         Without it every commit is a transaction of its own, which is correct but slower
-        when many conversations write at once.
+        when many conversations write at once. On a SQLite file it also holds the event
+        loop's own writer (see :meth:`_commit_inline`) and checkpoints the WAL.
         """
-        await self._group.run(task_status=task_status)
+        async with anyio.create_task_group() as tg:
+            if self._sqlite and isinstance(self._engine.pool, QueuePool):
+                try:
+                    self._inline = await self._run(open_inline_writer, self._engine)
+                except Unavailable:
+                    log.warning("no inline writer: every commit goes through a worker thread")
+                else:
+                    tg.start_soon(self._checkpoint_wal)
+            try:
+                await self._group.run(task_status=task_status)
+            finally:
+                tg.cancel_scope.cancel()
+                self._drop_inline()
+
+    def _drop_inline(self) -> None:
+        inline, self._inline = self._inline, None
+        if inline is not None:
+            # Not back into the pool: its settings (no busy wait, no checkpoints) are
+            # for the event loop's writes only.
+            inline.invalidate()
+            inline.close()
+
+    async def _checkpoint_wal(self) -> None:
+        """Checkpoint the WAL from a worker thread after the inline writer (which never
+        does) has written: at most a second, or CHECKPOINT_EVERY_BATCHES batches, later."""
+        self._checkpoint_due = anyio.Event()
+        while True:
+            with anyio.move_on_after(CHECKPOINT_EVERY_S):
+                await self._checkpoint_due.wait()
+            if not self._inline_batches_since_checkpoint:
+                continue
+            self._checkpoint_due = anyio.Event()
+            self._inline_batches_since_checkpoint = 0
+            try:
+                await self._run(checkpoint_wal, self._engine)
+            except Unavailable:
+                log.warning("WAL checkpoint failed")
+            else:
+                self.checkpoints += 1
 
     def statistics(self) -> dict[str, int]:
-        return self._group.statistics()
+        return {**self._group.statistics(), "inline_batches": self.inline_batches}
 
     async def create_schema(self) -> None:
         """Create or migrate the schema (:func:`server.storage.engine.create_schema`)."""
@@ -248,7 +308,46 @@ class SqlStore:
     async def _commit_batch(
         self, batch: Sequence[Changes]
     ) -> list[list[StreamEvent] | SwitchboardError]:
+        inline = self._inline
+        if inline is not None and sum(len(c.events) for c in batch) <= INLINE_MAX_EVENTS:
+            stored = self._commit_inline(inline, batch)
+            if stored is not None:
+                await anyio.lowlevel.checkpoint()
+                return list(stored)
         return await self._run(self._commit_batch_sync, batch)
+
+    def _commit_inline(
+        self, inline: Connection, batch: Sequence[Changes]
+    ) -> list[list[StreamEvent]] | None:
+        """Store *batch* in one transaction from the event loop's own thread; ``None``
+        (and nothing stored) if that would wait, or failed.
+
+        A small commit on SQLite takes tens of microseconds, and handing it to a worker
+        thread and back costs more CPU than the commit (two thread switches and the
+        loop's wake-up). So while no other writer of this process holds the database,
+        the batch is written here, on a connection that never waits for a lock and
+        never checkpoints (:func:`~server.storage.engine.open_inline_writer`). Anything
+        else — another process's writer, a bad commit in the batch, a fence — goes the
+        worker thread's way, which waits for the lock and finds the bad commit.
+        """
+        if not self._write_lock.acquire(blocking=False):
+            return None
+        try:
+            merged, fences = _merged(batch)
+            events = self._commit_sync(merged, fences, held=inline)
+        except (SQLAlchemyError, self._dbapi_error, NotFound, Fenced):
+            if inline.invalidated:
+                # Its connection was lost: a new one would have the pool's settings.
+                self._drop_inline()
+            return None
+        finally:
+            self._write_lock.release()
+        self.inline_batches += 1
+        self._inline_batches_since_checkpoint += 1
+        due = self._checkpoint_due
+        if due is not None and self._inline_batches_since_checkpoint >= CHECKPOINT_EVERY_BATCHES:
+            due.set()
+        return _split(events, batch)
 
     async def events_after(self, chat_id: str, after: int, limit: int) -> list[StreamEvent]:
         """Up to *limit* events of *chat_id* with ``seq > after``, oldest first."""
@@ -361,8 +460,12 @@ class SqlStore:
     # -- worker-thread side: everything below blocks ---------------------------------
 
     @contextmanager
-    def _writing(self) -> Iterator[Connection]:
-        if self._sqlite:
+    def _writing(self, held: Connection | None = None) -> Iterator[Connection]:
+        if held is not None:
+            # The inline writer (_commit_inline), whose caller holds the write lock.
+            with held.begin():
+                yield held
+        elif self._sqlite:
             with self._write_lock, begin_write(self._engine) as connection:
                 yield connection
         else:
@@ -417,12 +520,7 @@ class SqlStore:
         self, batch: Sequence[Changes]
     ) -> list[list[StreamEvent] | SwitchboardError]:
         """Store *batch* in one transaction; if that fails, commit by commit."""
-        merged = Changes(
-            chats=[chat for changes in batch for chat in changes.chats],
-            tasks=[task for changes in batch for task in changes.tasks],
-            events=[event for changes in batch for event in changes.events],
-        )
-        fences = [changes.fence for changes in batch if changes.fence is not None]
+        merged, fences = _merged(batch)
         try:
             return list(_split(self._commit_sync(merged, fences), batch))
         except (SQLAlchemyError, self._dbapi_error, NotFound, Fenced):
@@ -518,13 +616,17 @@ class SqlStore:
                 log.info("ended a dead home's transactions", extra={"count": len(ended)})
 
     def _commit_sync(
-        self, changes: Changes, fences: Sequence[Fence] | None = None
+        self,
+        changes: Changes,
+        fences: Sequence[Fence] | None = None,
+        *,
+        held: Connection | None = None,
     ) -> list[StreamEvent]:
         counts = Counter(event.chat_id for event in changes.events)
         new_chats = {chat.id for chat in changes.chats}
         if fences is None:
             fences = [] if changes.fence is None else [changes.fence]
-        with self._writing() as connection:
+        with self._writing(held) as connection:
             if fences:
                 _check_fences(connection, fences)
             rows = self._rows
@@ -582,6 +684,16 @@ def _check_fences(connection: Connection, fences: Sequence[Fence]) -> None:
     found = {str(cid): int(number) for cid, number in connection.execute(statement).all()}
     if any(found.get(cid) != number for cid, number in wanted.items()):
         raise Fenced()
+
+
+def _merged(batch: Sequence[Changes]) -> tuple[Changes, list[Fence]]:
+    """*batch* as one commit, and the fences of its commits."""
+    merged = Changes(
+        chats=[chat for changes in batch for chat in changes.chats],
+        tasks=[task for changes in batch for task in changes.tasks],
+        events=[event for changes in batch for event in changes.events],
+    )
+    return merged, [changes.fence for changes in batch if changes.fence is not None]
 
 
 def _split(events: list[StreamEvent], batch: Sequence[Changes]) -> list[list[StreamEvent]]:

@@ -49,6 +49,7 @@ from server.storage import (
     create_schema,
     normalize_url,
     schema_version,
+    sql_store,
 )
 from server.storage.engine import begin_write
 from server.storage.tables import SCHEMA_VERSION, SCHEMA_VERSIONS
@@ -761,6 +762,106 @@ async def test_group_commit_coalesces_and_isolates_a_bad_commit(store: SqlStore)
     # Fewer transactions than commits: that is the point.
     assert statistics["commits"] == 402
     assert statistics["batches"] < statistics["commits"]
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[SqlStore]:
+    engine = create_engine_for(f"sqlite:///{tmp_path / 'switchboard.db'}")
+    create_schema(engine)
+    yield SqlStore(engine)
+    engine.dispose()
+
+
+@pytest.mark.anyio
+async def test_sqlite_commits_are_written_in_the_event_loop_and_the_wal_checkpointed(
+    sqlite_store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = sqlite_store
+    monkeypatch.setattr(sql_store, "CHECKPOINT_EVERY_BATCHES", 50)
+    conversation, chat = await started(store)
+    task, task_chat = task_of(conversation)
+    async with anyio.create_task_group() as tg:
+        await tg.start(store.run)
+        await store.commit(Changes(chats=[task_chat], tasks=[task]))
+        for n in range(120):
+            await store.commit(
+                Changes(
+                    tasks=[replace(task, progress=f"step {n}")],
+                    events=[NewEvent(chat.id, say(f"{n}")), NewEvent(task_chat.id, say(f"{n}"))],
+                )
+            )
+        for _ in range(500):  # each after 50 batches, or a second after the first
+            if store.checkpoints >= 2:
+                break
+            await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()
+
+    assert store.checkpoints >= 2
+
+    assert store.statistics()["inline_batches"] == 121
+    # What the event loop wrote is what a worker thread reads back, row for row.
+    stored = await store.events_after(chat.id, 0, 1000)
+    assert [e.seq for e in stored] == list(range(1, 121))
+    assert [e.body for e in stored] == [say(f"{n}") for n in range(120)]
+    assert (await store.get_task(WS, task.id)) == replace(task, progress="step 119")
+    # The WAL was copied into the database file: a fresh reader that ignores the WAL
+    # (immutable) finds the rows there.
+    database = store.engine.url.database
+    assert database is not None
+    with sqlite3.connect(f"file:{database}?immutable=1", uri=True) as plain:
+        (in_file,) = plain.execute("SELECT count(*) FROM events").fetchone()
+    assert in_file >= 100
+
+
+@pytest.mark.anyio
+async def test_a_writer_elsewhere_sends_commits_to_a_worker_thread_and_the_loop_runs_on(
+    sqlite_store: SqlStore,
+) -> None:
+    store = sqlite_store
+    _, chat = await started(store)
+    database = store.engine.url.database
+    assert database is not None
+    # Another process's writer (a second connection, outside the store's own lock)
+    # holds the database's write lock.
+    other = sqlite3.connect(database, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    ticks = 0
+    stored: list[int] = []
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await anyio.sleep(0.01)
+            ticks += 1
+
+    async def commit() -> None:
+        [event] = await store.commit(Changes(events=[NewEvent(chat.id, say("waits"))]))
+        stored.append(event.seq)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(store.run)
+            tg.start_soon(tick)
+            async with anyio.create_task_group() as writers:
+                writers.start_soon(commit)
+                await anyio.sleep(0.5)
+                # The commit waits in a worker thread, not in the event loop.
+                assert stored == []
+                assert ticks >= 20
+                other.execute("COMMIT")
+            tg.cancel_scope.cancel()
+    finally:
+        other.close()
+
+    assert stored == [1]
+    assert store.statistics()["inline_batches"] == 0
+    # Once the other writer has gone, the loop writes again.
+    async with anyio.create_task_group() as tg:
+        await tg.start(store.run)
+        await store.commit(Changes(events=[NewEvent(chat.id, say("next"))]))
+        tg.cancel_scope.cancel()
+    assert store.statistics()["inline_batches"] == 1
+    assert [e.seq for e in await store.events_after(chat.id, 0, 10)] == [1, 2]
 
 
 # -- homes: fencing and follow-ups -----------------------------------------------------
