@@ -6,7 +6,10 @@
 collector's state now: :func:`gc.get_count`, the objects it tracks
 (``len(gc.get_objects())``, per generation) and those frozen out of its reach
 (:func:`gc.get_freeze_count`). ``POST /bench/gc/collect`` runs one full collection in
-the server's event loop, as an automatic one would run, and answers with its duration.
+the server's event loop, as an automatic one would run, and answers with its duration;
+``POST /bench/gc/walk`` runs the node's scheduled walk of the whole heap
+(:class:`server.collector.CycleCollector`: everything thawed, then collected) and
+answers with its duration.
 
 What is timed is what the process takes, whatever it does: a server that freezes its
 start-up objects (:func:`gc.freeze`) pays only for the others, and the hook sees that.
@@ -25,6 +28,7 @@ from starlette.responses import JSONResponse, Response
 
 GC_PATH = "/bench/gc"
 COLLECT_PATH = "/bench/gc/collect"
+WALK_PATH = "/bench/gc/walk"
 KEPT = 10_000
 """Full collections remembered between two reads; older ones are dropped (and counted)."""
 
@@ -93,3 +97,10 @@ class CollectorWatch:
         unreachable = gc.collect()
         took = time.perf_counter() - started
         return JSONResponse({"ms": took * 1000, "unreachable": unreachable})
+
+    async def walk(self, request: Request) -> Response:
+        """The node's scheduled walk of the whole heap (:mod:`server.collector`), now."""
+        collector = request.app.state.node.collector
+        if collector is None:
+            return JSONResponse({"error": "no collector"}, status_code=404)
+        return JSONResponse({"ms": collector.walk() * 1000})

@@ -103,12 +103,13 @@ def create_bench_app(settings: Settings) -> Starlette:
         routes.append(Route(MEMORY_PATH, trace.report, methods=["GET"]))
         routes.append(Route(HEAP_PATH, trace.heap, methods=["GET"]))
     if os.environ.get("BENCH_GC"):
-        from bench.gctrace import COLLECT_PATH, GC_PATH, CollectorWatch
+        from bench.gctrace import COLLECT_PATH, GC_PATH, WALK_PATH, CollectorWatch
 
         watch = CollectorWatch()
         watch.install()
         routes.append(Route(GC_PATH, watch.report, methods=["GET"]))
         routes.append(Route(COLLECT_PATH, watch.collect, methods=["POST"]))
+        routes.append(Route(WALK_PATH, watch.walk, methods=["POST"]))
     return app
 
 

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute
 
+from server.collector import CycleCollector
 from server.http_api import routes as http_routes
 from server.http_errors import http_exception_handler
 from server.node import Workspaces, start_node
@@ -33,13 +34,18 @@ def create_app(settings: Settings | None = None, workspaces: Workspaces | None =
         async with start_node(settings, workspaces) as node:
             app.state.node = node
             # What start-up made (modules, routes, the workspaces, the node) lives as
-            # long as the process: kept out of every later full collection's walk.
-            gc.collect()
-            gc.freeze()
+            # long as the process: frozen, as what each full collection leaves will be.
+            collector = node.collector = CycleCollector(settings.gc_full_walk_every)
+            collector.install()
             try:
-                yield
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(collector.run)
+                    try:
+                        yield
+                    finally:
+                        tg.cancel_scope.cancel()
             finally:
-                gc.unfreeze()
+                collector.uninstall()
 
     routes: list[BaseRoute] = [*http_routes(), *socket_routes(), *page_routes()]
     app = Starlette(

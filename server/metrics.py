@@ -113,6 +113,24 @@ _FIGURES: tuple[tuple[str, str, str, str], ...] = (
         "reconnects",
     ),
     (
+        "switchboard_gc_full_walks_total",
+        "counter",
+        "Scheduled walks of the whole heap by the cycle collector.",
+        "gc_full_walks",
+    ),
+    (
+        "switchboard_gc_full_walk_seconds",
+        "gauge",
+        "How long the last walk of the whole heap held the event loop.",
+        "gc_full_walk_seconds",
+    ),
+    (
+        "switchboard_gc_frozen_objects",
+        "gauge",
+        "Objects that survived a full collection, left out of the next ones until the walk.",
+        "gc_frozen_objects",
+    ),
+    (
         "switchboard_redis_dropped_total",
         "counter",
         "Live deliveries to other nodes dropped while Redis was away (stored all the same).",

@@ -35,6 +35,7 @@ from server.audit_sink import TrailAuditSink
 from server.audit_store import SqlAuditBackend
 from server.audit_store import create_schema as create_audit_schema
 from server.bus import RedisBus
+from server.collector import CycleCollector
 from server.leases import RedisLeases
 from server.llm import brain_factory, environment_brain, on_brain
 from server.metrics import NodeMetrics
@@ -67,6 +68,8 @@ class Node:
     relay: RedisRelay | None = None
     metrics: NodeMetrics = field(default_factory=lambda: NodeMetrics(dict))
     awaiting_hello: WaitingForHeads = field(init=False)
+    collector: CycleCollector | None = None
+    """The process's cycle-collector schedule, once the app has installed it."""
     """Sockets accepted and not yet greeted (server.sockets caps how many)."""
 
     def __post_init__(self) -> None:
@@ -88,6 +91,7 @@ class Node:
             "audit_written": self.audit.written,
             "audit_failed": self.audit.failed,
             **{f"http_{key}": n for key, n in http_statistics().items()},
+            **(self.collector.statistics() if self.collector is not None else {}),
             **{
                 f"hello_{key}": n
                 for key, n in self.awaiting_hello.statistics().items()

@@ -66,6 +66,8 @@ class Settings:
     body_timeout: float = 30.0
     max_waiting_requests: int = 2048
     max_head_bytes: int = 65_536
+    gc_full_walk_every: float = 600.0
+    """How often the cycle collector walks the whole heap (:mod:`server.collector`)."""
     audit_signing_key: Path | None = None
     """The Ed25519 private key (PEM file) checkpoints are signed with; never in the database."""
     audit_public_key: Path | None = None
@@ -125,6 +127,7 @@ class Settings:
             body_timeout=env.seconds("SWITCHBOARD_BODY_TIMEOUT_SECONDS", 30.0),
             max_waiting_requests=env.integer("SWITCHBOARD_MAX_WAITING_REQUESTS", 2048, minimum=1),
             max_head_bytes=env.integer("SWITCHBOARD_MAX_HEAD_BYTES", 65_536, minimum=1024),
+            gc_full_walk_every=env.seconds("SWITCHBOARD_GC_FULL_WALK_SECONDS", 600.0),
             audit_signing_key=env.path("SWITCHBOARD_AUDIT_SIGNING_KEY"),
             audit_public_key=env.path("SWITCHBOARD_AUDIT_PUBLIC_KEY"),
             audit_checkpoints=env.path("SWITCHBOARD_AUDIT_CHECKPOINTS"),

@@ -15,6 +15,12 @@ ones, each timed inside the server; the median is reported beside it. Whatever t
 server does about its collector — thresholds, :func:`gc.freeze` after start-up — the
 pause is what the process takes. The full collections run while the sockets were
 being opened are reported apart: that is where a growing heap is collected.
+
+The node freezes what each full collection leaves (:mod:`server.collector`), so a full
+collection walks only what is new; every ``SWITCHBOARD_GC_FULL_WALK_SECONDS`` it walks
+the whole heap instead. That walk is timed too, once per run after the forced
+collections (``POST /bench/gc/walk``): ``heap_walk_ms`` is the pause a full collection
+would take without the freezing, and the one the node takes on that schedule.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from bench.gctrace import COLLECT_PATH, GC_PATH
+from bench.gctrace import COLLECT_PATH, GC_PATH, WALK_PATH
 from bench.harness import ServerProcess, copy_database, http_json
 from bench.scenario import Comparison, Metric, Metrics, Params, RunContext, Scenario, Target
 from bench.scenarios.sockets import close_all, open_all
@@ -56,11 +62,11 @@ async def _collector(server: ServerProcess) -> dict[str, Any]:
     return dict(body)
 
 
-async def _force(server: ServerProcess) -> float:
-    """One full collection in the server's event loop; its duration in ms."""
-    status, body = await http_json("POST", server.http + COLLECT_PATH, read_timeout=READ_TIMEOUT_S)
+async def _force(server: ServerProcess, path: str = COLLECT_PATH) -> float:
+    """One full collection (or *path*'s walk) in the server's event loop; its ms."""
+    status, body = await http_json("POST", server.http + path, read_timeout=READ_TIMEOUT_S)
     if status != 200:
-        raise RuntimeError(f"POST {COLLECT_PATH} answered {status}")
+        raise RuntimeError(f"POST {path} answered {status}")
     return float(body["ms"])
 
 
@@ -92,6 +98,8 @@ async def run(
                     forced.append(await _force(server))
                     await asyncio.sleep(0.2)
             after = await _collector(server)
+            # The node's scheduled walk of everything, frozen or not: its one long pause.
+            walk = await _force(server, WALK_PATH)
             alive = sum(1 for c in clients if c.ws is not None and c.ws.close_code is None)
         finally:
             await close_all(clients)
@@ -110,6 +118,8 @@ async def run(
         "tracked_objects": float(tracked_after),
         "tracked_per_socket": (tracked_after - tracked_before) / count,
         "frozen_objects": float(after["frozen"]),
+        "frozen_per_socket": (after["frozen"] - before["frozen"]) / count,
+        "heap_walk_ms": walk,
         "sockets": float(alive),
     }
 
@@ -128,6 +138,8 @@ SCENARIO = Scenario(
         Metric("tracked_objects", "", "objects the collector tracks, sockets open"),
         Metric("tracked_per_socket", "", "tracked objects added per socket"),
         Metric("frozen_objects", "", "objects frozen out of the collector's reach"),
+        Metric("frozen_per_socket", "", "frozen objects added per socket"),
+        Metric("heap_walk_ms", "ms", "the node's scheduled walk of the whole heap"),
         Metric("sockets", "", "sockets open and held"),
     ),
     target=Target("full_pause_max_ms", Comparison.BELOW, 50.0),

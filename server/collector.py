@@ -1,0 +1,86 @@
+"""The cycle collector's schedule: short pauses, and the whole heap walked on a timer.
+
+CPython's full collection walks every tracked object, in the event loop's thread: with
+a thousand sub-agents running it holds every conversation of the node for 130–200 ms,
+and it comes every few seconds, as objects that outlive a young collection pile up.
+What survives a full collection is mostly what lives on: the node, the sockets, the
+running tasks. So after each full collection the survivors are frozen
+(:func:`gc.freeze`): the next full collection walks only what was made since, and its
+pause stays short whatever the node holds.
+
+A frozen object is still freed as soon as nothing refers to it. What freezing holds back
+is a cycle of objects that became garbage after they were frozen (a cancelled task's
+frames and its exception, say): so every ``walk_every`` seconds everything is thawed and
+one full collection walks it all, frees those cycles, and freezes what is left. That
+walk is the one long pause, and it is logged with its length (and counted in
+``/metrics``), never hidden: its schedule is ``SWITCHBOARD_GC_FULL_WALK_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from typing import Any
+
+import anyio
+
+log = logging.getLogger(__name__)
+
+
+class CycleCollector:
+    """Freeze what each full collection leaves; walk the whole heap every *walk_every* s."""
+
+    def __init__(self, walk_every: float) -> None:
+        self.walk_every = walk_every
+        self.walks = 0
+        self.last_walk_seconds = 0.0
+        self._installed = False
+
+    def install(self) -> None:
+        """Collect and freeze what start-up made; from now on freeze after each full one."""
+        if self._installed:
+            return
+        gc.collect()
+        gc.freeze()
+        gc.callbacks.append(self._on_collection)
+        self._installed = True
+
+    def uninstall(self) -> None:
+        if not self._installed:
+            return
+        gc.callbacks.remove(self._on_collection)
+        gc.unfreeze()
+        self._installed = False
+
+    def _on_collection(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "stop" and info.get("generation") == 2:
+            # Every generation is empty but the oldest, whose objects all just survived.
+            gc.freeze()
+
+    def walk(self) -> float:
+        """Thaw everything and collect it all at once (then freeze the survivors)."""
+        started = time.perf_counter()
+        gc.unfreeze()
+        unreachable = gc.collect()
+        took = time.perf_counter() - started
+        self.walks += 1
+        self.last_walk_seconds = took
+        log.info(
+            "full heap walk",
+            extra={"ms": round(took * 1000, 1), "unreachable": unreachable},
+        )
+        return took
+
+    async def run(self) -> None:
+        """Walk the whole heap every ``walk_every`` seconds, until cancelled."""
+        while True:
+            await anyio.sleep(self.walk_every)
+            self.walk()
+
+    def statistics(self) -> dict[str, float]:
+        return {
+            "gc_full_walks": self.walks,
+            "gc_full_walk_seconds": self.last_walk_seconds,
+            "gc_frozen_objects": gc.get_freeze_count(),
+        }
