@@ -411,6 +411,9 @@ class StreamEvent:
     seq: int
     ts: datetime
     body: EventBody
+    wire: str | None = field(default=None, compare=False, repr=False)
+    """The frame :meth:`to_wire` gives, already encoded, where the store encoded it (it
+    keeps the same text): a socket sends it as it is."""
 
     @property
     def type(self) -> EventType:

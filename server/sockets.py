@@ -713,7 +713,10 @@ class Session:
         if isinstance(body, Message) and body.kind is MessageKind.FOLLOWUP:
             # A follow-up carries a task's result: an audited read, before it leaves.
             await self._audit_view("ws:followup", task_id=body.task_id)
-        texts.append(protocol.encode(self._event_wire(event)))
+        if event.wire is not None and not self.voice:
+            texts.append(event.wire)  # encoded once, where it was stored
+        else:
+            texts.append(protocol.encode(self._event_wire(event)))
 
     def _event_wire(self, event: StreamEvent) -> dict[str, Any]:
         wire = event.to_wire()

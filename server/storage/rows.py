@@ -10,6 +10,7 @@ non-ASCII kept as is, the same bytes on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,12 +20,14 @@ from agents.models import (
     Chat,
     ChatKind,
     Conversation,
+    EventBody,
     Patient,
     StreamEvent,
     Task,
     TaskState,
     body_from_json,
     body_to_json,
+    rfc3339,
 )
 from server.protocol import encode
 from server.storage.tables import (
@@ -102,17 +105,52 @@ def chat_from_row(row: ChatRow) -> Chat:
     )
 
 
-def event_values(event: StreamEvent) -> dict[str, Any]:
-    """The ``events`` row of a stored *event* (it has its ``seq``)."""
+def event_values(event: StreamEvent, body: str | None = None) -> dict[str, Any]:
+    """The ``events`` row of a stored *event* (it has its ``seq``); *body*, if given,
+    is its body already encoded."""
     return {
         "chat_id": event.chat_id,
         "seq": event.seq,
         "ts": event.ts,
         "type": event.type.value,
         "task_id": event.task_id,
-        "body": _dumps(body_to_json(event.body)),
-        "wire": encode(event.to_wire()),
+        "body": body if body is not None else _dumps(body_to_json(event.body)),
+        "wire": event.wire if event.wire is not None else encode(event.to_wire()),
     }
+
+
+def event_rows(events: Sequence[StreamEvent]) -> list[dict[str, Any]]:
+    """The ``events`` rows of one commit's *events*; a body they share is encoded once."""
+    bodies: dict[int, str] = {}
+    rows = []
+    for event in events:
+        body = bodies.get(id(event.body))
+        if body is None:
+            body = bodies[id(event.body)] = _dumps(body_to_json(event.body))
+        rows.append(event_values(event, body))
+    return rows
+
+
+def numbered_events(
+    numbered: Sequence[tuple[str, int, EventBody]], ts: datetime
+) -> list[StreamEvent]:
+    """The events of one commit, each with its frame encoded (:attr:`StreamEvent.wire`).
+
+    A body that several events share — a task's update, in the conversation's stream
+    and in the task's own chat — is turned into its frame's fields once.
+    """
+    stamp = rfc3339(ts)
+    fields: dict[int, dict[str, Any]] = {}
+    events = []
+    for chat_id, seq, body in numbered:
+        shared = fields.get(id(body))
+        if shared is None:
+            shared = fields[id(body)] = body.to_wire()
+        kind = StreamEvent(chat_id, seq, ts, body).type
+        # Field for field, and in order, what StreamEvent.to_wire builds.
+        wire = {"seq": seq, "type": kind.value, "chat_id": chat_id, "ts": stamp, **shared}
+        events.append(StreamEvent(chat_id, seq, ts, body, wire=encode(wire)))
+    return events
 
 
 def event_from_row(row: EventRow) -> StreamEvent:

@@ -253,6 +253,34 @@ async def test_commit_round_trips_chats_tasks_and_events(store: SqlStore) -> Non
 
 
 @pytest.mark.anyio
+async def test_stored_events_carry_the_frame_they_are_sent_as(store: SqlStore) -> None:
+    conversation, chat = await started(store)
+    task, task_chat = task_of(conversation)
+    update = TaskUpdate(task)  # one body in both chats, as the runtime commits it
+
+    stored = await store.commit(
+        Changes(
+            chats=[task_chat],
+            tasks=[task],
+            events=[
+                NewEvent(chat.id, update),
+                NewEvent(task_chat.id, update),
+                NewEvent(chat.id, say("Ça marche — I'll call them.", task_id=task.id)),
+            ],
+        )
+    )
+
+    for event in stored:
+        assert event.wire == encode(event.to_wire())
+    assert stored[0].wire != stored[1].wire  # its own chat and seq in each
+    frames = await store.frames_after(chat.id, 0, 10)
+    assert [f.text for f in frames] == [stored[0].wire, stored[2].wire]
+    [in_task_chat] = await store.frames_after(task_chat.id, 0, 10)
+    assert in_task_chat.text == stored[1].wire
+    assert [e.body for e in await store.events_after(task_chat.id, 0, 10)] == [update]
+
+
+@pytest.mark.anyio
 async def test_commit_replaces_a_task_by_id(store: SqlStore) -> None:
     conversation, _ = await started(store)
     task, task_chat = task_of(conversation)
