@@ -148,6 +148,7 @@ class SqlStore:
         self._inline: Connection | None = None
         self._inline_batches_since_checkpoint = 0
         self._checkpoint_due: anyio.Event | None = None
+        self._checkpointing = False
         self.inline_batches = 0
         self.checkpoints = 0
 
@@ -197,12 +198,17 @@ class SqlStore:
                 continue
             self._checkpoint_due = anyio.Event()
             self._inline_batches_since_checkpoint = 0
+            # Meanwhile commits go through worker threads: a checkpoint writes the
+            # database file and syncs it, and a write beside it can wait on the disk.
+            self._checkpointing = True
             try:
                 await self._run(checkpoint_wal, self._engine)
             except Unavailable:
                 log.warning("WAL checkpoint failed")
             else:
                 self.checkpoints += 1
+            finally:
+                self._checkpointing = False
 
     def statistics(self) -> dict[str, int]:
         return {**self._group.statistics(), "inline_batches": self.inline_batches}
@@ -310,7 +316,11 @@ class SqlStore:
         self, batch: Sequence[Changes]
     ) -> list[list[StreamEvent] | SwitchboardError]:
         inline = self._inline
-        if inline is not None and sum(len(c.events) for c in batch) <= INLINE_MAX_EVENTS:
+        if (
+            inline is not None
+            and not self._checkpointing
+            and sum(len(c.events) for c in batch) <= INLINE_MAX_EVENTS
+        ):
             stored = self._commit_inline(inline, batch)
             if stored is not None:
                 await anyio.lowlevel.checkpoint()
