@@ -826,7 +826,10 @@ async def test_sqlite_commits_are_written_in_the_event_loop_and_the_wal_checkpoi
 
     assert store.checkpoints >= 2
 
-    assert store.statistics()["inline_batches"] == 121
+    statistics = store.statistics()
+    # Each batch in the event loop, but those that came while a checkpoint ran.
+    assert statistics["batches"] == 121
+    assert 0 < statistics["inline_batches"] <= 121
     # What the event loop wrote is what a worker thread reads back, row for row.
     stored = await store.events_after(chat.id, 0, 1000)
     assert [e.seq for e in stored] == list(range(1, 121))
