@@ -71,7 +71,7 @@ class ChatListSession(Session):
             self._outbox.close()
             with anyio.CancelScope(shield=True), anyio.move_on_after(2):
                 await self._close_now(self._close_code or CloseCode.NORMAL_CLOSURE)
-            self._closed.set()
+            self._mark_closed()
 
     async def _run_list(self) -> None:
         assert self.principal is not None

@@ -33,7 +33,8 @@ class Outbox(Generic[_T]):
             raise ValueError("an outbox holds at least one item")
         self.capacity = capacity
         self._items: deque[_T] = deque()
-        self._ready = anyio.Event()
+        # The reader's wake-up, made only when it waits on an empty outbox.
+        self._ready: anyio.Event | None = None
         self._closed = False
 
     def __len__(self) -> int:
@@ -44,20 +45,23 @@ class Outbox(Generic[_T]):
         if self._closed or len(self._items) >= self.capacity:
             return False
         self._items.append(item)
-        if not self._ready.is_set():
-            self._ready.set()
+        ready = self._ready
+        if ready is not None:
+            self._ready = None
+            ready.set()
         return True
 
     async def wait(self) -> None:
         """Return once an item waits (at once if one does)."""
         if not self._items:
+            if self._ready is None:
+                self._ready = anyio.Event()
             await self._ready.wait()
 
     def take_all(self) -> list[_T]:
         """Everything that waits, oldest first; the outbox is empty after."""
         items = list(self._items)
         self._items.clear()
-        self._ready = anyio.Event()
         return items
 
     def close(self) -> None:

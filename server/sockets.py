@@ -117,7 +117,9 @@ class Session:
         self.turns = VoiceTurns(pause_grace=self.settings.voice_pause_grace)
         self._close_code: int | None = None
         self._scope = anyio.CancelScope()
-        self._closed = anyio.Event()
+        # Made only for a caller of wait_closed: most sockets never have one.
+        self._closed: anyio.Event | None = None
+        self._ended = False
         self._last_sent = 0
         # Everything this socket sends, in order: live events (put by the bus, from
         # the publisher's task) and its own answers. Room for a burst (a 1,000-way
@@ -145,7 +147,16 @@ class Session:
             self._close_code = code
         self._scope.cancel()
 
+    def _mark_closed(self) -> None:
+        self._ended = True
+        if self._closed is not None:
+            self._closed.set()
+
     async def wait_closed(self) -> None:
+        if self._ended:
+            return
+        if self._closed is None:
+            self._closed = anyio.Event()
         await self._closed.wait()
 
     # -- the handshake ---------------------------------------------------------------
@@ -176,7 +187,9 @@ class Session:
                     hello = await self._wait_for_hello(header_token)
             finally:
                 waiting.discard(self)
-        if hello is None and self._hello_wait.cancelled_caught:
+        timed_out = self._hello_wait.cancelled_caught
+        self._hello_wait = None  # held for as long as the socket otherwise
+        if hello is None and timed_out:
             if not self._evicted:
                 self._note_dropped(DropReason.HEAD_TIMEOUT)
             await self._close_now(CloseCode.UNAUTHORIZED)
@@ -332,7 +345,7 @@ class Session:
             self._outbox.close()
             with anyio.CancelScope(shield=True), anyio.move_on_after(2):
                 await self._close_now(self._close_code or CloseCode.NORMAL_CLOSURE)
-            self._closed.set()
+            self._mark_closed()
 
     async def _run(
         self,
@@ -374,11 +387,12 @@ class Session:
             # Wherever the conversation's home is, this socket works the same: its
             # commands go through the host, which relays them if need be; and if the
             # home dies, this node takes the conversation over at once.
-            # Two tasks: the reader, and the writer that the outbox wakes.
+            # Two tasks: the writer that the outbox wakes, and the reader, which is
+            # this one (a task fewer to hold for every idle socket).
             with self.node.host.watch(target), self._expiring():
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._guard, self._read, tg, conversation, chat)
                     tg.start_soon(self._guard, self._write, tg)
+                    await self._guard(self._read, tg, conversation, chat)
             self._check_expired()
 
     async def _guard(self, fn: Any, tg: TaskGroup, *args: Any) -> None:
@@ -660,8 +674,12 @@ class Session:
         outbox = self._outbox
         while True:
             timeout = self.turns.timeout(anyio.current_time())
-            with anyio.move_on_after(timeout if timeout is not None else float("inf")):
+            if timeout is None:
                 await outbox.wait()
+            else:
+                # Held updates wait for the caller's pause: woken then, if not before.
+                with anyio.move_on_after(timeout):
+                    await outbox.wait()
             texts: list[str] = []
             for item in outbox.take_all():
                 await self._add(item, texts)
