@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import Row
+
 from agents.models import (
     AgentDefinition,
     Author,
@@ -62,7 +64,7 @@ def conversation_values(conversation: Conversation) -> dict[str, Any]:
     }
 
 
-def conversation_from_row(row: ConversationRow) -> Conversation:
+def conversation_from_row(row: ConversationRow | Row[Any]) -> Conversation:
     """The conversation a ``conversations`` row holds."""
     return Conversation(
         id=row.id,

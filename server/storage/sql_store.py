@@ -28,8 +28,9 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 from anyio.abc import TaskStatus
-from sqlalchemy import Connection, Engine, Table, text, update
+from sqlalchemy import Connection, Engine, Row, Select, Table, text, update
 from sqlalchemy import insert as generic_insert
+from sqlalchemy import select as core_select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import QueuePool
 from sqlmodel import Session, col, select
@@ -82,9 +83,7 @@ from server.storage.tables import (
     PATIENTS,
     TASKS,
     AgentRow,
-    ChatHeadRow,
     ChatRow,
-    ConversationRow,
     EventRow,
     PatientRow,
     TaskRow,
@@ -234,10 +233,12 @@ class SqlStore:
     async def get_conversation(
         self, workspace_id: str, conversation_id: str
     ) -> Conversation | None:
-        statement = select(ConversationRow).where(
-            ConversationRow.id == conversation_id, ConversationRow.workspace_id == workspace_id
+        # Core, not the ORM: every socket opened reads one, and a session and its
+        # identity map cost more than the query.
+        statement = core_select(CONVERSATIONS).where(
+            CONVERSATIONS.c.id == conversation_id, CONVERSATIONS.c.workspace_id == workspace_id
         )
-        row = await self._run(self._first, statement)
+        row = await self._run(self._first_row, statement)
         return None if row is None else conversation_from_row(row)
 
     async def get_chat(self, workspace_id: str, chat_id: str) -> Chat | None:
@@ -381,9 +382,9 @@ class SqlStore:
 
     async def last_seq(self, chat_id: str) -> int:
         """The ``seq`` of the chat's newest event; 0 if it has none (or does not exist)."""
-        statement = select(ChatHeadRow.last_seq).where(ChatHeadRow.chat_id == chat_id)
-        found = await self._run(self._first, statement)
-        return 0 if found is None else found
+        statement = core_select(CHAT_HEADS.c.last_seq).where(CHAT_HEADS.c.chat_id == chat_id)
+        row = await self._run(self._first_row, statement)
+        return 0 if row is None else int(row.last_seq)
 
     # -- tasks ---------------------------------------------------------------------
 
@@ -516,6 +517,10 @@ class SqlStore:
     def _first(self, statement: SelectOfScalar[_T]) -> _T | None:
         with Session(self._engine) as session:
             return session.exec(statement).first()
+
+    def _first_row(self, statement: Select[Any]) -> Row[Any] | None:
+        with self._engine.connect() as connection:
+            return connection.execute(statement).first()
 
     def _create_conversation_sync(self, conversation: Conversation, chat: Chat) -> None:
         with self._writing() as connection:
