@@ -54,7 +54,7 @@ async def prepare(workdir: Path, p: Params) -> tuple[Path, list[SeededConversati
     return database, seeded
 
 
-async def _collector(server: ServerProcess) -> dict[str, Any]:
+async def collections_since(server: ServerProcess) -> dict[str, Any]:
     """The collections since the last read, and the collector's state now."""
     status, body = await http_json("GET", server.http + GC_PATH, read_timeout=READ_TIMEOUT_S)
     if status != 200:
@@ -84,20 +84,20 @@ async def run(
         await close_all(await open_all(server.ws, seeded[count:]))
         await asyncio.sleep(settle)
         await _force(server)
-        before = await _collector(server)
+        before = await collections_since(server)
         clients = await open_all(server.ws, seeded[:count])
         try:
-            opening = await _collector(server)
+            opening = await collections_since(server)
             await asyncio.sleep(settle)
-            await _collector(server)
+            await collections_since(server)
             async with ctx.measuring(server, "P9"):
                 await asyncio.sleep(idle)
-                window = await _collector(server)
+                window = await collections_since(server)
                 forced = []
                 for _ in range(int(p["forced"])):
                     forced.append(await _force(server))
                     await asyncio.sleep(0.2)
-            after = await _collector(server)
+            after = await collections_since(server)
             # The node's scheduled walk of everything, frozen or not: its one long pause.
             walk = await _force(server, WALK_PATH)
             alive = sum(1 for c in clients if c.ws is not None and c.ws.close_code is None)

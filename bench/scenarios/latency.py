@@ -8,7 +8,9 @@ random moments (uniform gaps averaging ``say_every`` seconds) and times the ``sa
 until the agent's reply with that token arrives, and until the ``ack``.
 
 The bench process also times its own event loop (how late a 5 ms sleep wakes up), so
-that a late reply can be told apart from a busy client.
+that a late reply can be told apart from a busy client; and the server runs with
+``BENCH_GC=1`` (:mod:`bench.gctrace`), so that the window's longest collector pause of
+each generation is reported beside the latencies it may explain.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import contextlib
 import random
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from bench.client import ConversationClient, Frame, deadline, wait_until
 from bench.harness import ServerProcess, person_token
@@ -31,6 +34,7 @@ from bench.scenario import (
     Target,
     percentile,
 )
+from bench.scenarios.gc_pause import collections_since
 
 SETUP_TIMEOUT_S = 120.0
 DRAIN_TIMEOUT_S = 60.0
@@ -117,7 +121,7 @@ async def _measure(
     p: Params,
     conversations: list[_Conversation],
     rng: random.Random,
-) -> tuple[float, int, list[float], float]:
+) -> tuple[float, int, list[float], float, dict[str, Any]]:
     """Start the tickers, wait until all work, then time the says of the window."""
     count, subagents = len(conversations), int(p["subagents"])
     for c in conversations:
@@ -131,6 +135,7 @@ async def _measure(
     async with asyncio.TaskGroup() as tg:
         tg.create_task(loop_lag(lag, stop))
         events_before = sum(c.task_events for c in conversations)
+        await collections_since(server)
         started, cpu_started = time.perf_counter(), server.cpu_seconds()
         end = started + float(p["duration"])
         async with ctx.measuring(server, "P1"):
@@ -143,17 +148,18 @@ async def _measure(
             window = time.perf_counter() - started
             cpu = (server.cpu_seconds() - cpu_started) / window
             events = sum(c.task_events for c in conversations) - events_before
+            collections = await collections_since(server)
             stop.set()
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(DRAIN_TIMEOUT_S):
             await wait_until(lambda: all(len(c.replied) >= len(c.sent) for c in conversations))
-    return window, events, lag, cpu
+    return window, events, lag, cpu, collections
 
 
 async def run(ctx: RunContext, p: Params, _prepared: object) -> Metrics:
     count = int(p["conversations"])
     rng = random.Random(ctx.run_index)
-    async with ctx.server() as server:
+    async with ctx.server(env={"BENCH_GC": "1"}) as server:
         limit = asyncio.Semaphore(16)
 
         async def opened(i: int) -> _Conversation:
@@ -165,7 +171,9 @@ async def run(ctx: RunContext, p: Params, _prepared: object) -> Metrics:
             for c in conversations:
                 tg.create_task(c.client.read())
             try:
-                window, events, lag, cpu = await _measure(ctx, server, p, conversations, rng)
+                window, events, lag, cpu, collections = await _measure(
+                    ctx, server, p, conversations, rng
+                )
             finally:
                 await asyncio.gather(*(c.client.close() for c in conversations))
     given_up = time.perf_counter()
@@ -184,6 +192,11 @@ async def run(ctx: RunContext, p: Params, _prepared: object) -> Metrics:
         "client_lag_p99_ms": percentile(lag, 99) * 1000,
         "server_cpu_percent": cpu * 100,
         "errors": float(sum(c.errors for c in conversations)),
+        **{
+            f"gc{g}_longest_ms": float(generation["longest_ms"])
+            for g, generation in enumerate(collections["generations"])
+        },
+        "gc2_collections": float(collections["generations"][2]["collections"]),
     }
 
 
@@ -202,6 +215,10 @@ SCENARIO = Scenario(
         Metric("server_cpu_percent", "%", "server CPU in the window, all threads (100 = a core)"),
         Metric("client_lag_p99_ms", "ms", "the bench's own event-loop lag, 99th percentile"),
         Metric("errors", "", "error frames received"),
+        Metric("gc0_longest_ms", "ms", "the server's longest young collection in the window"),
+        Metric("gc1_longest_ms", "ms", "the server's longest middle-generation collection"),
+        Metric("gc2_longest_ms", "ms", "the server's longest full collection in the window"),
+        Metric("gc2_collections", "", "full collections in the window"),
     ),
     target=Target("reply_p99_ms", Comparison.BELOW, 25.0),
     full={
