@@ -2,7 +2,8 @@
 ``BENCH_GC=1`` watches every collection with a :data:`gc.callbacks` hook.
 
 ``GET /bench/gc`` answers, as JSON, with the collections seen since the previous call
-(per generation: how many, the longest, and every full collection's duration), and the
+(per generation: how many, the longest, and every full collection's duration; every
+collection longer than :data:`SLOW_S`, with its generation), and the
 collector's state now: :func:`gc.get_count`, the objects it tracks
 (``len(gc.get_objects())``, per generation) and those frozen out of its reach
 (:func:`gc.get_freeze_count`). ``POST /bench/gc/collect`` runs one full collection in
@@ -30,7 +31,9 @@ GC_PATH = "/bench/gc"
 COLLECT_PATH = "/bench/gc/collect"
 WALK_PATH = "/bench/gc/walk"
 KEPT = 10_000
-"""Full collections remembered between two reads; older ones are dropped (and counted)."""
+"""Full (and slow) collections remembered between two reads; older ones are dropped."""
+SLOW_S = 0.002
+"""A collection of any generation longer than this is listed with its duration."""
 
 
 @dataclass
@@ -46,6 +49,8 @@ class CollectorWatch:
 
     generations: list[_Generation] = field(default_factory=lambda: [_Generation() for _ in "012"])
     full_s: deque[float] = field(default_factory=lambda: deque(maxlen=KEPT))
+    # Every collection of any generation that took longer than SLOW_S: (generation, s).
+    slow: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=KEPT))
     _started: float = 0.0
 
     def install(self) -> None:
@@ -66,11 +71,14 @@ class CollectorWatch:
         generation.longest_s = max(generation.longest_s, took)
         if info["generation"] == 2:
             self.full_s.append(took)
+        if took > SLOW_S:
+            self.slow.append((int(info["generation"]), took))
 
     def take(self) -> dict[str, Any]:
         """What was seen since the last take, and the collector's state now."""
         seen, self.generations = self.generations, [_Generation() for _ in "012"]
         full, self.full_s = list(self.full_s), deque(maxlen=KEPT)
+        slow, self.slow = list(self.slow), deque(maxlen=KEPT)
         return {
             "generations": [
                 {
@@ -81,6 +89,7 @@ class CollectorWatch:
                 for g in seen
             ],
             "full_ms": [s * 1000 for s in full],
+            "slow": [{"generation": g, "ms": s * 1000} for g, s in slow],
             "count": list(gc.get_count()),
             "tracked": [len(gc.get_objects(generation)) for generation in range(3)],
             "frozen": gc.get_freeze_count(),

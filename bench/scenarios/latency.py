@@ -150,6 +150,11 @@ async def _measure(
             events = sum(c.task_events for c in conversations) - events_before
             collections = await collections_since(server)
             stop.set()
+    slow = collections["slow"]
+    ctx.log(
+        "    collections over 2 ms: "
+        + (", ".join(f"gen{d['generation']} {d['ms']:.1f}" for d in slow) or "none")
+    )
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(DRAIN_TIMEOUT_S):
             await wait_until(lambda: all(len(c.replied) >= len(c.sent) for c in conversations))
@@ -197,6 +202,8 @@ async def run(ctx: RunContext, p: Params, _prepared: object) -> Metrics:
             for g, generation in enumerate(collections["generations"])
         },
         "gc2_collections": float(collections["generations"][2]["collections"]),
+        "gc_slow_collections": float(len(collections["slow"])),
+        "gc_ms_per_s": sum(g["total_ms"] for g in collections["generations"]) / window,
     }
 
 
@@ -219,6 +226,8 @@ SCENARIO = Scenario(
         Metric("gc1_longest_ms", "ms", "the server's longest middle-generation collection"),
         Metric("gc2_longest_ms", "ms", "the server's longest full collection in the window"),
         Metric("gc2_collections", "", "full collections in the window"),
+        Metric("gc_slow_collections", "", "collections of any generation longer than 2 ms"),
+        Metric("gc_ms_per_s", "ms", "the server's time in the collector, per second of window"),
     ),
     target=Target("reply_p99_ms", Comparison.BELOW, 25.0),
     full={
