@@ -64,7 +64,7 @@ class Settings:
     lease_seconds: float = 5.0
     head_timeout: float = 10.0
     body_timeout: float = 30.0
-    max_waiting_requests: int = 2048
+    max_waiting_requests: int = 8192
     max_head_bytes: int = 65_536
     gc_full_walk_every: float = 600.0
     """How often the cycle collector walks the whole heap (:mod:`server.collector`)."""
@@ -125,7 +125,7 @@ class Settings:
             # by the open-files limit), and how large a head may be.
             head_timeout=env.seconds("SWITCHBOARD_HEAD_TIMEOUT_SECONDS", 10.0),
             body_timeout=env.seconds("SWITCHBOARD_BODY_TIMEOUT_SECONDS", 30.0),
-            max_waiting_requests=env.integer("SWITCHBOARD_MAX_WAITING_REQUESTS", 2048, minimum=1),
+            max_waiting_requests=env.integer("SWITCHBOARD_MAX_WAITING_REQUESTS", 8192, minimum=1),
             max_head_bytes=env.integer("SWITCHBOARD_MAX_HEAD_BYTES", 65_536, minimum=1024),
             gc_full_walk_every=env.seconds("SWITCHBOARD_GC_FULL_WALK_SECONDS", 600.0),
             audit_signing_key=env.path("SWITCHBOARD_AUDIT_SIGNING_KEY"),
