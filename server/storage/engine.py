@@ -196,6 +196,21 @@ def open_inline_writer(engine: Engine) -> Connection:
     return connection
 
 
+def open_inline_reader(engine: Engine) -> Connection:
+    """A SQLite connection of *engine*'s for one-row reads made in the event loop's own
+    thread (a conversation, a chat's head: what every socket opened reads).
+
+    In WAL mode a reader waits for no writer; with ``busy_timeout`` 0 it does not wait
+    in the rare cases where it would (a WAL being recovered), it fails, and the caller
+    reads from a worker thread instead. Held until closed, outside the pool's rotation.
+    """
+    connection = engine.connect()
+    dbapi_connection = connection.connection.driver_connection
+    assert isinstance(dbapi_connection, sqlite3.Connection)
+    dbapi_connection.execute("PRAGMA busy_timeout=0")
+    return connection
+
+
 def checkpoint_wal(engine: Engine) -> None:
     """Copy what the WAL holds into the database file, waiting for no one (PASSIVE)."""
     with engine.connect() as connection:

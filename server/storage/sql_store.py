@@ -28,7 +28,7 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 from anyio.abc import TaskStatus
-from sqlalchemy import Connection, Engine, Row, Select, Table, text, update
+from sqlalchemy import Connection, Engine, Row, Select, Table, bindparam, text, update
 from sqlalchemy import insert as generic_insert
 from sqlalchemy import select as core_select
 from sqlalchemy.exc import SQLAlchemyError
@@ -55,6 +55,7 @@ from server.storage.engine import (
     begin_write,
     checkpoint_wal,
     create_schema,
+    open_inline_reader,
     open_inline_writer,
 )
 from server.storage.group_commit import GroupCommitter
@@ -123,6 +124,13 @@ _END_IDLE_TRANSACTIONS = text(
     " AND pid <> pg_backend_pid()"
 )
 
+# What every socket opened reads: built once, with the values bound at each call (a
+# statement built per call costs more than SQLite's answer to it).
+_CONVERSATION = core_select(CONVERSATIONS).where(
+    CONVERSATIONS.c.id == bindparam("id"), CONVERSATIONS.c.workspace_id == bindparam("workspace")
+)
+_LAST_SEQ = core_select(CHAT_HEADS.c.last_seq).where(CHAT_HEADS.c.chat_id == bindparam("chat"))
+
 _UNFINISHED = sorted(state.value for state in TaskState if state not in TERMINAL_STATES)
 _ANNOUNCED_STATES = sorted(s.value for s in TERMINAL_STATES if s is not TaskState.INTERRUPTED)
 
@@ -145,10 +153,13 @@ class SqlStore:
         self._rows = RowWriters(engine.dialect)
         # SQLite files only, while run() runs: the event loop's own writer (_commit_inline).
         self._inline: Connection | None = None
+        # And its own reader of single rows (_read_row).
+        self._reader: Connection | None = None
         self._inline_batches_since_checkpoint = 0
         self._checkpoint_due: anyio.Event | None = None
         self._checkpointing = False
         self.inline_batches = 0
+        self.inline_reads = 0
         self.checkpoints = 0
 
     @property
@@ -168,8 +179,10 @@ class SqlStore:
             if self._sqlite and isinstance(self._engine.pool, QueuePool):
                 try:
                     self._inline = await self._run(open_inline_writer, self._engine)
+                    self._reader = await self._run(open_inline_reader, self._engine)
                 except Unavailable:
                     log.warning("no inline writer: every commit goes through a worker thread")
+                    self._drop_inline()
                 else:
                     tg.start_soon(self._checkpoint_wal)
             try:
@@ -179,12 +192,19 @@ class SqlStore:
                 self._drop_inline()
 
     def _drop_inline(self) -> None:
+        self._drop_reader()
         inline, self._inline = self._inline, None
         if inline is not None:
             # Not back into the pool: its settings (no busy wait, no checkpoints) are
             # for the event loop's writes only.
             inline.invalidate()
             inline.close()
+
+    def _drop_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.invalidate()
+            reader.close()
 
     async def _checkpoint_wal(self) -> None:
         """Checkpoint the WAL from a worker thread after the inline writer (which never
@@ -210,7 +230,11 @@ class SqlStore:
                 self._checkpointing = False
 
     def statistics(self) -> dict[str, int]:
-        return {**self._group.statistics(), "inline_batches": self.inline_batches}
+        return {
+            **self._group.statistics(),
+            "inline_batches": self.inline_batches,
+            "inline_reads": self.inline_reads,
+        }
 
     async def create_schema(self) -> None:
         """Create or migrate the schema (:func:`server.storage.engine.create_schema`)."""
@@ -235,10 +259,9 @@ class SqlStore:
     ) -> Conversation | None:
         # Core, not the ORM: every socket opened reads one, and a session and its
         # identity map cost more than the query.
-        statement = core_select(CONVERSATIONS).where(
-            CONVERSATIONS.c.id == conversation_id, CONVERSATIONS.c.workspace_id == workspace_id
+        row = await self._read_row(
+            _CONVERSATION, {"id": conversation_id, "workspace": workspace_id}
         )
-        row = await self._run(self._first_row, statement)
         return None if row is None else conversation_from_row(row)
 
     async def get_chat(self, workspace_id: str, chat_id: str) -> Chat | None:
@@ -382,8 +405,7 @@ class SqlStore:
 
     async def last_seq(self, chat_id: str) -> int:
         """The ``seq`` of the chat's newest event; 0 if it has none (or does not exist)."""
-        statement = core_select(CHAT_HEADS.c.last_seq).where(CHAT_HEADS.c.chat_id == chat_id)
-        row = await self._run(self._first_row, statement)
+        row = await self._read_row(_LAST_SEQ, {"chat": chat_id})
         return 0 if row is None else int(row.last_seq)
 
     # -- tasks ---------------------------------------------------------------------
@@ -463,6 +485,29 @@ class SqlStore:
 
     # -- the thread boundary -------------------------------------------------------
 
+    async def _read_row(
+        self, statement: Select[Any], parameters: dict[str, Any]
+    ) -> Row[Any] | None:
+        """The first row *statement* selects: read in the event loop's thread on a SQLite
+        file (a worker thread's hop costs more than the read), else in a worker thread.
+
+        The read is its own short transaction on :func:`open_inline_reader`'s connection,
+        so it never holds back a checkpoint; if it fails for any reason, it is made again
+        from a worker thread, which waits and reports as every read does.
+        """
+        reader = self._reader
+        if reader is not None:
+            try:
+                with reader.begin():
+                    row = reader.execute(statement, parameters).first()
+            except (SQLAlchemyError, self._dbapi_error):
+                if reader.invalidated:
+                    self._drop_reader()
+            else:
+                self.inline_reads += 1
+                return row
+        return await self._run(self._first_row, statement, parameters)
+
     async def _run(self, function: Callable[..., _T], *args: Any) -> _T:
         try:
             return await anyio.to_thread.run_sync(function, *args, limiter=self._limiter)
@@ -518,9 +563,11 @@ class SqlStore:
         with Session(self._engine) as session:
             return session.exec(statement).first()
 
-    def _first_row(self, statement: Select[Any]) -> Row[Any] | None:
+    def _first_row(
+        self, statement: Select[Any], parameters: dict[str, Any] | None = None
+    ) -> Row[Any] | None:
         with self._engine.connect() as connection:
-            return connection.execute(statement).first()
+            return connection.execute(statement, parameters).first()
 
     def _create_conversation_sync(self, conversation: Conversation, chat: Chat) -> None:
         with self._writing() as connection:

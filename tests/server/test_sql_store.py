@@ -895,6 +895,47 @@ async def test_a_writer_elsewhere_sends_commits_to_a_worker_thread_and_the_loop_
     assert [e.seq for e in await store.events_after(chat.id, 0, 10)] == [1, 2]
 
 
+@pytest.mark.anyio
+async def test_sqlite_one_row_reads_are_made_in_the_event_loop_and_fall_back_to_a_thread(
+    sqlite_store: SqlStore,
+) -> None:
+    store = sqlite_store
+    conversation, chat = await started(store)
+    await store.commit(Changes(events=[NewEvent(chat.id, say("one"))]))
+    database = store.engine.url.database
+    assert database is not None
+    async with anyio.create_task_group() as tg:
+        await tg.start(store.run)
+        assert await store.get_conversation(WS, conversation.id) == conversation
+        assert await store.get_conversation("another-workspace", conversation.id) is None
+        assert await store.last_seq(chat.id) == 1
+        assert await store.last_seq("no-such-chat") == 0
+        assert store.statistics()["inline_reads"] == 4
+        # A writer elsewhere, mid-transaction, holds no reader back (WAL): the read
+        # sees what was committed, and the loop is not made to wait.
+        other = sqlite3.connect(database, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("UPDATE chat_heads SET last_seq = 7 WHERE chat_id = ?", (chat.id,))
+            assert await store.last_seq(chat.id) == 1
+            other.execute("COMMIT")
+        finally:
+            other.close()
+        assert await store.last_seq(chat.id) == 7
+        assert store.statistics()["inline_reads"] == 6
+        # The reader's connection lost: the read is made again from a worker thread,
+        # and so is every one after.
+        reader = store._reader
+        assert reader is not None
+        driver = reader.connection.driver_connection
+        assert isinstance(driver, sqlite3.Connection)
+        driver.close()
+        assert await store.last_seq(chat.id) == 7
+        assert await store.get_conversation(WS, conversation.id) == conversation
+        assert store.statistics()["inline_reads"] == 6
+        tg.cancel_scope.cancel()
+
+
 # -- homes: fencing and follow-ups -----------------------------------------------------
 
 
