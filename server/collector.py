@@ -1,4 +1,4 @@
-"""The cycle collector's schedule: short pauses, and the whole heap walked on a timer.
+"""The cycle collector's schedule: short pauses, and the whole heap walked as it grows.
 
 CPython's full collection walks every tracked object, in the event loop's thread: with
 a thousand sub-agents running it holds every conversation of the node for 130–200 ms,
@@ -10,10 +10,17 @@ pause stays short whatever the node holds.
 
 A frozen object is still freed as soon as nothing refers to it. What freezing holds back
 is a cycle of objects that became garbage after they were frozen (a cancelled task's
-frames and its exception, say): so every ``walk_every`` seconds everything is thawed and
-one full collection walks it all, frees those cycles, and freezes what is left. That
-walk is the one long pause, and it is logged with its length (and counted in
-``/metrics``), never hidden: its schedule is ``SWITCHBOARD_GC_FULL_WALK_SECONDS``.
+frames and its exception, say): so once the frozen objects have grown by a quarter
+(:data:`WALK_GROWTH`) since the last walk, everything is thawed and one full collection
+walks it all, frees those cycles, and freezes what is left. That is CPython's own rule
+for its full collections (one when the objects that outlived the young ones reach a
+quarter of those it holds), applied to the heap it no longer walks: the frozen heap,
+live or garbage, never outgrows what the last walk left by more than a quarter, and a
+node whose heap does not grow (10,000 idle sockets) never pays for a walk. The walk is
+the one long pause, about 0.2 s per 1,000 sockets open, and it is logged with its
+length (and counted in ``/metrics``), never hidden. It is considered every
+``walk_every`` seconds (``SWITCHBOARD_GC_FULL_WALK_SECONDS``), so it comes at most
+that often.
 """
 
 from __future__ import annotations
@@ -27,14 +34,20 @@ import anyio
 
 log = logging.getLogger(__name__)
 
+WALK_GROWTH = 0.25
+"""How much the frozen objects must have grown since the last walk for the next one."""
+
 
 class CycleCollector:
-    """Freeze what each full collection leaves; walk the whole heap every *walk_every* s."""
+    """Freeze what each full collection leaves; walk the whole heap when what is frozen
+    has grown by :data:`WALK_GROWTH`, considered every *walk_every* s."""
 
     def __init__(self, walk_every: float) -> None:
         self.walk_every = walk_every
         self.walks = 0
         self.last_walk_seconds = 0.0
+        # What was frozen after the last walk (or start-up): the next walk's baseline.
+        self.frozen_after_walk = 0
         self._installed = False
 
     def install(self) -> None:
@@ -43,6 +56,7 @@ class CycleCollector:
             return
         gc.collect()
         gc.freeze()
+        self.frozen_after_walk = gc.get_freeze_count()
         gc.callbacks.append(self._on_collection)
         self._installed = True
 
@@ -66,17 +80,23 @@ class CycleCollector:
         took = time.perf_counter() - started
         self.walks += 1
         self.last_walk_seconds = took
+        self.frozen_after_walk = gc.get_freeze_count()
         log.info(
             "full heap walk",
             extra={"ms": round(took * 1000, 1), "unreachable": unreachable},
         )
         return took
 
+    def walk_due(self) -> bool:
+        """Whether what is frozen has grown by :data:`WALK_GROWTH` since the last walk."""
+        return gc.get_freeze_count() >= self.frozen_after_walk * (1 + WALK_GROWTH)
+
     async def run(self) -> None:
-        """Walk the whole heap every ``walk_every`` seconds, until cancelled."""
+        """Every ``walk_every`` seconds, walk the whole heap if it is due; until cancelled."""
         while True:
             await anyio.sleep(self.walk_every)
-            self.walk()
+            if self.walk_due():
+                self.walk()
 
     def statistics(self) -> dict[str, float]:
         return {

@@ -67,7 +67,8 @@ class Settings:
     max_waiting_requests: int = 8192
     max_head_bytes: int = 65_536
     gc_full_walk_every: float = 600.0
-    """How often the cycle collector walks the whole heap (:mod:`server.collector`)."""
+    """How often the cycle collector considers walking the whole heap (it does once what
+    is frozen has grown by a quarter: :mod:`server.collector`)."""
     audit_signing_key: Path | None = None
     """The Ed25519 private key (PEM file) checkpoints are signed with; never in the database."""
     audit_public_key: Path | None = None

@@ -1,5 +1,6 @@
 """The cycle collector's schedule (server.collector): full collections walk only what
-is new; the scheduled walk frees the cycles that freezing held back."""
+is new; the walk, once the frozen heap has grown by a quarter, frees the cycles that
+freezing held back."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import gc
 import weakref
 from collections.abc import Iterator
 
+import anyio
 import pytest
 
-from server.collector import CycleCollector
+from server.collector import WALK_GROWTH, CycleCollector
 
 
 class _Node:
@@ -77,3 +79,42 @@ def test_uninstall_thaws_everything() -> None:
     del root
     gc.collect()
     assert member() is None
+
+
+def test_the_walk_is_due_once_the_frozen_heap_has_grown_by_a_quarter(
+    collector: CycleCollector,
+) -> None:
+    assert not collector.walk_due()
+    baseline = collector.frozen_after_walk
+    assert baseline > 0
+    kept = [_Node() for _ in range(int(baseline * WALK_GROWTH) // 2)]
+    gc.collect()  # frozen: an eighth more
+    assert not collector.walk_due()
+    kept += [_Node() for _ in range(int(baseline * WALK_GROWTH))]
+    gc.collect()  # three eighths more
+    assert collector.walk_due()
+    collector.walk()
+    # The walk's survivors are the new baseline.
+    assert collector.frozen_after_walk >= baseline + len(kept)
+    assert not collector.walk_due()
+    del kept
+
+
+@pytest.mark.anyio
+async def test_run_walks_only_when_due(collector: CycleCollector) -> None:
+    collector.walk_every = 0.01
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(collector.run)
+        await anyio.sleep(0.1)
+        assert collector.walks == 0  # nothing grew: no pause
+        root, member = _cycle()
+        freed = anyio.Event()
+        weakref.finalize(member(), freed.set)
+        kept = [_Node() for _ in range(int(collector.frozen_after_walk * WALK_GROWTH) + 10)]
+        gc.collect()  # frozen, the cycle with the rest
+        del root
+        with anyio.fail_after(5):
+            await freed.wait()  # by the walk, which came once it was due
+        tg.cancel_scope.cancel()
+    assert collector.walks >= 1
+    del kept
