@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import anyio
 from starlette.applications import Starlette
@@ -15,10 +15,50 @@ from starlette.routing import BaseRoute
 from server.collector import CycleCollector
 from server.http_api import routes as http_routes
 from server.http_errors import http_exception_handler
-from server.node import Workspaces, start_node
+from server.node import Node, Workspaces, start_node
 from server.pages import page_routes
 from server.settings import Settings
 from server.sockets import socket_routes
+
+
+@contextmanager
+def _loop_library_named() -> Iterator[None]:
+    """While the app runs, this thread's event loop library is named once, for sniffio.
+
+    anyio asks which library runs at each of its calls (an event, a lock, the time);
+    where sniffio is installed (Trio needs it) it answers that, and it finds asyncio by
+    asking for the current task, about half a microsecond every time, dozens of times
+    a ``say``. Named for the thread (``sniffio.thread_local``), the answer is a read.
+    """
+    try:
+        import sniffio
+    except ImportError:  # anyio then asks asyncio for the running loop: quick already
+        yield
+        return
+    previous = sniffio.thread_local.name
+    sniffio.thread_local.name = sniffio.current_async_library()
+    try:
+        yield
+    finally:
+        sniffio.thread_local.name = previous
+
+
+@asynccontextmanager
+async def _collecting(node: Node, settings: Settings) -> AsyncIterator[None]:
+    """The node's cycle-collector schedule (:mod:`server.collector`) while the app runs."""
+    # What start-up made (modules, routes, the workspaces, the node) lives as long as
+    # the process: frozen, as what each full collection leaves will be.
+    collector = node.collector = CycleCollector(settings.gc_full_walk_every)
+    collector.install()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(collector.run)
+            try:
+                yield
+            finally:
+                tg.cancel_scope.cancel()
+    finally:
+        collector.uninstall()
 
 
 def create_app(settings: Settings | None = None, workspaces: Workspaces | None = None) -> Starlette:
@@ -31,21 +71,11 @@ def create_app(settings: Settings | None = None, workspaces: Workspaces | None =
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with start_node(settings, workspaces) as node:
-            app.state.node = node
-            # What start-up made (modules, routes, the workspaces, the node) lives as
-            # long as the process: frozen, as what each full collection leaves will be.
-            collector = node.collector = CycleCollector(settings.gc_full_walk_every)
-            collector.install()
-            try:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(collector.run)
-                    try:
-                        yield
-                    finally:
-                        tg.cancel_scope.cancel()
-            finally:
-                collector.uninstall()
+        with _loop_library_named():
+            async with start_node(settings, workspaces) as node:
+                app.state.node = node
+                async with _collecting(node, settings):
+                    yield
 
     routes: list[BaseRoute] = [*http_routes(), *socket_routes(), *page_routes()]
     app = Starlette(

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sniffio
 from starlette.applications import Starlette
 
 from agents.demo.patients import DEMO_WORKSPACE
@@ -152,6 +153,21 @@ async def seeded(api: Api) -> Seeded:
 def assert_not_found(response: httpx.Response) -> None:
     assert response.status_code == 404
     assert response.content == NOT_FOUND
+
+
+@pytest.mark.anyio
+async def test_while_the_app_runs_its_threads_loop_library_is_named_for_sniffio(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    app = make_app(tmp_path)
+    before = sniffio.thread_local.name
+    async with app.router.lifespan_context(app):
+        assert sniffio.thread_local.name == anyio_backend
+        assert sniffio.current_async_library() == anyio_backend
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            assert (await client.get("/healthz")).status_code == 200
+    assert sniffio.thread_local.name == before
 
 
 # -- authentication --------------------------------------------------------------------
