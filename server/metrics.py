@@ -115,7 +115,7 @@ _FIGURES: tuple[tuple[str, str, str, str], ...] = (
     (
         "switchboard_gc_full_walks_total",
         "counter",
-        "Scheduled walks of the whole heap by the cycle collector.",
+        "Walks of the whole heap by the cycle collector (each once the frozen heap grew by 1/4).",
         "gc_full_walks",
     ),
     (
