@@ -14,13 +14,13 @@ frames and its exception, say): so once the frozen objects have grown by a quart
 (:data:`WALK_GROWTH`) since the last walk, everything is thawed and one full collection
 walks it all, frees those cycles, and freezes what is left. That is CPython's own rule
 for its full collections (one when the objects that outlived the young ones reach a
-quarter of those it holds), applied to the heap it no longer walks: the frozen heap,
-live or garbage, never outgrows what the last walk left by more than a quarter, and a
-node whose heap does not grow (10,000 idle sockets) never pays for a walk. The walk is
-the one long pause, about 0.2 s per 1,000 sockets open, and it is logged with its
-length (and counted in ``/metrics``), never hidden. It is considered every
-``walk_every`` seconds (``SWITCHBOARD_GC_FULL_WALK_SECONDS``), so it comes at most
-that often.
+quarter of those it holds), applied to the heap it no longer walks. It is considered
+every ``walk_every`` seconds (``SWITCHBOARD_GC_FULL_WALK_SECONDS``), so it comes at most
+that often, and the frozen heap, live or garbage, stays more than a quarter above what
+the last walk left for at most that long; a node whose heap does not grow (10,000 idle
+sockets) never pays for a walk. The walk is the one long pause, about 0.2 s per 1,000
+sockets open, and it is logged with its length (and counted in ``/metrics``), never
+hidden.
 """
 
 from __future__ import annotations
