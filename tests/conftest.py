@@ -4,10 +4,28 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Generator
 
 import pytest
 
 from bridges.speech import EspeakSynthesizer
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Each phase's report on the test item (``item.report_call``), for fixtures that
+    tell more when the test failed."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+def failed_test(request: pytest.FixtureRequest) -> bool:
+    """Whether the test that *request* belongs to failed (in a fixture's teardown)."""
+    report = getattr(request.node, "report_call", None)
+    return bool(report is not None and report.failed)
 
 
 @pytest.fixture(params=["asyncio", "trio"])

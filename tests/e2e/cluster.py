@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from ..conftest import failed_test
 from .conftest import POSTGRES_URL, ServerProcess, free_port
 
 
@@ -116,8 +117,17 @@ def postgres_database() -> Iterator[str]:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path, redis_process: RedisProcess, postgres_database: str) -> Iterator[Any]:
-    """``cluster(n, **env)``: *n* more real nodes on one database and one Redis."""
+def cluster(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    redis_process: RedisProcess,
+    postgres_database: str,
+) -> Iterator[Any]:
+    """``cluster(n, **env)``: *n* more real nodes on one database and one Redis.
+
+    When the test fails, each node's log (its last 200 lines) is printed at teardown,
+    where pytest shows it with the failure: a takeover that did not come says why there.
+    """
     nodes: list[ServerProcess] = []
 
     def start(count: int = 1, **env: str) -> list[ServerProcess]:
@@ -138,3 +148,7 @@ def cluster(tmp_path: Path, redis_process: RedisProcess, postgres_database: str)
     for node in nodes:
         if node.process is not None:
             node.stop(signal.SIGKILL)
+    if failed_test(request):
+        for node in nodes:
+            tail = "\n".join(node.logs().splitlines()[-200:])
+            print(f"--- {node.env['SWITCHBOARD_NODE_ID']}'s log, last 200 lines ---\n{tail}")
