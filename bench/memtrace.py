@@ -5,7 +5,9 @@ Each call answers with what was allocated and is still alive since the previous 
 grouped by owner: the innermost frame of the project's own code (``server/``,
 ``agents/``, ``audit/``) on the allocation's stack, or else the innermost frame of the
 web stack (uvicorn, Starlette, websockets) — the line a change would have to touch.
-``?per=N`` divides by N (the sockets opened in between); ``?top=N`` shows N owners.
+``?per=N`` divides by N (the sockets opened in between); ``?top=N`` shows N owners;
+``?by=line`` groups by the allocating line itself (the innermost frame, in whatever
+package), which tells what a web-stack owner's kilobytes are.
 
 ``GET /bench/heap`` (P10) collects garbage first (:func:`gc.collect`), then answers as
 JSON with the traced heap (:func:`tracemalloc.get_traced_memory`) and, with
@@ -48,6 +50,17 @@ def owner(trace: tracemalloc.Traceback) -> str:
     return fallback or f"other: {trace[-1].filename.split('/')[-1]}:{trace[-1].lineno}"
 
 
+def allocator(trace: tracemalloc.Traceback) -> str:
+    """The line that made an allocation: the innermost frame of any file."""
+    frame = trace[-1]
+    name = frame.filename
+    if name.startswith(str(ROOT) + "/"):
+        name = str(Path(name).relative_to(ROOT))
+    else:
+        name = name.split("site-packages/", 1)[-1].split("/lib/python3", 1)[-1]
+    return f"{name}:{frame.lineno}"
+
+
 class MemoryTrace:
     def __init__(self, frames: int) -> None:
         tracemalloc.start(frames)
@@ -81,14 +94,15 @@ class MemoryTrace:
         top = int(request.query_params.get("top", "0"))
         return JSONResponse(await anyio.to_thread.run_sync(self._heap, top))
 
-    def _compare(self) -> tuple[Counter[str], Counter[str]]:
+    def _compare(self, by: str) -> tuple[Counter[str], Counter[str]]:
+        key_of = allocator if by == "line" else owner
         snapshot = tracemalloc.take_snapshot().filter_traces(
             [tracemalloc.Filter(False, path) for path in IGNORED]
         )
         sizes: Counter[str] = Counter()
         counts: Counter[str] = Counter()
         for stat in snapshot.compare_to(self._previous, "traceback"):
-            key = owner(stat.traceback)
+            key = key_of(stat.traceback)
             sizes[key] += stat.size_diff
             counts[key] += stat.count_diff
         self._previous = snapshot
@@ -97,7 +111,8 @@ class MemoryTrace:
     async def report(self, request: Request) -> Response:
         per = max(1, int(request.query_params.get("per", "1")))
         top = int(request.query_params.get("top", "40"))
-        sizes, counts = await anyio.to_thread.run_sync(self._compare)
+        by = request.query_params.get("by", "owner")
+        sizes, counts = await anyio.to_thread.run_sync(self._compare, by)
         total = sum(sizes.values())
         lines = [f"{total / 1024 / per:10.2f} KiB  (per {per}) net, all owners"]
         for key, size in sizes.most_common(top):

@@ -88,10 +88,13 @@ class ChatListSession(Session):
                 {"type": "chats", "chats": [e.to_wire() for e in self.chats.entries()]}
             )
             with self._expiring():
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._guard, self._read_list, tg)
-                    tg.start_soon(self._guard, self._pump_list, tg, live)
-                    tg.start_soon(self._guard, self._write, tg)
+                try:
+                    async with anyio.create_task_group() as tg:
+                        self._go_live(tg)
+                        tg.start_soon(self._guard, self._read_list, tg)
+                        tg.start_soon(self._guard, self._pump_list, tg, live)
+                finally:
+                    self._no_longer_live()
             self._check_expired()
 
     async def _load(self) -> list[ChatEntry]:

@@ -17,7 +17,6 @@ Invariants:
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Generic, TypeVar
 
 import anyio
@@ -32,7 +31,9 @@ class Outbox(Generic[_T]):
         if capacity < 1:
             raise ValueError("an outbox holds at least one item")
         self.capacity = capacity
-        self._items: deque[_T] = deque()
+        # A list, swapped for a new one when taken: an idle socket's holds 56 bytes (a
+        # deque holds a block of 64 slots, about 600, from the start).
+        self._items: list[_T] = []
         # The reader's wake-up, made only when it waits on an empty outbox.
         self._ready: anyio.Event | None = None
         self._closed = False
@@ -60,14 +61,13 @@ class Outbox(Generic[_T]):
 
     def take_all(self) -> list[_T]:
         """Everything that waits, oldest first; the outbox is empty after."""
-        items = list(self._items)
-        self._items.clear()
+        items, self._items = self._items, []
         return items
 
     def close(self) -> None:
         """Take no more items (those waiting are dropped)."""
         self._closed = True
-        self._items.clear()
+        self._items = []
 
     def statistics(self) -> dict[str, int]:
         return {"waiting": len(self._items), "capacity": self.capacity}

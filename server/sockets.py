@@ -1,20 +1,27 @@
 """The two WebSocket endpoints of PROTOCOL.md: a conversation, and a watched chat
 (and the routes of the Chats view's socket, :mod:`server.chat_list_socket`).
 
-A socket is two sibling tasks — the reader (client frames → runtime calls) and the
-writer (the outbox → the wire, gaps filled from the store) — and whichever ends first
-ends the other. The bus hands live events straight to the socket's outbox
-(:class:`server.outbox.Outbox`), from the publisher's task, and wakes the writer, which
-writes each burst in one write (:mod:`server.websocket_protocol`). The token's expiry
-is a deadline on the two tasks' scope, which a ``refresh`` moves. A socket does not
-start its conversation's runtime: its first command does. On a voice socket the writer
-holds unsolicited updates for the caller's next pause; the rules are
-:class:`server.voice_turns.VoiceTurns`, which this module only feeds and asks.
+A socket is one task, the reader (client frames → runtime calls), and a writer task
+only while something waits to be sent that cannot go at once. What the socket sends —
+a live event the bus hands over, from the publisher's task, or its own answer — is
+written there and then when it is next in order and nothing waits before it, through
+the server's ``send_now`` (:mod:`server.websocket_protocol`): no task is woken for it.
+Otherwise (a gap to fill from the store, a follow-up to audit first, a client whose
+buffer is full, a voice bridge, a server without ``send_now``) it goes to the outbox
+(:class:`server.outbox.Outbox`) and the writer is started, which writes each burst in
+one write and ends once the outbox is empty; whichever of the two tasks fails ends the
+other. The token's expiry is a deadline on their scope, which a ``refresh`` moves. A
+socket does not start its conversation's runtime: its first command does. On a voice
+socket the writer holds unsolicited updates for the caller's next pause, and stays
+while it holds any; the rules are :class:`server.voice_turns.VoiceTurns`, which this
+module only feeds and asks.
 
 Invariants:
 
 * Nothing is sent before ``welcome``; replayed events come before live ones, in
-  ``seq`` order, each exactly once (the pump drops what the replay already sent).
+  ``seq`` order, each exactly once (what the replay already sent is dropped by seq).
+* Frames leave in the order they were put: one is written at once only while the
+  writer is not running, and the writer runs until the outbox is empty.
 * The outbox is bounded; a client that lets it fill is closed with 4001 and resumes
   from its last ``seq``: memory never grows with a slow reader.
 * Errors sent to the client are fixed texts per code: never stack traces, secrets or
@@ -58,7 +65,7 @@ from server.outbox import Outbox
 from server.protocol import CloseCode, ErrorCode, FrameError
 from server.slow_clients import SETTLE_S, DropReason
 from server.voice_turns import VoiceTurns
-from server.websocket_protocol import batches_supported, send_texts
+from server.websocket_protocol import SEND_BATCH, batches_supported, send_texts
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("switchboard.server")
@@ -106,6 +113,12 @@ class Session:
         # without it (or without the extension) frames go one by one.
         self._asgi_send = asgi_send if asgi_send is not None else websocket.send
         self._batched = asgi_send is not None and batches_supported(websocket.scope)
+        # The server's write-at-once, if it has one; None until the socket is live.
+        self._write_now: Callable[[Sequence[str]], bool] | None = None
+        # The socket's task group once it is live (the writer is started in it), and
+        # whether the writer runs: while it does, everything goes through the outbox.
+        self._tg: TaskGroup | None = None
+        self._writing = False
         self.settings = node.settings
         self.principal_key = ""
         self.principal: Principal | None = None
@@ -387,18 +400,42 @@ class Session:
             # Wherever the conversation's home is, this socket works the same: its
             # commands go through the host, which relays them if need be; and if the
             # home dies, this node takes the conversation over at once.
-            # Two tasks: the writer that the outbox wakes, and the reader, which is
-            # this one (a task fewer to hold for every idle socket).
+            # The reader is this task; the writer runs only while something waits.
             with self.node.host.watch(target), self._expiring():
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._guard, self._write, tg)
-                    await self._guard(self._read, tg, conversation, chat)
+                try:
+                    async with anyio.create_task_group() as tg:
+                        self._go_live(tg)
+                        await self._guard(self._read, tg, conversation, chat)
+                finally:
+                    self._no_longer_live()
             self._check_expired()
 
-    async def _guard(self, fn: Any, tg: TaskGroup, *args: Any) -> None:
-        """Run one of the socket's tasks; when it ends, for any reason, end the others."""
+    def _go_live(self, tg: TaskGroup) -> None:
+        """From now on frames are written as they come (what waits already first)."""
+        self._tg = tg
+        if not self.voice and self._batched:
+            extension = self.ws.scope["extensions"].get(SEND_BATCH) or {}
+            self._write_now = extension.get("send_now")
+        if len(self._outbox) or self.voice:
+            self._start_writer()
+
+    def _no_longer_live(self) -> None:
+        """The socket's group has ended: nothing more is written or started."""
+        self._tg = None
+        self._write_now = None
+
+    def _start_writer(self) -> None:
+        if not self._writing and self._tg is not None:
+            self._writing = True
+            self._tg.start_soon(self._writer, self._tg)
+
+    async def _guard(self, fn: Any, tg: TaskGroup, *args: Any, ends_all: bool = True) -> None:
+        """Run one of the socket's tasks; when it fails, end the others, and when it
+        ends normally too unless *ends_all* is false (the writer, done for now)."""
+        failed = True
         try:
             await fn(*args)
+            failed = False
         except _Close as close:
             self._close_code = self._close_code or close.code
         except (WebSocketDisconnect, anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -406,7 +443,11 @@ class Session:
         except OSError:
             pass
         finally:
-            tg.cancel_scope.cancel()
+            if failed or ends_all:
+                tg.cancel_scope.cancel()
+
+    async def _writer(self, tg: TaskGroup) -> None:
+        await self._guard(self._write, tg, ends_all=False)
 
     async def _replay(self, chat_id: str, after: int, *, audit: bool) -> None:
         """Send the events after *after*, page by page; audited once if any is a task's.
@@ -660,31 +701,71 @@ class Session:
 
         A full outbox closes the socket 4001: the client resumes from its last seq.
         """
-        if self._outbox.put(event):
+        if self._put(event):
             return True
         self.close_soon(CloseCode.SLOW_CONSUMER)
         return False
 
     def _queue(self, item: StreamEvent | dict[str, Any]) -> None:
-        if not self._outbox.put(item):
+        if not self._put(item):
             raise _Close(CloseCode.SLOW_CONSUMER)
 
+    def _put(self, item: StreamEvent | dict[str, Any]) -> bool:
+        """Send *item* now if it may go at once, else queue it for the writer; ``False``
+        if the outbox is full."""
+        if self._write_now is not None and not self._writing and self._send_at_once(item):
+            return True
+        if not self._outbox.put(item):
+            return False
+        self._start_writer()
+        return True
+
+    def _send_at_once(self, item: StreamEvent | dict[str, Any]) -> bool:
+        """Write *item* in this task if nothing stands in its way: whether it was dealt
+        with (written, or dropped as the replay's)."""
+        assert self._write_now is not None
+        if isinstance(item, dict):
+            return item is not _WAKE and self._write_now((protocol.encode(item),))
+        if item.is_preview:
+            return self._write_now((protocol.encode(item.to_wire()),))
+        if item.seq <= self._last_sent:
+            return True  # the replay sent it
+        body = item.body
+        if (
+            item.seq != self._last_sent + 1  # a gap, filled from the store
+            or item.wire is None
+            or (isinstance(body, Message) and body.kind is MessageKind.FOLLOWUP)  # audited
+            or time.time() >= self.expires_at  # the writer closes the socket
+            or not self._write_now((item.wire,))
+        ):
+            return False
+        self._last_sent = item.seq
+        return True
+
     async def _write(self) -> None:
-        """Write what the outbox holds, a burst at a time, in one write each."""
+        """Write what the outbox holds, a burst at a time, in one write each, until it
+        is empty and nothing is held for a caller's pause."""
         outbox = self._outbox
-        while True:
-            timeout = self.turns.timeout(anyio.current_time())
-            if timeout is None:
-                await outbox.wait()
-            else:
-                # Held updates wait for the caller's pause: woken then, if not before.
-                with anyio.move_on_after(timeout):
+        try:
+            while True:
+                texts: list[str] = []
+                for item in outbox.take_all():
+                    await self._add(item, texts)
+                await self._release_held(texts)
+                await self._send_texts(texts)
+                if len(outbox):
+                    continue
+                timeout = self.turns.timeout(anyio.current_time())
+                if timeout is None and not self.voice:
+                    return  # what comes next is written as it comes
+                if timeout is None:
                     await outbox.wait()
-            texts: list[str] = []
-            for item in outbox.take_all():
-                await self._add(item, texts)
-            await self._release_held(texts)
-            await self._send_texts(texts)
+                else:
+                    # Held updates wait for the caller's pause: woken then, if not before.
+                    with anyio.move_on_after(timeout):
+                        await outbox.wait()
+        finally:
+            self._writing = False
 
     async def _add(self, item: StreamEvent | dict[str, Any], texts: list[str]) -> None:
         """Add what *item* sends to *texts*: in seq order, each event once, gaps filled."""

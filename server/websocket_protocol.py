@@ -13,10 +13,24 @@ about a frame is as ``websocket.send`` would make it, and so is flow control: th
 message waits while the transport's buffer is over its high-water mark, as uvicorn's
 ``websocket.send`` does. A server without the extension (another ASGI server) gets
 frames one by one (:func:`send_texts`).
+
+The extension's entry in the scope also holds ``send_now``: a plain function that
+writes frames at once from whatever task calls it, if the socket is open and its
+transport's buffer is under the high-water mark, and returns whether it did (nothing is
+written when it returns ``False``; the caller then sends them the usual way, which
+waits). It lets a socket write a live event in the publisher's own task, without a task
+of its own to wake (:class:`server.sockets.Session`).
+
+An idle socket is memory held for as long as the client stays, so the protocol holds
+less than uvicorn's: its received messages wait in a list rather than an
+``asyncio.Queue`` (three deques of 64 slots each), its writable flag is a flag with a
+list of waiters rather than an ``asyncio.Event`` (one more deque), and the upgrade's
+request and response are let go once the socket is accepted.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,19 +44,140 @@ SEND_BATCH = "switchboard.websocket.send_batch"
 """The extension's name, and its message's ``type``."""
 
 
+class ReceivedMessages:
+    """What ``asyncio.Queue`` does for uvicorn's received ASGI messages, in a list.
+
+    uvicorn pauses reading after each message until the app takes it, so a few wait at
+    most: a list is as quick, and an empty one holds 56 bytes, not three deques' 2 KiB.
+    """
+
+    __slots__ = ("_getters", "_items")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._getters: list[asyncio.Future[None]] = []
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        self._wake_next()
+
+    async def get(self) -> Any:
+        while not self._items:
+            getter = asyncio.get_running_loop().create_future()
+            self._getters.append(getter)
+            try:
+                await getter
+            except BaseException:
+                getter.cancel()
+                if getter in self._getters:
+                    self._getters.remove(getter)
+                if self._items:
+                    self._wake_next()  # it was woken for an item it will not take
+                raise
+        return self._items.pop(0)
+
+    def _wake_next(self) -> None:
+        while self._getters:
+            getter = self._getters.pop(0)
+            if not getter.done():
+                getter.set_result(None)
+                return
+
+
+class WritableFlag:
+    """What ``asyncio.Event`` does for uvicorn's writable flag, without its deque."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> bool:
+        if self._set:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+        return True
+
+
 class BatchingWebSocketProtocol(QuickCloseWebSocketProtocol):
-    """uvicorn's (quick-closing) WebSocket protocol, with the :data:`SEND_BATCH` message."""
+    """uvicorn's (quick-closing) WebSocket protocol, with the :data:`SEND_BATCH` message
+    and ``send_now``, holding less per socket (see the module's docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = ReceivedMessages()  # type: ignore[assignment]
+        self.writable = WritableFlag()  # type: ignore[assignment]
+        self.writable.set()
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         # Before the app's task first runs (it was only scheduled): the app sees it.
         scope: Any = getattr(self, "scope", None)
         if scope is not None:  # none when the upgrade was refused
-            scope["extensions"][SEND_BATCH] = {}
+            scope["extensions"][SEND_BATCH] = {"send_now": self.send_now}
+        # The request's headers are in the scope; the parsed request is not needed.
+        self.request = None  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        # The scope would otherwise hold this protocol (through send_now) and the
+        # protocol the scope: a cycle that only a full collection frees.
+        scope: Any = getattr(self, "scope", None)
+        if scope is not None:
+            scope["extensions"].pop(SEND_BATCH, None)
+
+    def send_now(self, texts: Sequence[str]) -> bool:
+        """Write *texts* as frames at once if the socket is open and the transport's
+        buffer is under its high-water mark; whether it did (if not, nothing was)."""
+        if (
+            not self.writable.is_set()
+            or self.disconnected
+            or not self.handshake_complete
+            or self.close_sent
+            or self.initial_response is not None
+        ):
+            return False
+        conn = self.conn
+        try:
+            for text in texts:
+                conn.send_text(text.encode())
+        except InvalidState:
+            conn.data_to_send()  # nothing of a closing connection is written
+            return False
+        self.transport.write(b"".join(conn.data_to_send()))
+        return True
 
     async def send(self, message: Any) -> None:
         if message["type"] != SEND_BATCH:
             await super().send(message)
+            if message["type"] == "websocket.accept" and self.handshake_complete:
+                self.response = None  # type: ignore[assignment]  # sent: not needed again
             return
         await self.writable.wait()
         if self.disconnected:

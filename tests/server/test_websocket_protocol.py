@@ -14,14 +14,20 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 import uvicorn
 from websockets.asyncio.client import connect
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.uri import parse_uri
 
 from server.slow_clients import QuickCloseWebSocketProtocol
 from server.websocket_protocol import (
     SEND_BATCH,
     BatchingWebSocketProtocol,
+    ReceivedMessages,
+    WritableFlag,
     batches_supported,
     send_texts,
 )
@@ -123,3 +129,128 @@ async def test_a_batch_to_a_client_that_left_raises_an_os_error() -> None:
             while "error" not in outcome:  # noqa: ASYNC110
                 await anyio.sleep(0.01)
     assert isinstance(outcome["error"], OSError)
+
+
+def send_now_of(scope: Any) -> Callable[[list[str]], bool]:
+    send_now: Callable[[list[str]], bool] = scope["extensions"][SEND_BATCH]["send_now"]
+    return send_now
+
+
+async def test_send_now_writes_at_once_in_order_with_batches() -> None:
+    outcome: dict[str, Any] = {}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        send_now = send_now_of(scope)
+        outcome["before_accept"] = send_now(["too soon"])
+        await send({"type": "websocket.accept"})
+        outcome["written"] = [send_now(TEXTS[:10]), send_now([TEXTS[10]])]
+        await send_texts(send, TEXTS[11:], batched=True)
+        await send({"type": "websocket.close", "code": 1000})
+        outcome["after_close"] = send_now(["too late"])
+
+    async with serving(app, BatchingWebSocketProtocol) as url:
+        frames = await received_frames(url)
+    assert frames == TEXTS
+    assert outcome == {"before_accept": False, "written": [True, True], "after_close": False}
+
+
+def lagging_client(url: str) -> tuple[socket.socket, ClientProtocol]:
+    """A client that upgrades, then reads nothing until told: a small receive buffer,
+    so that the server's buffers fill after a few megabytes."""
+    client = ClientProtocol(parse_uri(url), max_size=2**20)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    host, port = url.removeprefix("ws://").rstrip("/").split(":")
+    sock.connect((host, int(port)))
+    client.send_request(client.connect())
+    sock.sendall(b"".join(client.data_to_send()))
+    while client.handshake_exc is None and not client.events_received():
+        client.receive_data(sock.recv(4096))
+    return sock, client
+
+
+def read_to_close(sock: socket.socket, client: ClientProtocol) -> list[str]:
+    texts: list[str] = []
+    with sock:
+        while True:
+            data = sock.recv(1 << 16)
+            if not data:
+                return texts
+            client.receive_data(data)
+            for event in client.events_received():
+                if isinstance(event, Frame) and event.opcode is Opcode.TEXT:
+                    texts.append(bytes(event.data).decode())
+            sock.sendall(b"".join(client.data_to_send()))  # the close's answer
+
+
+async def test_send_now_refuses_while_the_client_is_behind_and_loses_nothing() -> None:
+    # Once the kernel's buffers and then the transport's fill, send_now writes nothing
+    # and says so; the usual send waits for the client and goes on in order.
+    big = ["x" * 60_000 + str(n) for n in range(1000)]
+    outcome: dict[str, Any] = {"written": 0}
+    refused = anyio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        send_now = send_now_of(scope)
+        for text in big:
+            if not send_now([text]):
+                refused.set()
+                break
+            outcome["written"] += 1
+            await anyio.lowlevel.checkpoint()
+        await send_texts(send, big[outcome["written"] :], batched=True)
+        await send({"type": "websocket.close", "code": 1000})
+
+    async with serving(app, BatchingWebSocketProtocol) as url:
+        sock, client = await anyio.to_thread.run_sync(lagging_client, url)
+        with anyio.fail_after(20):
+            await refused.wait()
+        frames = await anyio.to_thread.run_sync(read_to_close, sock, client)
+    assert 0 < outcome["written"] < len(big)
+    assert frames == big
+
+
+async def test_received_messages_wait_in_order_and_a_cancelled_wait_takes_nothing() -> None:
+    messages = ReceivedMessages()
+    got: list[Any] = []
+
+    async def reader() -> None:
+        got.append(await messages.get())
+        got.append(await messages.get())
+
+    with anyio.move_on_after(0.05):
+        await messages.get()  # cancelled while waiting: it leaves no waiter behind
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reader)
+        await anyio.sleep(0.01)
+        messages.put_nowait("first")
+        messages.put_nowait("second")
+    assert got == ["first", "second"]
+    assert messages.empty()
+    messages.put_nowait("third")
+    assert messages.qsize() == 1
+    assert await messages.get() == "third"
+
+
+async def test_the_writable_flag_wakes_every_waiter_and_a_set_flag_does_not_wait() -> None:
+    flag = WritableFlag()
+    woken: list[int] = []
+
+    async def waiter(n: int) -> None:
+        await flag.wait()
+        woken.append(n)
+
+    async with anyio.create_task_group() as tg:
+        for n in range(3):
+            tg.start_soon(waiter, n)
+        await anyio.sleep(0.01)
+        assert woken == []
+        flag.set()
+    assert sorted(woken) == [0, 1, 2]
+    with anyio.fail_after(1):
+        assert await flag.wait()
+    flag.clear()
+    assert not flag.is_set()
