@@ -48,7 +48,7 @@ async def _collecting(node: Node, settings: Settings) -> AsyncIterator[None]:
     """The node's cycle-collector schedule (:mod:`server.collector`) while the app runs."""
     # What start-up made (modules, routes, the workspaces, the node) lives as long as
     # the process: frozen, as what each full collection leaves will be.
-    collector = node.collector = CycleCollector(settings.gc_full_walk_every)
+    collector = node.collector = CycleCollector(settings.gc_full_walk_every, settings.gc_thresholds)
     collector.install()
     try:
         async with anyio.create_task_group() as tg:

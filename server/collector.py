@@ -21,6 +21,15 @@ the last walk left for at most that long; a node whose heap does not grow (10,00
 sockets) never pays for a walk. The walk is the one long pause, about 0.2 s per 1,000
 sockets open, and it is logged with its length (and counted in ``/metrics``), never
 hidden.
+
+The thresholds that start young collections are CPython's own unless
+``SWITCHBOARD_GC_THRESHOLDS`` sets them. A node in a steady state frees old objects
+about as fast as it makes new ones (a task's record replaced at each progress update),
+so the count that starts a young collection (allocations less deallocations, 700)
+grows slowly while the youngest generation fills with everything made since: a young
+collection then walks 10,000–25,000 objects, 5–20 ms. A first threshold of 100 makes
+them about a sixth as long, but the collector's time per second doubles, and on a node
+near half a core busy that did more harm to the tail than the pauses (BENCHMARKS.md, P1).
 """
 
 from __future__ import annotations
@@ -42,8 +51,10 @@ class CycleCollector:
     """Freeze what each full collection leaves; walk the whole heap when what is frozen
     has grown by :data:`WALK_GROWTH`, considered every *walk_every* s."""
 
-    def __init__(self, walk_every: float) -> None:
+    def __init__(self, walk_every: float, thresholds: tuple[int, int, int] | None = None) -> None:
         self.walk_every = walk_every
+        self.thresholds = thresholds
+        self._previous_thresholds: tuple[int, int, int] | None = None
         self.walks = 0
         self.last_walk_seconds = 0.0
         # What was frozen after the last walk (or start-up): the next walk's baseline.
@@ -57,6 +68,9 @@ class CycleCollector:
         gc.collect()
         gc.freeze()
         self.frozen_after_walk = gc.get_freeze_count()
+        if self.thresholds is not None:
+            self._previous_thresholds = gc.get_threshold()
+            gc.set_threshold(*self.thresholds)
         gc.callbacks.append(self._on_collection)
         self._installed = True
 
@@ -65,6 +79,9 @@ class CycleCollector:
             return
         gc.callbacks.remove(self._on_collection)
         gc.unfreeze()
+        if self._previous_thresholds is not None:
+            gc.set_threshold(*self._previous_thresholds)
+            self._previous_thresholds = None
         self._installed = False
 
     def _on_collection(self, phase: str, info: dict[str, Any]) -> None:

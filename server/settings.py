@@ -69,6 +69,10 @@ class Settings:
     gc_full_walk_every: float = 600.0
     """How often the cycle collector considers walking the whole heap (it does once what
     is frozen has grown by a quarter: :mod:`server.collector`)."""
+    gc_thresholds: tuple[int, int, int] | None = None
+    """The collector's thresholds while the node runs (:func:`gc.set_threshold`); by
+    default CPython's own (700, 10, 10). See :mod:`server.collector` and BENCHMARKS.md
+    for what lower ones cost."""
     audit_signing_key: Path | None = None
     """The Ed25519 private key (PEM file) checkpoints are signed with; never in the database."""
     audit_public_key: Path | None = None
@@ -129,6 +133,7 @@ class Settings:
             max_waiting_requests=env.integer("SWITCHBOARD_MAX_WAITING_REQUESTS", 8192, minimum=1),
             max_head_bytes=env.integer("SWITCHBOARD_MAX_HEAD_BYTES", 65_536, minimum=1024),
             gc_full_walk_every=env.seconds("SWITCHBOARD_GC_FULL_WALK_SECONDS", 600.0),
+            gc_thresholds=env.thresholds("SWITCHBOARD_GC_THRESHOLDS"),
             audit_signing_key=env.path("SWITCHBOARD_AUDIT_SIGNING_KEY"),
             audit_public_key=env.path("SWITCHBOARD_AUDIT_PUBLIC_KEY"),
             audit_checkpoints=env.path("SWITCHBOARD_AUDIT_CHECKPOINTS"),
@@ -177,6 +182,20 @@ class _Environment:
         if value < minimum or (maximum is not None and value > maximum):
             raise SettingsError(name, f"must be{bound}, got {value}")
         return value
+
+    def thresholds(self, name: str) -> tuple[int, int, int] | None:
+        """Three whole numbers >= 1, comma-separated: the collector's three thresholds."""
+        raw = self.text(name)
+        if raw is None:
+            return None
+        parts = [part.strip() for part in raw.split(",")]
+        if len(parts) != 3 or not all(re.fullmatch(r"[0-9]{1,9}", part) for part in parts):
+            raise SettingsError(name, f"must be three whole numbers like 100,10,100, got {raw!r}")
+        young, middle, old = (int(part) for part in parts)
+        if min(young, middle, old) < 1:
+            # 0 would turn the collector off: cycles would never be freed.
+            raise SettingsError(name, f"must be three whole numbers >= 1, got {raw!r}")
+        return young, middle, old
 
     def number(
         self, name: str, default: float, *, minimum: float, exclusive: bool = False

@@ -118,3 +118,14 @@ async def test_run_walks_only_when_due(collector: CycleCollector) -> None:
         tg.cancel_scope.cancel()
     assert collector.walks >= 1
     del kept
+
+
+def test_the_thresholds_hold_while_installed_and_are_restored_after() -> None:
+    before = gc.get_threshold()
+    collector = CycleCollector(walk_every=600, thresholds=(123, 7, 45))
+    collector.install()
+    try:
+        assert gc.get_threshold() == (123, 7, 45)
+    finally:
+        collector.uninstall()
+    assert gc.get_threshold() == before

@@ -64,6 +64,7 @@ def test_every_variable_is_read() -> None:
             "SWITCHBOARD_BODY_TIMEOUT_SECONDS": "12.5",
             "SWITCHBOARD_MAX_WAITING_REQUESTS": "32",
             "SWITCHBOARD_MAX_HEAD_BYTES": "8192",
+            "SWITCHBOARD_GC_THRESHOLDS": " 700, 10 ,10",
         }
     )
     assert settings == Settings(
@@ -91,6 +92,7 @@ def test_every_variable_is_read() -> None:
         body_timeout=12.5,
         max_waiting_requests=32,
         max_head_bytes=8192,
+        gc_thresholds=(700, 10, 10),
     )
 
 
@@ -177,6 +179,11 @@ def test_runtime_settings_carry_the_limits() -> None:
         ("SWITCHBOARD_BODY_TIMEOUT_SECONDS", "never"),
         ("SWITCHBOARD_MAX_WAITING_REQUESTS", "0"),
         ("SWITCHBOARD_MAX_HEAD_BYTES", "100"),
+        ("SWITCHBOARD_GC_THRESHOLDS", "100"),
+        ("SWITCHBOARD_GC_THRESHOLDS", "100,10"),
+        ("SWITCHBOARD_GC_THRESHOLDS", "0,10,10"),
+        ("SWITCHBOARD_GC_THRESHOLDS", "100,10,-1"),
+        ("SWITCHBOARD_GC_THRESHOLDS", "100,ten,100"),
         ("SWITCHBOARD_DEMO", "maybe"),
         ("SWITCHBOARD_NODE_ID", "node a"),
         ("SWITCHBOARD_NODE_ID", "n" * 129),
