@@ -19,7 +19,9 @@ writes frames at once from whatever task calls it, if the socket is open and its
 transport's buffer is under the high-water mark, and returns whether it did (nothing is
 written when it returns ``False``; the caller then sends them the usual way, which
 waits). It lets a socket write a live event in the publisher's own task, without a task
-of its own to wake (:class:`server.sockets.Session`).
+of its own to wake (:class:`server.sockets.Session`). A close frame is written without
+waiting for room in the buffer, so that a client closed for falling behind (4001) finds
+its code after the frames it was sent, however late it reads them.
 
 An idle socket is memory held for as long as the client stays, so the protocol holds
 less than uvicorn's: its received messages wait in a list rather than an
@@ -152,6 +154,31 @@ class BatchingWebSocketProtocol(QuickCloseWebSocketProtocol):
         if scope is not None:
             scope["extensions"].pop(SEND_BATCH, None)
 
+    def _close_now(self, message: Any) -> bool:
+        """Send the close frame of an open socket without waiting for room in the buffer
+        (uvicorn waits, as for any frame): a client too far behind (closed 4001, server.
+        sockets) then finds the code after what it was sent, however late it reads. A
+        few bytes more in a buffer about to be let go. Whether it was sent here."""
+        if (
+            not self.handshake_complete
+            or self.close_sent
+            or self.disconnected
+            or self.initial_response is not None
+            or self.transport.is_closing()
+        ):
+            return False  # uvicorn's own answer (a 403 before accept, an error after)
+        code = message.get("code", 1000)
+        reason = message.get("reason", "") or ""
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.conn.send_close(code, reason)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
+        return True
+
     def send_now(self, texts: Sequence[str]) -> bool:
         """Write *texts* as frames at once if the socket is open and the transport's
         buffer is under its high-water mark; whether it did (if not, nothing was)."""
@@ -174,6 +201,8 @@ class BatchingWebSocketProtocol(QuickCloseWebSocketProtocol):
         return True
 
     async def send(self, message: Any) -> None:
+        if message["type"] == "websocket.close" and self._close_now(message):
+            return
         if message["type"] != SEND_BATCH:
             await super().send(message)
             if message["type"] == "websocket.accept" and self.handshake_complete:
