@@ -27,7 +27,8 @@ An idle socket is memory held for as long as the client stays, so the protocol h
 less than uvicorn's: its received messages wait in a list rather than an
 ``asyncio.Queue`` (three deques of 64 slots each), its writable flag is a flag with a
 list of waiters rather than an ``asyncio.Event`` (one more deque), and the upgrade's
-request and response are let go once the socket is accepted.
+request and response are let go once the socket is accepted (with the frame parser
+that held the request: a new one is started).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from typing import Any
 from starlette.types import Send
 from uvicorn.protocols.utils import ClientDisconnected
 from websockets.exceptions import InvalidState
+from websockets.protocol import State
 
 from server.slow_clients import QuickCloseWebSocketProtocol
 
@@ -133,11 +135,22 @@ class BatchingWebSocketProtocol(QuickCloseWebSocketProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._parser_at_rest = False
         self.queue = ReceivedMessages()  # type: ignore[assignment]
         self.writable = WritableFlag()  # type: ignore[assignment]
         self.writable.set()
 
+    def data_received(self, data: bytes) -> None:
+        if self.handshake_initiated and not self.handshake_complete:
+            # Frames before the handshake's answer (a client may not send them): the
+            # parser may hold part of one, so it is kept as it is (see _fresh_parser).
+            self._parser_at_rest = False
+        super().data_received(data)
+
     def handle_connect(self, event: Any) -> None:
+        # Whether the parser, having read the request, waits for a first frame with
+        # nothing of one read yet (nothing came after the request).
+        self._parser_at_rest = not self.conn.reader.buffer
         super().handle_connect(event)
         # Before the app's task first runs (it was only scheduled): the app sees it.
         scope: Any = getattr(self, "scope", None)
@@ -145,6 +158,20 @@ class BatchingWebSocketProtocol(QuickCloseWebSocketProtocol):
             scope["extensions"][SEND_BATCH] = {"send_now": self.send_now}
         # The request's headers are in the scope; the parsed request is not needed.
         self.request = None  # type: ignore[assignment]
+
+    def _fresh_parser(self) -> None:
+        """Start the connection's frame parser anew once the socket is open.
+
+        websockets' parser is a generator that read the upgrade request into a local
+        variable before it went on to frames: for as long as the socket stays open it
+        holds the request and its headers (about 3 KiB). A new one starts at frames
+        (the connection is open); it is made only when the old one waits for a first
+        frame with nothing of it read, so nothing the client sent is lost.
+        """
+        conn = self.conn
+        if self._parser_at_rest and not conn.reader.buffer and conn.state is State.OPEN:
+            conn.parser = conn.parse()
+            next(conn.parser)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -207,6 +234,7 @@ class BatchingWebSocketProtocol(QuickCloseWebSocketProtocol):
             await super().send(message)
             if message["type"] == "websocket.accept" and self.handshake_complete:
                 self.response = None  # type: ignore[assignment]  # sent: not needed again
+                self._fresh_parser()
             return
         await self.writable.wait()
         if self.disconnected:

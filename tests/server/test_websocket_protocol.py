@@ -254,3 +254,59 @@ async def test_the_writable_flag_wakes_every_waiter_and_a_set_flag_does_not_wait
         assert await flag.wait()
     flag.clear()
     assert not flag.is_set()
+
+
+async def test_a_frame_sent_before_the_handshakes_answer_is_still_read() -> None:
+    # A client may not send frames before the 101, but one that does loses nothing:
+    # the parser that has read part of it is kept (it is started anew only at rest).
+    # (A frame in the very segment of the request stalls uvicorn's own protocol too.)
+    received: dict[str, Any] = {}
+    requested = anyio.Event()
+    early = anyio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        requested.set()
+        await early.wait()
+        await send({"type": "websocket.accept"})
+        received["message"] = await receive()
+        await send({"type": "websocket.send", "text": "after"})
+        await send({"type": "websocket.close", "code": 1000})
+
+    frame = Frame(Opcode.TEXT, b'{"early":true}').serialize(mask=True, extensions=[])
+    async with serving(app, BatchingWebSocketProtocol) as url:
+        client = ClientProtocol(parse_uri(url), max_size=2**20)
+        sock = socket.create_connection(("127.0.0.1", parse_uri(url).port))
+        client.send_request(client.connect())
+        request = b"".join(client.data_to_send())
+        with sock:
+            sock.sendall(request)
+            await requested.wait()
+            sock.sendall(frame[:2])  # its header: read by the parser, gone from its buffer
+            await anyio.sleep(0.05)
+            early.set()  # accepted now, with the rest of the frame still to come
+            await anyio.sleep(0.05)
+            sock.sendall(frame[2:])
+            frames = await anyio.to_thread.run_sync(read_to_close, sock, client)
+    assert received["message"] == {"type": "websocket.receive", "text": '{"early":true}'}
+    assert frames == ["after"]
+
+
+async def test_frames_after_the_handshake_are_read_by_a_parser_started_anew() -> None:
+    # The usual case: nothing before the 101, so the parser that held the request is
+    # replaced; every frame after it, split across segments, is read as sent.
+    received: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        while (message := await receive())["type"] == "websocket.receive":
+            received.append(message["text"])
+
+    async with (
+        serving(app, BatchingWebSocketProtocol) as url,
+        connect(url, max_size=2**20) as websocket,
+    ):
+        for text in TEXTS[:50]:
+            await websocket.send(text)
+    assert received == TEXTS[:50]
