@@ -30,6 +30,7 @@ Invariants:
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -203,6 +204,10 @@ class ConversationRuntime:
                 self._forget_children(task.id)
         self._forget_settled()
         self._tg: TaskGroup | None = None
+        # The runners whose latest progress waits to be sent, oldest first, and the
+        # flusher's wake-up while it waits for one (see progress_pending).
+        self._progress_due: dict[str, TaskRunner] = {}
+        self._progress_ready: anyio.Event | None = None
         self._attached = 0
         self._idle_since: float | None = None
         self._idle_changed = anyio.Event()
@@ -225,6 +230,7 @@ class ConversationRuntime:
                 self._tg = tg
                 tg.start_soon(self._primary_agent.run, tg)
                 tg.start_soon(self._watch_idle)
+                tg.start_soon(self._flush_progress)
                 task_status.started()
         except* Exception as group:
             fault = True
@@ -714,27 +720,86 @@ class ConversationRuntime:
         body = TaskUpdate(task)
         return [NewEvent(self.conversation.chat_id, body), NewEvent(task.chat_id, body)]
 
-    async def report_progress(self, runner: TaskRunner, text: str) -> None:
-        """Announce a task's progress; a depth-1 task's is also told to the person."""
-        messages: list[NewEvent] = []
-        task = self._tasks[runner.id]
-        if task.depth == 1 and not task.state.is_terminal:
-            said = self.brain_for(self.primary).progress_text(task, text)
-            if said:
-                messages.append(
-                    NewEvent(
-                        self.conversation.chat_id,
-                        Message(
-                            MessageRole.AGENT,
-                            self.primary.author,
-                            MessageKind.PROGRESS,
-                            said,
-                            task_id=task.id,
-                            call=task.params.get("call"),
-                        ),
+    def progress_pending(self, runner: TaskRunner) -> None:
+        """*runner* has progress to send: the flusher sends it with the others'."""
+        self._progress_due[runner.id] = runner
+        ready = self._progress_ready
+        if ready is not None:
+            self._progress_ready = None
+            ready.set()
+
+    async def _flush_progress(self) -> None:
+        """Send the tasks' latest progress, all of it in one commit, at most once an
+        interval: no task's reaches the stream more often (PROTOCOL.md), and the
+        latest is never lost (a task's terminal state carries what is still due)."""
+        interval = self.settings.progress_interval
+        while True:
+            if not self._progress_due:
+                while not self._progress_due:
+                    self._progress_ready = ready = anyio.Event()
+                    await ready.wait()
+                # Woken from rest: at a moment of its own within the interval, so that
+                # conversations whose tasks started together do not flush together.
+                await anyio.sleep(random.uniform(0, interval))
+            due, self._progress_due = self._progress_due, {}
+            reports = [(r, text) for r in due.values() if (text := r.take_progress())]
+            if reports:
+                try:
+                    await self.report_progress([(r.id, text) for r, text in reports])
+                except Fenced:
+                    return  # the conversation stops here: its new home goes on
+                except Exception as exc:
+                    # Not stored (the store is away; a bug): kept for the next flush,
+                    # unless newer progress came meanwhile. It fails no task.
+                    log.warning(
+                        "progress not stored",
+                        extra={
+                            "conversation_id": self.conversation.id,
+                            "error": type(exc).__name__,
+                        },
                     )
+                    for runner, text in reports:
+                        runner.keep_progress(text)
+            await anyio.sleep(interval)
+
+    async def report_progress(self, reports: Sequence[tuple[str, str]]) -> None:
+        """Announce tasks' progress, (task id, text) each, in one commit; a depth-1
+        task's is also told to the person. Tasks that ended meanwhile are left as
+        they are."""
+
+        def build(records: Records) -> Changes | None:
+            tasks: list[Task] = []
+            events: list[NewEvent] = []
+            for task_id, text in reports:
+                current = records.get(task_id) or self._tasks.get(task_id)
+                if current is None or current.state.is_terminal:
+                    continue
+                updated = replace(current, progress=text, updated_at=utcnow())
+                records[task_id] = updated
+                tasks.append(updated)
+                events.extend(self._task_events(updated))
+                said = (
+                    self.brain_for(self.primary).progress_text(updated, text)
+                    if updated.depth == 1
+                    else ""
                 )
-        await self.update_task(runner.id, progress=text, messages=messages)
+                if said:
+                    events.append(
+                        NewEvent(
+                            self.conversation.chat_id,
+                            Message(
+                                MessageRole.AGENT,
+                                self.primary.author,
+                                MessageKind.PROGRESS,
+                                said,
+                                task_id=updated.id,
+                                call=updated.params.get("call"),
+                            ),
+                        )
+                    )
+            return Changes(tasks=tasks, events=events) if tasks else None
+
+        await self._commit_queued(build)
 
     # -- delegation ------------------------------------------------------------------
 

@@ -120,7 +120,6 @@ class TaskRunner:
             str
         ](runtime.settings.instruction_queue_size)
         self._pending_progress: str | None = None
-        self._progress_wakeup = anyio.Event()
         self._started: list[_StartedCall] = []
         self._step_lock = anyio.Lock()
         self._history: list[StepRecord] = []
@@ -160,9 +159,22 @@ class TaskRunner:
             raise Conflict("the task has already ended") from None
 
     def report_progress(self, text: str) -> None:
-        """Remember the latest progress; the flusher sends it at most once an interval."""
+        """Remember the latest progress; the conversation sends it at most once an
+        interval (:meth:`ConversationRuntime.progress_pending`)."""
+        first = self._pending_progress is None
         self._pending_progress = text
-        self._progress_wakeup.set()
+        if first and not self.done.is_set():
+            self.runtime.progress_pending(self)
+
+    def take_progress(self) -> str | None:
+        """The latest progress not yet sent, and none from now on until the next."""
+        text, self._pending_progress = self._pending_progress, None
+        return text
+
+    def keep_progress(self, text: str) -> None:
+        """*text* was taken but not sent: due again, unless newer progress came."""
+        if self._pending_progress is None:
+            self.report_progress(text)
 
     def statistics(self) -> dict[str, int]:
         return {
@@ -198,11 +210,10 @@ class TaskRunner:
             with self.scope:
                 async with anyio.create_task_group() as tg:
                     self._tg = tg
-                    tg.start_soon(self._flush_progress)
                     tg.start_soon(self._watch_instructions)
                     await self.runtime.update_task(self.id, state=TaskState.WORKING)
                     finish = await self._work(tg)
-                    # Children are all done by now; this stops the progress flusher.
+                    # Children are all done by now; this stops the instructions' watch.
                     tg.cancel_scope.cancel()
         except* Fenced:
             # Another node has taken the conversation over (this one paused past its
@@ -457,18 +468,6 @@ class TaskRunner:
             outcomes.append(Outcome(task, child.data))
         return StepRecord(step, outcomes=tuple(outcomes))
 
-    async def _flush_progress(self) -> None:
-        interval = self.runtime.settings.progress_interval
-        while True:
-            await self._progress_wakeup.wait()
-            self._progress_wakeup = anyio.Event()
-            text, self._pending_progress = self._pending_progress, None
-            if text is not None:
-                await self.runtime.report_progress(self, text)
-            # At most one update per interval; what arrives meanwhile is kept (only the
-            # latest) and sent when the interval is over: the latest is never lost.
-            await anyio.sleep(interval)
-
     async def _finish(self, finish: Finish | None) -> None:
         """Store the one terminal state, after clean-up; then tell whoever waits."""
         deadline = self.runtime.settings.cleanup_deadline
@@ -493,7 +492,7 @@ class TaskRunner:
                 self.id,
                 state=state,
                 result=result,
-                progress=self._pending_progress,
+                progress=self.take_progress(),
             )
         except SwitchboardError as exc:
             # The store refused: the task stays unfinished there and the next start

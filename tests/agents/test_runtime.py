@@ -7,7 +7,7 @@ import pytest
 
 from agents.conversation import RECENT_TASKS
 from agents.exceptions import Conflict, NotFound
-from agents.models import Principal, Role, TaskState
+from agents.models import Principal, Role, TaskState, TaskUpdate
 from agents.ports import AuditType
 
 from .harness import PERSON, WS, lab
@@ -98,6 +98,28 @@ async def test_progress_is_throttled_and_the_latest_is_kept() -> None:
         # 20 reports over ~0.2 s, at most one per 0.1 s reach the stream.
         assert 1 <= len(progress) <= 5
         assert t.store.tasks[task.id].progress == "step 19"
+
+
+async def test_the_progress_of_a_conversations_tasks_is_stored_together() -> None:
+    # One flusher a conversation: what its tasks report in one interval goes in one
+    # commit (events of one commit share their timestamp), and still no task's
+    # progress reaches the stream more than once an interval, nor is its latest lost.
+    async with lab(progress_interval=0.1) as t:
+        await t.runtime.say(PERSON, "fan 3 chatty")
+        await t.wait_for(lambda: bool(t.messages("followup")))
+        tasks = t.tasks()
+        assert len(tasks) == 3
+        assert all(t.store.tasks[task.id].progress == "step 19" for task in tasks)
+        by_commit: dict[object, set[str]] = {}
+        per_task: dict[str, int] = {}
+        for event in t.events():
+            body = event.body
+            if isinstance(body, TaskUpdate) and body.task.progress is not None:
+                by_commit.setdefault(event.ts, set()).add(body.task.id)
+                per_task[body.task.id] = per_task.get(body.task.id, 0) + 1
+        assert max(len(ids) for ids in by_commit.values()) >= 2
+        # 20 reports over ~0.2 s each: at most one per 0.1 s, and the terminal state.
+        assert all(1 <= n <= 6 for n in per_task.values()), per_task
 
 
 async def test_failing_tool_fails_only_its_task() -> None:
