@@ -23,6 +23,7 @@ import anyio.to_thread
 import httpx
 import pytest
 import uvicorn
+from starlette.applications import Starlette
 from websockets.asyncio.client import connect
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
@@ -37,6 +38,8 @@ from server.protocol import CloseCode
 from server.serving import uvicorn_config
 from server.settings import DEVELOPMENT_SECRET, Settings
 
+from .in_process import running
+
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.anyio,
@@ -49,21 +52,15 @@ TEXT = "x" * 1000  # a kilobyte a message: the buffers fill after a few thousand
 
 @asynccontextmanager
 async def serving(database: Path) -> AsyncIterator[tuple[str, Node]]:
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    settings = Settings.from_env({"DATABASE_URL": f"sqlite:///{database}", "PORT": str(port)})
-    app = create_app(settings)
-    server = uvicorn.Server(uvicorn_config(app, settings, loop="asyncio"))
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve, [listener])
-        with anyio.fail_after(20):
-            while not server.started:  # noqa: ASYNC110
-                await anyio.sleep(0.01)
-        try:
-            yield f"127.0.0.1:{port}", app.state.node
-        finally:
-            server.should_exit = True
+    apps: list[Starlette] = []
+
+    def config(port: int) -> uvicorn.Config:
+        settings = Settings.from_env({"DATABASE_URL": f"sqlite:///{database}", "PORT": str(port)})
+        apps.append(create_app(settings))
+        return uvicorn_config(apps[0], settings, loop="asyncio")
+
+    async with running(config) as port:
+        yield f"127.0.0.1:{port}", apps[0].state.node
 
 
 def lagging_client(url: str, token: str) -> tuple[socket.socket, ClientProtocol, dict[str, Any]]:

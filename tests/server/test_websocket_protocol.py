@@ -32,6 +32,8 @@ from server.websocket_protocol import (
     send_texts,
 )
 
+from .in_process import running
+
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.anyio,
@@ -47,22 +49,13 @@ App = Callable[[Any, Any, Any], Awaitable[None]]
 
 @asynccontextmanager
 async def serving(app: App, protocol: type) -> AsyncIterator[str]:
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    config = uvicorn.Config(
-        app, ws=protocol, lifespan="off", log_config=None, access_log=False, ws_max_size=2**20
-    )
-    server = uvicorn.Server(config)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve, [listener])
-        with anyio.fail_after(10):
-            while not server.started:  # noqa: ASYNC110
-                await anyio.sleep(0.01)
-        try:
-            yield f"ws://127.0.0.1:{port}/"
-        finally:
-            server.should_exit = True
+    def config(port: int) -> uvicorn.Config:
+        return uvicorn.Config(
+            app, ws=protocol, lifespan="off", log_config=None, access_log=False, ws_max_size=2**20
+        )
+
+    async with running(config) as port:
+        yield f"ws://127.0.0.1:{port}/"
 
 
 def sender(seen: dict[str, Any]) -> App:
