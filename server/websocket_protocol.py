@@ -21,7 +21,9 @@ written when it returns ``False``; the caller then sends them the usual way, whi
 waits). It lets a socket write a live event in the publisher's own task, without a task
 of its own to wake (:class:`server.sockets.Session`). A close frame is written without
 waiting for room in the buffer, so that a client closed for falling behind (4001) finds
-its code after the frames it was sent, however late it reads them.
+its code after the frames it was sent when it reads them, if it takes them all within
+:data:`DRAIN_GRACE_S`; after that it is cut off, rather than holding its descriptor and
+buffers for as long as it stays connected.
 
 An idle socket is memory held for as long as the client stays, so the protocol holds
 less than uvicorn's: its received messages wait in a list rather than an
@@ -46,6 +48,10 @@ from server.slow_clients import QuickCloseWebSocketProtocol
 
 SEND_BATCH = "switchboard.websocket.send_batch"
 """The extension's name, and its message's ``type``."""
+
+DRAIN_GRACE_S = 30.0
+"""How long a closed socket's client has to take what is still buffered for it before
+its connection is cut."""
 
 
 class ReceivedMessages:
@@ -133,6 +139,10 @@ class BatchingWebSocketProtocol(QuickCloseWebSocketProtocol):
     """uvicorn's (quick-closing) WebSocket protocol, with the :data:`SEND_BATCH` message
     and ``send_now``, holding less per socket (see the module's docstring)."""
 
+    drain_grace = DRAIN_GRACE_S
+    """How long a closed socket's client has to take what is still buffered before
+    the connection is cut (:meth:`_close_transport`)."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._parser_at_rest = False
@@ -203,8 +213,23 @@ class BatchingWebSocketProtocol(QuickCloseWebSocketProtocol):
         if self.read_paused:
             self.read_paused = False
             self.transport.resume_reading()
-        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
+        self.close_timer = self.loop.call_later(self.close_timeout, self._close_transport)
         return True
+
+    def _close_transport(self) -> None:
+        """No answer to the close came in time: close the connection. What is still
+        buffered is flushed as the client reads it; a client that has not taken it all
+        :attr:`drain_grace` seconds later is cut off, so that it cannot hold a
+        descriptor and its buffers for as long as it stays connected."""
+        self.close_timer = None
+        buffered = self.transport.get_write_buffer_size()
+        self.transport.close()
+        if buffered:
+            self.loop.call_later(self.drain_grace, self._abort_unless_gone)
+
+    def _abort_unless_gone(self) -> None:
+        if not self.disconnected:
+            self.transport.abort()
 
     def send_now(self, texts: Sequence[str]) -> bool:
         """Write *texts* as frames at once if the socket is open and the transport's
