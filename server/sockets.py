@@ -740,6 +740,7 @@ class Session:
         ):
             return False
         self._last_sent = item.seq
+        self.turns.delivered(item)  # as the writer's _deliver does
         return True
 
     async def _write(self) -> None:
