@@ -76,6 +76,8 @@ _THIRD_PARTY_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.a
 # those events itself, by tool or server name.
 _QUIET_LOGGERS = {"httpx": logging.WARNING, "httpcore": logging.WARNING, "httpx2": logging.WARNING}
 _QUIET_LOGGERS |= {"mcp": logging.CRITICAL + 1}
+# The WebSocket protocol's two lines per socket opened (server.websocket_protocol).
+_QUIET_LOGGERS |= {"uvicorn.error.websocket": logging.WARNING}
 # Alembic narrates every start ("Context impl …"); its warnings and errors still show.
 _QUIET_LOGGERS |= {"alembic": logging.WARNING}
 

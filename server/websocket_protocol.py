@@ -31,11 +31,19 @@ less than uvicorn's: its received messages wait in a list rather than an
 list of waiters rather than an ``asyncio.Event`` (one more deque), and the upgrade's
 request and response are let go once the socket is accepted (with the frame parser
 that held the request: a new one is started).
+
+Its own lines, and those of the websockets connection under it, go to
+:data:`CONNECTION_LOGGER`, a child of ``uvicorn.error`` that ``server.logs`` keeps at
+WARNING: uvicorn says ``"WebSocket …" [accepted]`` and websockets ``connection open`` for
+every socket, at INFO, two records whose arguments the JSON lines drop and that say
+nothing the access line does not; making them cost a reconnecting crowd a tenth of the
+server's time. Its warnings and errors are logged as before.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,6 +56,9 @@ from server.slow_clients import QuickCloseWebSocketProtocol
 
 SEND_BATCH = "switchboard.websocket.send_batch"
 """The extension's name, and its message's ``type``."""
+
+CONNECTION_LOGGER = "uvicorn.error.websocket"
+"""The logger of the protocol and its connection (see the module's docstring)."""
 
 DRAIN_GRACE_S = 30.0
 """How long a closed socket's client has to take what is still buffered for it before
@@ -145,6 +156,7 @@ class BatchingWebSocketProtocol(QuickCloseWebSocketProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.logger = self.conn.logger = logging.getLogger(CONNECTION_LOGGER)
         self._parser_at_rest = False
         self.queue = ReceivedMessages()  # type: ignore[assignment]
         self.writable = WritableFlag()  # type: ignore[assignment]

@@ -198,3 +198,9 @@ async def test_clients_that_leave_or_send_bad_utf8_are_no_server_errors(
     assert all(line["level"] == "INFO" and "close_code" in line for line in gone)
     bad = [line for line in lines if "UTF-8" in line["message"]]
     assert [(line["level"], line["close_code"]) for line in bad] == [("WARNING", 1007)]
+    # A socket is logged once, by its access line: uvicorn's and websockets' two INFO
+    # lines per socket opened are not written (their warnings and errors still are).
+    per_socket = ("connection open", '%s - "WebSocket %s" [accepted]')
+    assert [line for line in lines if line["message"] in per_socket] == []
+    assert len([line for line in lines if line.get("method") == "WS"]) >= 2
+    assert bad[0]["logger"] == "uvicorn.error.websocket"
