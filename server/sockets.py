@@ -389,7 +389,7 @@ class Session:
             self._last_sent = after
             replay = time.perf_counter()
             if after < last_seq:  # else nothing to read: what comes next is live
-                await self._replay(chat_id, after, audit=conversation is not None)
+                await self._replay(chat_id, after, last_seq, audit=conversation is not None)
             self.node.metrics.replay.observe(time.perf_counter() - replay)
             target = conversation or await store.get_conversation(
                 self.principal.workspace_id, chat.conversation_id if chat else ""
@@ -449,21 +449,26 @@ class Session:
     async def _writer(self, tg: TaskGroup) -> None:
         await self._guard(self._write, tg, ends_all=False)
 
-    async def _replay(self, chat_id: str, after: int, *, audit: bool) -> None:
-        """Send the events after *after*, page by page; audited once if any is a task's.
+    async def _replay(self, chat_id: str, after: int, last_seq: int, *, audit: bool) -> None:
+        """Send the events after *after*, page by page, until a page comes back short;
+        audited once if any is a task's.
 
         Each event's frame is sent as stored (``SqlStore.frames_after``), except to a
-        voice bridge, whose frames say whether to speak (:meth:`_event_wire`).
+        voice bridge, whose frames say whether to speak (:meth:`_event_wire`). The first
+        page asks for the events the welcome's *last_seq* says are missing and one more
+        (so that it comes back short unless more came since): a reconnect's few are one
+        small read, which the store makes in the event loop's thread.
         """
         store = self.node.store
         self._last_sent = after
         audited = not audit
+        size = min(REPLAY_PAGE, last_seq - after + 1)
         while True:
             if self.voice:
-                events = await store.events_after(chat_id, self._last_sent, REPLAY_PAGE)
+                events = await store.events_after(chat_id, self._last_sent, size)
                 page = [(e.seq, e.task_id, protocol.encode(self._event_wire(e))) for e in events]
             else:
-                frames = await store.frames_after(chat_id, self._last_sent, REPLAY_PAGE)
+                frames = await store.frames_after(chat_id, self._last_sent, size)
                 page = [(f.seq, f.task_id, f.text) for f in frames]
             if not page:
                 return
@@ -472,8 +477,9 @@ class Session:
                 audited = True
             await self._send_texts([text for _, _, text in page])
             self._last_sent = page[-1][0]
-            if len(page) < REPLAY_PAGE:
+            if len(page) < size:
                 return
+            size = REPLAY_PAGE
 
     # -- the three tasks -------------------------------------------------------------
 

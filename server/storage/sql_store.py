@@ -17,6 +17,7 @@ anyway; a process-wide lock makes this process's writers queue without spinning 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -59,6 +60,7 @@ from server.storage.engine import (
     open_inline_writer,
 )
 from server.storage.group_commit import GroupCommitter
+from server.storage.raw_reads import RawRead
 from server.storage.rows import (
     agent_from_row,
     agent_values,
@@ -130,6 +132,17 @@ _CONVERSATION = core_select(CONVERSATIONS).where(
     CONVERSATIONS.c.id == bindparam("id"), CONVERSATIONS.c.workspace_id == bindparam("workspace")
 )
 _LAST_SEQ = core_select(CHAT_HEADS.c.last_seq).where(CHAT_HEADS.c.chat_id == bindparam("chat"))
+_FRAMES = (
+    core_select(EVENTS.c.seq, EVENTS.c.task_id, EVENTS.c.wire)
+    .where(EVENTS.c.chat_id == bindparam("chat"), EVENTS.c.seq > bindparam("after"))
+    .order_by(EVENTS.c.seq)
+    .limit(bindparam("limit"))
+)
+
+INLINE_MAX_FRAMES = 64
+"""A page of a replay of at most so many events is read in the event loop's thread (a
+reconnecting client has missed a few); a longer one from a worker thread, since inline
+it would hold the loop for longer than the thread's hop costs."""
 
 _UNFINISHED = sorted(state.value for state in TaskState if state not in TERMINAL_STATES)
 _ANNOUNCED_STATES = sorted(s.value for s in TERMINAL_STATES if s is not TaskState.INTERRUPTED)
@@ -153,8 +166,14 @@ class SqlStore:
         self._rows = RowWriters(engine.dialect)
         # SQLite files only, while run() runs: the event loop's own writer (_commit_inline).
         self._inline: Connection | None = None
-        # And its own reader of single rows (_read_row).
+        # And its own reader of a row or a few (_read_rows), on the driver's connection.
         self._reader: Connection | None = None
+        self._raw_reader: sqlite3.Connection | None = None
+        self._raw_reads = (
+            {s: RawRead(s, engine.dialect) for s in (_CONVERSATION, _LAST_SEQ, _FRAMES)}
+            if self._sqlite
+            else {}
+        )
         self._inline_batches_since_checkpoint = 0
         self._checkpoint_due: anyio.Event | None = None
         self._checkpointing = False
@@ -180,6 +199,9 @@ class SqlStore:
                 try:
                     self._inline = await self._run(open_inline_writer, self._engine)
                     self._reader = await self._run(open_inline_reader, self._engine)
+                    raw = self._reader.connection.driver_connection
+                    assert isinstance(raw, sqlite3.Connection)
+                    self._raw_reader = raw
                 except Unavailable:
                     log.warning("no inline writer: every commit goes through a worker thread")
                     self._drop_inline()
@@ -202,6 +224,7 @@ class SqlStore:
 
     def _drop_reader(self) -> None:
         reader, self._reader = self._reader, None
+        self._raw_reader = None
         if reader is not None:
             reader.invalidate()
             reader.close()
@@ -259,10 +282,10 @@ class SqlStore:
     ) -> Conversation | None:
         # Core, not the ORM: every socket opened reads one, and a session and its
         # identity map cost more than the query.
-        row = await self._read_row(
+        rows = await self._read_rows(
             _CONVERSATION, {"id": conversation_id, "workspace": workspace_id}
         )
-        return None if row is None else conversation_from_row(row)
+        return conversation_from_row(rows[0]) if rows else None
 
     async def get_chat(self, workspace_id: str, chat_id: str) -> Chat | None:
         statement = select(ChatRow).where(
@@ -401,12 +424,16 @@ class SqlStore:
         them, oldest first: stored text, read without building an event per row."""
         if limit <= 0:
             return []
+        if limit <= INLINE_MAX_FRAMES:
+            rows = await self._read_rows(_FRAMES, {"chat": chat_id, "after": after, "limit": limit})
+            if all(row.wire is not None for row in rows):
+                return [StoredFrame(row.seq, row.task_id, row.wire) for row in rows]
         return await self._run(self._frames_after_sync, chat_id, after, limit)
 
     async def last_seq(self, chat_id: str) -> int:
         """The ``seq`` of the chat's newest event; 0 if it has none (or does not exist)."""
-        row = await self._read_row(_LAST_SEQ, {"chat": chat_id})
-        return 0 if row is None else int(row.last_seq)
+        rows = await self._read_rows(_LAST_SEQ, {"chat": chat_id})
+        return int(rows[0].last_seq) if rows else 0
 
     # -- tasks ---------------------------------------------------------------------
 
@@ -485,28 +512,29 @@ class SqlStore:
 
     # -- the thread boundary -------------------------------------------------------
 
-    async def _read_row(
-        self, statement: Select[Any], parameters: dict[str, Any]
-    ) -> Row[Any] | None:
-        """The first row *statement* selects: read in the event loop's thread on a SQLite
-        file (a worker thread's hop costs more than the read), else in a worker thread.
+    async def _read_rows(self, statement: Select[Any], parameters: dict[str, Any]) -> list[Any]:
+        """The rows *statement* (one of :attr:`_raw_reads`, a read of a few rows) selects:
+        read in the event loop's thread on a SQLite file (a worker thread's hop costs more
+        than the read), else in a worker thread.
 
-        The read is its own short transaction on :func:`open_inline_reader`'s connection,
-        so it never holds back a checkpoint; if it fails for any reason, it is made again
-        from a worker thread, which waits and reports as every read does.
+        Inline, the statement is a :class:`~server.storage.raw_reads.RawRead` on
+        :func:`open_inline_reader`'s connection, in autocommit: one statement, its own
+        read transaction, so it never holds back a checkpoint. If it fails for any
+        reason, it is made again from a worker thread, which waits and reports as every
+        read does; a failure other than a busy or locked database drops the reader.
         """
-        reader = self._reader
-        if reader is not None:
+        raw = self._raw_reader
+        if raw is not None:
             try:
-                with reader.begin():
-                    row = reader.execute(statement, parameters).first()
-            except (SQLAlchemyError, self._dbapi_error):
-                if reader.invalidated:
-                    self._drop_reader()
+                rows = self._raw_reads[statement].rows(raw, parameters)
+            except sqlite3.OperationalError:
+                pass
+            except sqlite3.Error:
+                self._drop_reader()
             else:
                 self.inline_reads += 1
-                return row
-        return await self._run(self._first_row, statement, parameters)
+                return rows
+        return await self._run(self._select_rows, statement, parameters)
 
     async def _run(self, function: Callable[..., _T], *args: Any) -> _T:
         try:
@@ -538,14 +566,9 @@ class SqlStore:
             return list(session.exec(statement).all())
 
     def _frames_after_sync(self, chat_id: str, after: int, limit: int) -> list[StoredFrame]:
-        statement = (
-            select(EVENTS.c.seq, EVENTS.c.task_id, EVENTS.c.wire)
-            .where(EVENTS.c.chat_id == chat_id, EVENTS.c.seq > after)
-            .order_by(EVENTS.c.seq)
-            .limit(limit)
-        )
         with self._engine.connect() as connection:
-            rows = connection.execute(statement).all()
+            parameters = {"chat": chat_id, "after": after, "limit": limit}
+            rows = connection.execute(_FRAMES, parameters).all()
         missing = [seq for seq, _, wire in rows if wire is None]
         rebuilt: dict[int, str] = {}
         if missing:
@@ -563,11 +586,9 @@ class SqlStore:
         with Session(self._engine) as session:
             return session.exec(statement).first()
 
-    def _first_row(
-        self, statement: Select[Any], parameters: dict[str, Any] | None = None
-    ) -> Row[Any] | None:
+    def _select_rows(self, statement: Select[Any], parameters: dict[str, Any]) -> list[Row[Any]]:
         with self._engine.connect() as connection:
-            return connection.execute(statement, parameters).first()
+            return list(connection.execute(statement, parameters).all())
 
     def _create_conversation_sync(self, conversation: Conversation, chat: Chat) -> None:
         with self._writing() as connection:

@@ -52,6 +52,7 @@ from server.storage import (
     sql_store,
 )
 from server.storage.engine import begin_write
+from server.storage.sql_store import INLINE_MAX_FRAMES
 from server.storage.tables import SCHEMA_VERSION, SCHEMA_VERSIONS
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -911,18 +912,43 @@ async def test_sqlite_one_row_reads_are_made_in_the_event_loop_and_fall_back_to_
         assert await store.last_seq(chat.id) == 1
         assert await store.last_seq("no-such-chat") == 0
         assert store.statistics()["inline_reads"] == 4
+        # The conversation's time as the ORM reads it: the same instant, in UTC.
+        read = await store.get_conversation(WS, conversation.id)
+        assert read is not None
+        assert read.created_at.tzinfo is not None
+        assert read.created_at == conversation.created_at
+        assert store.statistics()["inline_reads"] == 5
+        [frame] = await store.frames_after(chat.id, 0, 10)
+        assert (frame.seq, frame.task_id) == (1, None)
+        assert json.loads(frame.text)["seq"] == 1
+        assert await store.frames_after(chat.id, 1, 10) == []
+        assert store.statistics()["inline_reads"] == 7
+        # A page longer than INLINE_MAX_FRAMES is read from a worker thread.
+        assert len(await store.frames_after(chat.id, 0, INLINE_MAX_FRAMES + 1)) == 1
+        assert store.statistics()["inline_reads"] == 7
+        # An event stored before schema 4 has no frame: the page is read again from a
+        # worker thread, which rebuilds it.
+        with begin_write(store.engine) as connection:
+            connection.execute(text("UPDATE events SET wire = NULL"))
+        [rebuilt] = await store.frames_after(chat.id, 0, 10)
+        assert rebuilt == frame
+        assert store.statistics()["inline_reads"] == 8
+        await store.commit(Changes(events=[NewEvent(chat.id, say("two"))]))
+        await store.commit(Changes(events=[NewEvent(chat.id, say("three"))]))
+        assert [f.seq for f in await store.frames_after(chat.id, 1, 1)] == [2]
+        assert store.statistics()["inline_reads"] == 9
         # A writer elsewhere, mid-transaction, holds no reader back (WAL): the read
         # sees what was committed, and the loop is not made to wait.
         other = sqlite3.connect(database, isolation_level=None)
         try:
             other.execute("BEGIN IMMEDIATE")
             other.execute("UPDATE chat_heads SET last_seq = 7 WHERE chat_id = ?", (chat.id,))
-            assert await store.last_seq(chat.id) == 1
+            assert await store.last_seq(chat.id) == 3
             other.execute("COMMIT")
         finally:
             other.close()
         assert await store.last_seq(chat.id) == 7
-        assert store.statistics()["inline_reads"] == 6
+        assert store.statistics()["inline_reads"] == 11
         # The reader's connection lost: the read is made again from a worker thread,
         # and so is every one after.
         reader = store._reader
@@ -932,7 +958,7 @@ async def test_sqlite_one_row_reads_are_made_in_the_event_loop_and_fall_back_to_
         driver.close()
         assert await store.last_seq(chat.id) == 7
         assert await store.get_conversation(WS, conversation.id) == conversation
-        assert store.statistics()["inline_reads"] == 6
+        assert store.statistics()["inline_reads"] == 11
         tg.cancel_scope.cancel()
 
 
