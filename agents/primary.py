@@ -65,6 +65,7 @@ from agents.callers import (
 from agents.exceptions import Conflict, NotFound, SwitchboardError, Unavailable, first_type
 from agents.models import MessageKind, MessageRole, Principal, Task, TaskState, new_id
 from agents.ownership import NO_SUCH_PATIENT, may_call_about, task_in_scope
+from agents.spans import start_span
 from agents.tools import ToolContext
 from agents.verification import VerificationOutcome
 
@@ -205,7 +206,8 @@ class PrimaryAgent:
             if isinstance(item, _UserTurn):
                 self._answering = True
                 self._queued_turns -= 1
-                with _tracer.start_as_current_span(
+                with start_span(
+                    _tracer,
                     "switchboard.turn",
                     context=item.trace,
                     attributes={"switchboard.conversation": conversation_id},

@@ -59,6 +59,7 @@ from agents.models import (
     TaskState,
 )
 from agents.ownership import NO_SUCH_PATIENT, may_call_about
+from agents.spans import start_span
 from agents.tools import Tool, ToolContext, ToolResult
 
 if TYPE_CHECKING:
@@ -189,7 +190,8 @@ class TaskRunner:
 
         Traced as ``switchboard.task``, a child of the turn (or task) that started it.
         """
-        with _tracer.start_as_current_span(
+        with start_span(
+            _tracer,
             "switchboard.task",
             attributes={
                 "switchboard.task": self.id,

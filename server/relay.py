@@ -52,6 +52,7 @@ from agents.models import (
     task_from_json,
     task_to_json,
 )
+from agents.spans import start_span
 from server.bus import FAILURES, RedisBus
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,8 @@ class RedisRelay:
                 if self.handler is None:
                     raise NotHome()
                 carrier = message.get("trace")
-                with _tracer.start_as_current_span(
+                with start_span(
+                    _tracer,
                     "switchboard.relay",
                     context=propagate.extract(carrier if isinstance(carrier, dict) else {}),
                     kind=trace.SpanKind.SERVER,

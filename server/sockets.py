@@ -56,6 +56,7 @@ from agents.models import (
     new_id,
 )
 from agents.ports import AuditEntry, AuditOutcome, AuditReason, AuditType
+from agents.spans import start_span
 from server import protocol
 from server.auth import bearer_token, verify_session_token
 from server.exceptions import Unauthorized
@@ -530,7 +531,8 @@ class Session:
             self.turns.said()
             read = time.perf_counter()
             try:
-                with _tracer.start_as_current_span(
+                with start_span(
+                    _tracer,
                     "switchboard.say",
                     kind=trace.SpanKind.SERVER,
                     attributes={"switchboard.conversation": conversation.id},

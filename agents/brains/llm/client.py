@@ -24,6 +24,7 @@ import httpx
 from opentelemetry import trace
 
 from agents.exceptions import SwitchboardError
+from agents.spans import start_span
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("switchboard.agents")
@@ -121,7 +122,8 @@ class ChatClient:
         if response_format is not None:
             body["response_format"] = dict(response_format)
         self.calls += 1
-        with _tracer.start_as_current_span(
+        with start_span(
+            _tracer,
             "chat.completions",
             attributes={"gen_ai.request.model": self.model.model},
             record_exception=False,
