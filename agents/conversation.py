@@ -550,6 +550,7 @@ class ConversationRuntime:
                 chats=[c for _, changes in built for c in changes.chats],
                 tasks=list(tasks.values()),
                 events=[e for _, changes in built for e in changes.events],
+                background=all(changes.background for _, changes in built),
             )
         with anyio.CancelScope(shield=True):
             try:
@@ -797,7 +798,7 @@ class ConversationRuntime:
                             ),
                         )
                     )
-            return Changes(tasks=tasks, events=events) if tasks else None
+            return Changes(tasks=tasks, events=events, background=True) if tasks else None
 
         await self._commit_queued(build)
 

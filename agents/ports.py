@@ -61,6 +61,10 @@ class Changes:
     tasks: Sequence[Task] = ()
     events: Sequence[NewEvent] = ()
     fence: Fence | None = None
+    background: bool = False
+    """Nobody waits on it (a progress flush): a store may write commits that somebody
+    does wait on before it, though never another of the same conversation's (whose
+    runtime commits one at a time)."""
 
 
 class Store(Protocol):

@@ -6,8 +6,17 @@ and each pays a transaction's fixed cost; one writer that takes whatever is wait
 and stores it in a single transaction pays that cost once per batch. A batch that
 fails is retried commit by commit, so one bad commit never fails its neighbours.
 
-Invariants: commits are applied in the order they were requested, each caller gets
-exactly its own events back, and a caller is answered only once its changes are
+A commit marked ``background`` (:class:`~agents.ports.Changes`: a progress flush) is
+one nobody waits on: the commits waiting with it that are not go in the next batch
+first, and background ones fill it up to :data:`BACKGROUND_BATCH_EVENTS` events (at
+least one of them goes in each batch, so none waits for ever). A person's ``say``
+then waits for the batch being written, not for the progress of a thousand tasks
+queued before it; and a batch, written in the event loop's thread on SQLite, holds the
+loop for a few milliseconds rather than for as long as everything queued takes.
+
+Invariants: commits of each kind are applied in the order they were requested (a
+conversation sends one commit at a time, so its own are never reordered), each caller
+gets exactly its own events back, and a caller is answered only once its changes are
 durable (or have failed, with nothing stored).
 """
 
@@ -27,6 +36,10 @@ from agents.ports import Changes
 
 MAX_BATCH = 256
 """At most this many commits per transaction, so that one never grows without bound."""
+
+BACKGROUND_BATCH_EVENTS = 128
+"""Background commits join a batch while it holds fewer events than this (one always
+does, if any waits)."""
 
 
 @dataclass(eq=False, slots=True)
@@ -48,8 +61,9 @@ class GroupCommitter:
         self._commit_batch = commit_batch
         self._commit_one = commit_one
         # Bounded by the callers themselves: each waits for its own answer before it
-        # can ask again, so this holds at most one entry per waiting task.
+        # can ask again, so these hold at most one entry per waiting task.
         self._waiting: deque[_Waiting] = deque()
+        self._background: deque[_Waiting] = deque()
         self._wakeup = anyio.Event()
         self._running = False
         self.batches = 0
@@ -59,7 +73,7 @@ class GroupCommitter:
         if not self._running:
             return await self._commit_one(changes)
         waiting = _Waiting(changes)
-        self._waiting.append(waiting)
+        (self._background if changes.background else self._waiting).append(waiting)
         self._wakeup.set()
         # Shielded: once queued the commit will happen, and its caller must hear how it
         # went (a cancelled caller that missed it would leave a seq it never announced).
@@ -76,18 +90,36 @@ class GroupCommitter:
         task_status.started()
         try:
             while True:
-                while not self._waiting:
+                while not (self._waiting or self._background):
                     await self._wakeup.wait()
                     self._wakeup = anyio.Event()
                 await self._write_batch()
         finally:
             self._running = False
             with anyio.CancelScope(shield=True):
-                while self._waiting:
+                while self._waiting or self._background:
                     await self._write_batch()
 
+    def _next_batch(self) -> list[_Waiting]:
+        """The commits nobody has to wait behind first, then background ones (see the
+        module's docstring)."""
+        urgent, background = self._waiting, self._background
+        batch = [urgent.popleft() for _ in range(min(MAX_BATCH, len(urgent)))]
+        events = sum(len(w.changes.events) for w in batch)
+        some = False
+        while (
+            background
+            and len(batch) < MAX_BATCH
+            and not (some and events >= BACKGROUND_BATCH_EVENTS)
+        ):
+            waiting = background.popleft()
+            batch.append(waiting)
+            events += len(waiting.changes.events)
+            some = True
+        return batch
+
     async def _write_batch(self) -> None:
-        batch = [self._waiting.popleft() for _ in range(min(MAX_BATCH, len(self._waiting)))]
+        batch = self._next_batch()
         try:
             results = await self._commit_batch([w.changes for w in batch])
         except Exception as exc:  # the thread itself failed: nothing was stored
@@ -103,7 +135,11 @@ class GroupCommitter:
         self.commits += len(batch)
 
     def statistics(self) -> dict[str, int]:
-        return {"waiting": len(self._waiting), "batches": self.batches, "commits": self.commits}
+        return {
+            "waiting": len(self._waiting) + len(self._background),
+            "batches": self.batches,
+            "commits": self.commits,
+        }
 
 
 class _BatchFunction(Protocol):

@@ -7,8 +7,16 @@ import pytest
 
 from agents.conversation import RECENT_TASKS
 from agents.exceptions import Conflict, NotFound
-from agents.models import Principal, Role, TaskState, TaskUpdate
-from agents.ports import AuditType
+from agents.models import (
+    Message,
+    MessageKind,
+    Principal,
+    Role,
+    StreamEvent,
+    TaskState,
+    TaskUpdate,
+)
+from agents.ports import AuditType, Changes
 
 from .harness import PERSON, WS, lab
 
@@ -105,8 +113,24 @@ async def test_the_progress_of_a_conversations_tasks_is_stored_together() -> Non
     # commit (events of one commit share their timestamp), and still no task's
     # progress reaches the stream more than once an interval, nor is its latest lost.
     async with lab(progress_interval=0.1) as t:
+        # Which commits the store may write after others (background): the flushes only.
+        kinds: list[tuple[bool, bool]] = []
+        commit = t.store.commit
+
+        async def noting(changes: Changes) -> list[StreamEvent]:
+            progress = any(
+                isinstance(e.body, Message) and e.body.kind is MessageKind.PROGRESS
+                for e in changes.events
+            )
+            kinds.append((changes.background, progress))
+            return await commit(changes)
+
+        t.store.commit = noting  # type: ignore[method-assign]
         await t.runtime.say(PERSON, "fan 3 chatty")
         await t.wait_for(lambda: bool(t.messages("followup")))
+        # (a flush merged with another commit of the conversation is not background)
+        assert (True, True) in kinds
+        assert all(progress for background, progress in kinds if background), kinds
         tasks = t.tasks()
         assert len(tasks) == 3
         assert all(t.store.tasks[task.id].progress == "step 19" for task in tasks)
