@@ -135,6 +135,8 @@ class _Queued:
     in the group leave them (which it updates with its own): what to store, or ``None``."""
     then: Callable[[list[StreamEvent]], None] | None = None
     """Called with its stored events once the group is stored, before it is published."""
+    background: bool = False
+    """Whether what it builds is a background commit (a progress flush)."""
     stored: list[StreamEvent] = field(default_factory=list)
     error: SwitchboardError | None = None
     taken: bool = False
@@ -168,6 +170,8 @@ class ConversationRuntime:
         # Unbounded by count but not by size: each entry is one coroutine awaiting its
         # commit, and the conversation's inbox, instructions and runners are bounded.
         self._queued: list[_Queued] = []
+        # Whether the group being stored is a background one (see _commit_queued).
+        self._storing_background = False
         self.patient_scope: str | None = None
         """The one patient this conversation may be about (agents.ownership): that of the
         last patient who spoke in it (staff speaking do not widen it), or of the caller
@@ -506,10 +510,18 @@ class ConversationRuntime:
         self,
         build: Callable[[Records], Changes | None],
         then: Callable[[list[StreamEvent]], None] | None = None,
+        *,
+        background: bool = False,
     ) -> list[StreamEvent]:
-        """Take a place in the queue of commits; return once it is stored and published."""
-        queued = _Queued(build, then)
+        """Take a place in the queue of commits; return once it is stored and published.
+
+        *background*: what *build* makes is a background commit (Changes.background).
+        """
+        queued = _Queued(build, then, background)
         self._queued.append(queued)
+        if self._storing_background and not background:
+            # The group being stored is one the store may hold back: this one waits on it.
+            self.services.store.hurry(self.conversation.id)
         try:
             async with self._lock:
                 if not queued.taken:
@@ -553,12 +565,15 @@ class ConversationRuntime:
                 background=all(changes.background for _, changes in built),
             )
         with anyio.CancelScope(shield=True):
+            self._storing_background = merged.background
             try:
                 stored = await self._store_commit(merged)
             except SwitchboardError as exc:
                 for queued, _ in built:
                     queued.error = exc
                 return
+            finally:
+                self._storing_background = False
             for task in merged.tasks:
                 self._tasks[task.id] = task
             at = 0
@@ -800,7 +815,7 @@ class ConversationRuntime:
                     )
             return Changes(tasks=tasks, events=events, background=True) if tasks else None
 
-        await self._commit_queued(build)
+        await self._commit_queued(build, background=True)
 
     # -- delegation ------------------------------------------------------------------
 

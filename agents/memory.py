@@ -86,6 +86,9 @@ class MemoryStore:
         ]
         return sorted(mine, key=lambda c: c.created_at, reverse=True)
 
+    def hurry(self, conversation_id: str) -> None:
+        """Nothing is held back here: every commit is written as it comes."""
+
     async def commit(self, changes: Changes) -> list[StreamEvent]:
         await self._enter()
         fence = changes.fence

@@ -89,6 +89,11 @@ class Store(Protocol):
         """
         ...
 
+    def hurry(self, conversation_id: str) -> None:
+        """Somebody now waits on the conversation's background commit (one of its is
+        queued behind it): if the store holds it back, it goes with the others."""
+        ...
+
     async def take_home(
         self, conversation_id: str, owner: str = "", *, alive_within: float | None = None
     ) -> int:

@@ -11,8 +11,10 @@ one nobody waits on: the commits waiting with it that are not go in the next bat
 first, and background ones fill it up to :data:`BACKGROUND_BATCH_EVENTS` events (at
 least one of them goes in each batch, so none waits for ever). A person's ``say``
 then waits for the batch being written, not for the progress of a thousand tasks
-queued before it; and a batch, written in the event loop's thread on SQLite, holds the
-loop for a few milliseconds rather than for as long as everything queued takes.
+queued before it (nor for its own conversation's, which :meth:`GroupCommitter.hurry`
+moves up when the say queues behind it); and a batch, written in the event loop's
+thread on SQLite, holds the loop for a few milliseconds rather than for as long as
+everything queued takes.
 
 Invariants: commits of each kind are applied in the order they were requested (a
 conversation sends one commit at a time, so its own are never reordered), each caller
@@ -83,6 +85,17 @@ class GroupCommitter:
             raise waiting.error
         assert waiting.events is not None
         return waiting.events
+
+    def hurry(self, conversation_id: str) -> None:
+        """The conversation's background commit, if one waits, now waits with the commits
+        that are not (one of its own waits behind it: a conversation's commits are
+        written one at a time, so the one behind would otherwise wait as long)."""
+        for waiting in self._background:
+            fence = waiting.changes.fence
+            if fence is not None and fence.conversation_id == conversation_id:
+                self._background.remove(waiting)
+                self._waiting.append(waiting)
+                return
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Write batches until cancelled; what is queued then is still written."""

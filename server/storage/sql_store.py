@@ -316,6 +316,9 @@ class SqlStore:
             return []
         return await self._group.commit(changes)
 
+    def hurry(self, conversation_id: str) -> None:
+        self._group.hurry(conversation_id)
+
     async def _commit_direct(self, changes: Changes) -> list[StreamEvent]:
         return await self._run(self._commit_sync, changes)
 

@@ -146,6 +146,35 @@ async def test_the_progress_of_a_conversations_tasks_is_stored_together() -> Non
         assert all(1 <= n <= 6 for n in per_task.values()), per_task
 
 
+async def test_a_say_behind_its_conversations_progress_flush_hurries_it() -> None:
+    # The store may hold a background commit back; one of the conversation's own
+    # commits queued behind it (the runtime commits one at a time) asks it not to.
+    async with lab(progress_interval=0.1) as t:
+        held, release = anyio.Event(), anyio.Event()
+        hurried: list[str] = []
+        commit = t.store.commit
+
+        async def holding(changes: Changes) -> list[StreamEvent]:
+            if changes.background and not held.is_set():
+                held.set()
+                await release.wait()
+            return await commit(changes)
+
+        t.store.commit = holding  # type: ignore[method-assign]
+        t.store.hurry = hurried.append  # type: ignore[method-assign]
+        await t.runtime.say(PERSON, "fan 1 chatty")
+        with anyio.fail_after(5):
+            await held.wait()
+        assert hurried == []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(t.runtime.say, PERSON, "still there?")
+            await anyio.wait_all_tasks_blocked()
+            seen = list(hurried)
+            release.set()
+        assert seen == [t.runtime.conversation.id]
+        await t.wait_for(lambda: any(m.text == "echo: still there?" for m in t.messages()))
+
+
 async def test_failing_tool_fails_only_its_task() -> None:
     async with lab() as t:
         await t.runtime.say(PERSON, "fan 1 gate")

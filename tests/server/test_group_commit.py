@@ -8,13 +8,14 @@ that what waits while a batch is being written is up to the test.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import anyio
 import pytest
 
 from agents.exceptions import SwitchboardError
 from agents.models import Author, Message, MessageKind, MessageRole, StreamEvent, utcnow
-from agents.ports import Changes, NewEvent
+from agents.ports import Changes, Fence, NewEvent
 from server.storage.group_commit import BACKGROUND_BATCH_EVENTS, MAX_BATCH, GroupCommitter
 
 pytestmark = pytest.mark.anyio
@@ -67,7 +68,7 @@ async def committed_while_busy(later: list[Changes]) -> list[list[str]]:
             await store.writing.wait()
             for commit in later:
                 callers.start_soon(committer.commit, commit)
-                await anyio.lowlevel.checkpoint()
+                await anyio.wait_all_tasks_blocked()  # it waits in its queue
             store.release.set()
         tg.cancel_scope.cancel()
     return store.batches
@@ -109,3 +110,27 @@ async def test_no_batch_holds_more_than_max_batch_commits() -> None:
     assert [label for b in batches[1:] for label in b if label != "progress"] == [
         f"say-{n}" for n in range(MAX_BATCH + 5)
     ]
+
+
+async def test_a_conversations_background_commit_is_hurried_when_one_of_its_waits_behind() -> None:
+    store = ScriptedStore()
+    committer = GroupCommitter(store.commit_batch, store.commit_one)
+    big = BACKGROUND_BATCH_EVENTS
+
+    def flush(conversation: str) -> Changes:
+        fenced = changes(conversation, events=big, background=True)
+        return replace(fenced, fence=Fence(conversation, 1))
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(committer.run)
+        async with anyio.create_task_group() as callers:
+            callers.start_soon(committer.commit, changes("first"))
+            await store.writing.wait()
+            for conversation in ("conv-a", "conv-b", "conv-c"):
+                callers.start_soon(committer.commit, flush(conversation))
+                await anyio.wait_all_tasks_blocked()  # it waits in its queue
+            committer.hurry("conv-c")
+            committer.hurry("conv-z")  # none of its waits: nothing moves
+            store.release.set()
+        tg.cancel_scope.cancel()
+    assert store.batches == [["first"], ["conv-c", "conv-a"], ["conv-b"]]
