@@ -8,13 +8,13 @@ fails is retried commit by commit, so one bad commit never fails its neighbours.
 
 A commit marked ``background`` (:class:`~agents.ports.Changes`: a progress flush) is
 one nobody waits on: the commits waiting with it that are not go in the next batch
-first, with one background commit beside them (so that none waits for ever); a batch
-of background commits alone holds up to :data:`BACKGROUND_BATCH_EVENTS` events. A
-person's ``say`` then waits for the batch being written and its own, not for the
-progress of a thousand tasks queued before it, nor for its own conversation's, which
-:meth:`GroupCommitter.hurry` moves up when the say queues behind it. And a batch,
-written in the event loop's thread on SQLite, holds the loop for a few milliseconds
-rather than for as long as everything queued takes.
+first, and background ones fill it up to :data:`BACKGROUND_BATCH_EVENTS` events (at
+least one of them goes in each batch, so none waits for ever). A person's ``say``
+then waits for the batch being written, not for the progress of a thousand tasks
+queued before it (nor for its own conversation's, which :meth:`GroupCommitter.hurry`
+moves up when the say queues behind it); and a batch, written in the event loop's
+thread on SQLite, holds the loop for a few milliseconds rather than for as long as
+everything queued takes.
 
 Invariants: commits of each kind are applied in the order they were requested (a
 conversation sends one commit at a time, so its own are never reordered), each caller
@@ -40,8 +40,8 @@ MAX_BATCH = 256
 """At most this many commits per transaction, so that one never grows without bound."""
 
 BACKGROUND_BATCH_EVENTS = 128
-"""A batch of background commits alone takes them while it holds fewer events than this
-(at least one)."""
+"""Background commits join a batch while it holds fewer events than this (one always
+does, if any waits)."""
 
 
 @dataclass(eq=False, slots=True)
@@ -114,19 +114,21 @@ class GroupCommitter:
                     await self._write_batch()
 
     def _next_batch(self) -> list[_Waiting]:
-        """The commits somebody waits on and one background commit, or background ones
-        alone (see the module's docstring)."""
+        """The commits nobody has to wait behind first, then background ones (see the
+        module's docstring)."""
         urgent, background = self._waiting, self._background
         batch = [urgent.popleft() for _ in range(min(MAX_BATCH, len(urgent)))]
-        if batch:
-            if background and len(batch) < MAX_BATCH:
-                batch.append(background.popleft())
-            return batch
-        events = 0
-        while background and len(batch) < MAX_BATCH and events < BACKGROUND_BATCH_EVENTS:
+        events = sum(len(w.changes.events) for w in batch)
+        some = False
+        while (
+            background
+            and len(batch) < MAX_BATCH
+            and not (some and events >= BACKGROUND_BATCH_EVENTS)
+        ):
             waiting = background.popleft()
             batch.append(waiting)
             events += len(waiting.changes.events)
+            some = True
         return batch
 
     async def _write_batch(self) -> None:
