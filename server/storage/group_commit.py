@@ -39,9 +39,10 @@ from agents.ports import Changes
 MAX_BATCH = 256
 """At most this many commits per transaction, so that one never grows without bound."""
 
-BACKGROUND_BATCH_EVENTS = 128
+BACKGROUND_BATCH_EVENTS = 64
 """Background commits join a batch while it holds fewer events than this (one always
-does, if any waits)."""
+does, if any waits). P1's p99, 3 runs each in one sitting: 22.4 ms at 32, 20.0 at 64,
+22.6 at 128; written inline an event takes about 55 µs of the loop."""
 
 
 @dataclass(eq=False, slots=True)
