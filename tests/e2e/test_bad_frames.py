@@ -164,8 +164,11 @@ async def test_clients_that_leave_or_send_bad_utf8_are_no_server_errors(
     tok = token()
     conv = await start_conversation(server, tok)
     url = conversation_ws(server, conv["conversation_id"])
+    # A chat longer than the server reads in its event loop's thread on opening (64
+    # events, server.storage.sql_store.INLINE_MAX_FRAMES): its replay is read from a
+    # worker thread, and a reset lands while it is under way.
     async with open_wire(url, tok, chat_id=conv["chat_id"]) as wire:
-        for _ in range(15):
+        for _ in range(40):
             asked = await wire.say(HOURS)
             await wire.message(since=asked, role="agent", kind="reply")
     # Gone in the middle of the replay: the connection is reset right after hello, until
