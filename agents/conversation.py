@@ -425,7 +425,7 @@ class ConversationRuntime:
             task_id,
         )
         event, _ = await self.commit(Changes(events=[NewEvent(task.chat_id, message), received]))
-        await self._audit_best_effort(AuditType.TASK_INSTRUCTED, principal, task, channel)
+        await self._audit_best_effort(AuditType.TASK_INSTRUCTED, principal, [task], channel)
         return event
 
     async def cancel(
@@ -466,7 +466,7 @@ class ConversationRuntime:
         author = Author(principal.person_id or principal.id, who)
         note = NewEvent(task.chat_id, Message(role, author, MessageKind.REPLY, said, task_id))
         await self._store_tasks(updated, [note])
-        await self._audit_best_effort(AuditType.TASK_CANCELLED, principal, task, channel)
+        await self._audit_best_effort(AuditType.TASK_CANCELLED, principal, [task], channel)
         assert self._tg is not None
         self._tg.start_soon(self._cancel_tree, runner)
         return self._tasks[task_id]
@@ -1001,9 +1001,8 @@ class ConversationRuntime:
         self._busy()
         for runner in runners:
             tg.start_soon(runner.run)
-        for task in tasks:
-            actor = Principal(task.workspace_id, owner.id, Role.AGENT, owner.name)
-            await self._audit_best_effort(AuditType.TASK_STARTED, actor, task, "agent:delegate")
+        actor = Principal(self.conversation.workspace_id, owner.id, Role.AGENT, owner.name)
+        await self._audit_best_effort(AuditType.TASK_STARTED, actor, tasks, "agent:delegate")
         return runners
 
     def task_ended(self, runner: TaskRunner) -> None:
@@ -1079,25 +1078,37 @@ class ConversationRuntime:
         return task
 
     async def _audit_best_effort(
-        self, kind: AuditType, actor: Principal, task: Task, channel: str
+        self, kind: AuditType, actor: Principal, tasks: Sequence[Task], channel: str
     ) -> None:
+        """Record *kind* of each of *tasks*, in one write."""
         try:
-            await self.services.audit.record(
-                AuditEntry(
-                    type=kind,
-                    actor=actor,
-                    channel=channel,
-                    reason=AuditReason.OWNER,
-                    task_id=task.id,
-                    chat_id=task.chat_id,
-                    conversation_id=task.conversation_id,
-                    on_behalf_of=(self.conversation.person_id,),
-                )
+            await self.services.audit.record_many(
+                [
+                    AuditEntry(
+                        type=kind,
+                        actor=actor,
+                        channel=channel,
+                        reason=AuditReason.OWNER,
+                        task_id=task.id,
+                        chat_id=task.chat_id,
+                        conversation_id=task.conversation_id,
+                        on_behalf_of=(self.conversation.person_id,),
+                    )
+                    for task in tasks
+                ]
             )
         except Unavailable:
             # Task events are recorded for the trail's completeness, but a write that
             # reveals nothing must not stop the work; reads fail closed instead.
-            log.warning("audit write failed", extra={"task_id": task.id, "type": kind.value})
+            log.warning(
+                "audit write failed",
+                extra={
+                    "conversation_id": self.conversation.id,
+                    "task_id": tasks[0].id if len(tasks) == 1 else None,
+                    "count": len(tasks),
+                    "type": kind.value,
+                },
+            )
 
 
 def fault_notice(interrupted: int) -> Message:

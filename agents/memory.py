@@ -372,10 +372,13 @@ class MemoryAudit:
         """Set to make every write raise :class:`Unavailable` (the trail is down)."""
 
     async def record(self, entry: AuditEntry) -> None:
+        await self.record_many((entry,))
+
+    async def record_many(self, entries: Sequence[AuditEntry]) -> None:
         await anyio.lowlevel.checkpoint()
         if self.fail:
             raise Unavailable("audit trail unavailable")
-        self.entries.append(entry)
+        self.entries.extend(entries)
 
 
 class LeaseTable:

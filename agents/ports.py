@@ -273,6 +273,10 @@ class AuditSink(Protocol):
 
     async def record(self, entry: AuditEntry) -> None: ...
 
+    async def record_many(self, entries: Sequence[AuditEntry]) -> None:
+        """Append *entries* in order, all or none (in one write where the sink can)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class WorkspaceKit:

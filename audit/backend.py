@@ -3,13 +3,15 @@
 A backend owns the one thing that makes the chain a chain: appends are serialized.
 :meth:`AuditBackend.append` reads the head, builds the next record from it and stores
 it under a single lock or transaction, so two writers can never build on the same head
-and fork the chain. ``server.audit_store`` is the SQL implementation.
+and fork the chain; :meth:`AuditBackend.append_many` does the same for several records
+at once, each built on the one before. ``server.audit_store`` is the SQL
+implementation.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from audit.exceptions import ChainConflict, InvalidAuditField
@@ -36,6 +38,14 @@ class AuditBackend(Protocol):
         Raises :class:`~audit.exceptions.ChainConflict` if the built record does not
         extend the head (see :func:`check_successor`); whatever *build* raises passes
         through, and nothing is stored.
+        """
+        ...
+
+    def append_many(self, builds: Sequence[RecordBuilder]) -> list[AuditRecord]:
+        """Store the records *builds* make as the new head, in one step: the first built
+        on the head, each next one on the record before it.
+
+        All of them are stored, or (whatever is raised, as for :meth:`append`) none.
         """
         ...
 
@@ -66,6 +76,17 @@ def check_successor(head: AuditRecord | None, record: AuditRecord) -> None:
         )
 
 
+def build_chain(head: AuditRecord | None, builds: Sequence[RecordBuilder]) -> list[AuditRecord]:
+    """The records *builds* make after *head*, each checked to follow the one before."""
+    records = []
+    for build in builds:
+        record = build(head)
+        check_successor(head, record)
+        records.append(record)
+        head = record
+    return records
+
+
 def check_read_arguments(after_seq: int, workspace_id: str | None, limit: int) -> None:
     """Raise :class:`InvalidAuditField` for arguments no backend should accept."""
     if type(after_seq) is not int or after_seq < 0:
@@ -86,12 +107,16 @@ class MemoryAuditBackend:
 
     def append(self, build: RecordBuilder) -> AuditRecord:
         """See :meth:`AuditBackend.append`."""
+        (record,) = self.append_many((build,))
+        return record
+
+    def append_many(self, builds: Sequence[RecordBuilder]) -> list[AuditRecord]:
+        """See :meth:`AuditBackend.append_many`."""
         with self._lock:
             head = self._records[-1] if self._records else None
-            record = build(head)
-            check_successor(head, record)
-            self._records.append(record)
-            return record
+            records = build_chain(head, builds)
+            self._records.extend(records)
+            return records
 
     def head(self) -> AuditRecord | None:
         """See :meth:`AuditBackend.head`."""

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TextIO
 
-from audit.backend import AuditBackend
+from audit.backend import AuditBackend, RecordBuilder
 from audit.export import export_jsonl
 from audit.record import GENESIS_HASH, AuditEvent, AuditRecord, check_node_id
 from audit.verify import VerifyReport, verify_chain
@@ -51,6 +51,17 @@ class AuditTrail:
         :class:`~audit.exceptions.InvalidAuditField` if the clock or id is malformed;
         either way nothing was stored, and the read it guards must not happen.
         """
+        (record,) = self.record_many((event,))
+        return record
+
+    def record_many(self, events: Sequence[AuditEvent]) -> list[AuditRecord]:
+        """Append *events*, in order, in one step, and return their records.
+
+        All are stored or, raising as :meth:`record` does, none is.
+        """
+        return self._backend.append_many([self._builder(event) for event in events])
+
+    def _builder(self, event: AuditEvent) -> RecordBuilder:
         record_id = self._new_id()
 
         def build(head: AuditRecord | None) -> AuditRecord:
@@ -65,7 +76,7 @@ class AuditTrail:
                 prev_hash=GENESIS_HASH if head is None else head.hash,
             )
 
-        return self._backend.append(build)
+        return build
 
     def head(self) -> AuditRecord | None:
         """The newest record, or ``None``. Raises ``AuditUnavailable``."""

@@ -26,6 +26,7 @@ import json
 import re
 import threading
 import zlib
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,7 +50,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import SQLAlchemyError
 
-from audit.backend import RecordBuilder, check_read_arguments, check_successor
+from audit.backend import RecordBuilder, build_chain, check_read_arguments
 from audit.exceptions import AuditError, AuditUnavailable, InvalidAuditField
 from audit.record import (
     ActorKind,
@@ -155,6 +156,13 @@ class SqlAuditBackend:
 
     def append(self, build: RecordBuilder) -> AuditRecord:
         """See :meth:`audit.backend.AuditBackend.append`."""
+        (record,) = self.append_many((build,))
+        return record
+
+    def append_many(self, builds: Sequence[RecordBuilder]) -> list[AuditRecord]:
+        """See :meth:`audit.backend.AuditBackend.append_many`: one transaction."""
+        if not builds:
+            return []
         if not self._lock.acquire(timeout=self._lock_timeout):
             raise AuditUnavailable("audit appends are queued past their timeout")
         try:
@@ -166,11 +174,9 @@ class SqlAuditBackend:
                     connection = connection.execution_options(isolation_level="READ COMMITTED")
                 with connection.begin():
                     self._lock_for_append(connection)
-                    head = self._read_head(connection)
-                    record = build(head)
-                    check_successor(head, record)
-                    connection.execute(insert(self._table).values(_row_from(record)))
-            return record
+                    records = build_chain(self._read_head(connection), builds)
+                    connection.execute(insert(self._table), [_row_from(r) for r in records])
+            return records
         except SQLAlchemyError as exc:
             raise AuditUnavailable(f"audit append failed: {type(exc).__name__}") from exc
         finally:

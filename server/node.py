@@ -201,6 +201,8 @@ async def start_node(
         async with anyio.create_task_group() as tg:
             # The store's one writer outlives the host, whose stopping tasks still commit.
             await tg.start(store.run)
+            # The audit trail's one writer, likewise.
+            await tg.start(audit.run)
             if checkpointer is not None:
                 # Cancelled with the group, after the host: its last checkpoint covers
                 # what the stopping tasks recorded.

@@ -107,7 +107,11 @@ class GroupCommitter:
                 while not (self._waiting or self._background):
                     await self._wakeup.wait()
                     self._wakeup = anyio.Event()
-                await self._write_batch()
+                # Shielded: its callers wait, shielded, to hear how it went (cancelled
+                # part-way, it would leave them waiting for ever). The store bounds its
+                # own waits.
+                with anyio.CancelScope(shield=True):
+                    await self._write_batch()
         finally:
             self._running = False
             with anyio.CancelScope(shield=True):

@@ -113,3 +113,23 @@ def test_read_pages_and_filters_by_workspace(trail: AuditTrail, chain: list[Audi
 def test_read_rejects_bad_arguments(trail: AuditTrail, arguments: dict[str, object]) -> None:
     with pytest.raises(InvalidAuditField):
         trail.read(**arguments)  # type: ignore[arg-type]
+
+
+def test_many_records_are_appended_in_one_step(trail: AuditTrail, event: EventFactory) -> None:
+    first = trail.record(event())
+    records = trail.record_many([event(actor_id=f"user_{n}") for n in range(3)])
+    assert [r.seq for r in records] == [2, 3, 4]
+    assert [r.actor_id for r in records] == ["user_0", "user_1", "user_2"]
+    assert records[0].prev_hash == first.hash
+    assert [b.prev_hash for b in records[1:]] == [a.hash for a in records[:-1]]
+    assert trail.read() == [first, *records]
+    assert trail.verify().ok
+    assert trail.record_many([]) == []
+
+
+def test_many_records_are_all_stored_or_none(event: EventFactory) -> None:
+    ids = iter(["aud_one", "not an id", "aud_three"])
+    trail = AuditTrail(MemoryAuditBackend(), node_id="node-a", new_id=lambda: next(ids))
+    with pytest.raises(InvalidAuditField, match="id"):
+        trail.record_many([event(), event(), event()])
+    assert trail.head() is None

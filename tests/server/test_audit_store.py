@@ -208,6 +208,25 @@ def test_a_failing_builder_stores_nothing(store: Store) -> None:
     assert trail.record(make_event()).seq == 2
 
 
+def test_many_records_go_in_one_transaction_or_none(store: Store) -> None:
+    trail = store.trail()
+    first = trail.record(make_event())
+    records = trail.record_many([make_event(actor_id=f"user_{n}") for n in range(50)])
+    assert [r.seq for r in records] == list(range(2, 52))
+    assert trail.read(limit=100) == [first, *records]
+
+    backend = store.backend()
+
+    def broken(head: AuditRecord | None) -> AuditRecord:
+        raise InvalidAuditField("channel must match")
+
+    builds = [lambda head: dataclasses.replace(records[-1], seq=52, prev_hash=records[-1].hash)]
+    with pytest.raises(InvalidAuditField):
+        backend.append_many([*builds, broken])
+    assert trail.head() == records[-1]
+    assert trail.verify().ok
+
+
 def test_create_schema_is_idempotent(store: Store) -> None:
     trail = store.trail()
     trail.record(make_event())

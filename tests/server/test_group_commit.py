@@ -134,3 +134,29 @@ async def test_a_conversations_background_commit_is_hurried_when_one_of_its_wait
             store.release.set()
         tg.cancel_scope.cancel()
     assert store.batches == [["first"], ["conv-c", "conv-a"], ["conv-b"]]
+
+
+async def test_a_writer_cancelled_mid_batch_still_answers_that_batch_and_what_waits() -> None:
+    store = ScriptedStore()
+    committer = GroupCommitter(store.commit_batch, store.commit_one)
+    answered: list[str] = []
+
+    async def commit(label: str) -> None:
+        (event,) = await committer.commit(changes(label))
+        answered.append(event.chat_id)
+
+    async def release_later() -> None:
+        await anyio.wait_all_tasks_blocked()
+        store.release.set()
+
+    async with anyio.create_task_group() as outer, anyio.create_task_group() as tg:
+        await tg.start(committer.run)
+        tg.start_soon(commit, "first")
+        await store.writing.wait()
+        tg.start_soon(commit, "second")
+        await anyio.wait_all_tasks_blocked()
+        # The node stops while the first batch is being written.
+        outer.start_soon(release_later)
+        tg.cancel_scope.cancel()
+    assert sorted(answered) == ["first", "second"]
+    assert store.batches == [["first"], ["second"]]
