@@ -736,12 +736,11 @@ class ConversationHost:
         A conversation a live node holds is never touched. Returns how many tasks
         were interrupted.
         """
-        pending: dict[str, str] = {}
-        for task in await self.store.unfinished_tasks():
-            pending[task.conversation_id] = task.workspace_id
-        for task in await self.store.unannounced_tasks():
-            if task.conversation_id not in self._followed_up:
-                pending.setdefault(task.conversation_id, task.workspace_id)
+        pending = {
+            u.conversation_id: u.workspace_id
+            for u in await self.store.unsettled()
+            if u.running or u.conversation_id not in self._followed_up
+        }
         candidates = [c for c in pending if c not in self._live]
         if not candidates:
             return 0

@@ -29,7 +29,7 @@ from agents.models import (
     new_id,
     utcnow,
 )
-from agents.ports import AuditEntry, Changes, home_is_alive
+from agents.ports import AuditEntry, Changes, Unsettled, home_is_alive
 
 
 class MemoryStore:
@@ -167,24 +167,18 @@ class MemoryStore:
             key=lambda t: t.created_at,
         )
 
-    async def unfinished_tasks(self, node_id: str | None = None) -> list[Task]:
+    async def unsettled(self) -> list[Unsettled]:
         await self._enter()
-        return [
-            t
-            for t in self.tasks.values()
-            if not t.state.is_terminal and (node_id is None or t.node_id == node_id)
-        ]
-
-    async def unannounced_tasks(self) -> list[Task]:
-        await self._enter()
-        return [
-            t
-            for t in self.tasks.values()
-            if t.depth == 1
-            and t.state.is_terminal
-            and t.state is not TaskState.INTERRUPTED
-            and not t.followed_up
-        ]
+        found: dict[tuple[str, str], bool] = {}
+        for t in self.tasks.values():
+            running = not t.state.is_terminal
+            unannounced = (
+                t.depth == 1 and t.state is not TaskState.INTERRUPTED and not t.followed_up
+            )
+            if running or unannounced:
+                key = (t.workspace_id, t.conversation_id)
+                found[key] = found.get(key, False) or running
+        return [Unsettled(w, c, running) for (w, c), running in found.items()]
 
     async def list_agents(self, workspace_id: str) -> list[AgentDefinition]:
         await self._enter()

@@ -67,6 +67,17 @@ class Changes:
     runtime commits one at a time)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Unsettled:
+    """A conversation the store holds unsettled work of (:meth:`Store.unsettled`)."""
+
+    workspace_id: str
+    conversation_id: str
+    running: bool
+    """Whether a task of it is still in a non-terminal state; if not, what it holds is
+    ended depth-1 work whose follow-up was never stored."""
+
+
 class Store(Protocol):
     """The source of truth for conversations, chats, stream events and tasks."""
 
@@ -131,12 +142,10 @@ class Store(Protocol):
         """The conversation's tasks, oldest first."""
         ...
 
-    async def unfinished_tasks(self, node_id: str | None = None) -> list[Task]:
-        """Tasks in a non-terminal state (of *node_id*, or of every node)."""
-        ...
-
-    async def unannounced_tasks(self) -> list[Task]:
-        """Depth-1 tasks that ended (not ``interrupted``) with no follow-up stored yet."""
+    async def unsettled(self) -> list[Unsettled]:
+        """Every conversation with a task in a non-terminal state, or with a depth-1 task
+        that ended (not ``interrupted``) with no follow-up stored yet; one entry each.
+        """
         ...
 
     async def list_agents(self, workspace_id: str) -> list[AgentDefinition]: ...

@@ -29,7 +29,20 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 from anyio.abc import TaskStatus
-from sqlalchemy import Connection, Engine, Row, Select, Table, bindparam, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    case,
+    func,
+    or_,
+    text,
+    update,
+)
 from sqlalchemy import insert as generic_insert
 from sqlalchemy import select as core_select
 from sqlalchemy.exc import SQLAlchemyError
@@ -49,7 +62,7 @@ from agents.models import (
     TaskState,
     utcnow,
 )
-from agents.ports import Changes, Fence, home_is_alive
+from agents.ports import Changes, Fence, Unsettled, home_is_alive
 from server.protocol import encode
 from server.storage.bulk import RowWriters, upsert_statement
 from server.storage.engine import (
@@ -146,6 +159,26 @@ it would hold the loop for longer than the thread's hop costs."""
 
 _UNFINISHED = sorted(state.value for state in TaskState if state not in TERMINAL_STATES)
 _ANNOUNCED_STATES = sorted(s.value for s in TERMINAL_STATES if s is not TaskState.INTERRUPTED)
+
+_RUNNING = TASKS.c.state.in_(_UNFINISHED)
+_UNSETTLED = (
+    core_select(
+        TASKS.c.workspace_id,
+        TASKS.c.conversation_id,
+        func.max(case((_RUNNING, 1), else_=0)),
+    )
+    .where(
+        or_(
+            _RUNNING,
+            and_(
+                TASKS.c.state.in_(_ANNOUNCED_STATES),
+                TASKS.c.depth == 1,
+                TASKS.c.followed_up.is_(False),
+            ),
+        )
+    )
+    .group_by(TASKS.c.workspace_id, TASKS.c.conversation_id)
+)
 
 
 class SqlStore:
@@ -456,28 +489,13 @@ class SqlStore:
         )
         return [task_from_row(row) for row in await self._run(self._all, statement)]
 
-    async def unfinished_tasks(self, node_id: str | None = None) -> list[Task]:
-        """Tasks in a non-terminal state (of *node_id*, or of every node), oldest first."""
-        statement = select(TaskRow).where(col(TaskRow.state).in_(_UNFINISHED))
-        if node_id is not None:
-            statement = statement.where(TaskRow.node_id == node_id)
-        statement = statement.order_by(col(TaskRow.created_at), col(TaskRow.id))
-        return [task_from_row(row) for row in await self._run(self._all, statement)]
+    async def unsettled(self) -> list[Unsettled]:
+        """See :meth:`agents.ports.Store.unsettled`: one grouped query, no task rows."""
+        return await self._run(self._unsettled_sync)
 
-    # -- agents and patients -----------------------------------------------------------
-
-    async def unannounced_tasks(self) -> list[Task]:
-        """Depth-1 tasks that ended (not ``interrupted``) with no follow-up stored yet."""
-        statement = (
-            select(TaskRow)
-            .where(
-                col(TaskRow.state).in_(_ANNOUNCED_STATES),
-                TaskRow.depth == 1,
-                col(TaskRow.followed_up).is_(False),
-            )
-            .order_by(col(TaskRow.created_at), col(TaskRow.id))
-        )
-        return [task_from_row(row) for row in await self._run(self._all, statement)]
+    def _unsettled_sync(self) -> list[Unsettled]:
+        rows = [tuple(row) for row in self._select_rows(_UNSETTLED, {})]
+        return [Unsettled(w, c, bool(running)) for w, c, running in rows]
 
     async def list_agents(self, workspace_id: str) -> list[AgentDefinition]:
         """The workspace's agents: the primary first, then by name."""

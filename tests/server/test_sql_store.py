@@ -40,7 +40,7 @@ from agents.models import (
     TaskUpdate,
     new_id,
 )
-from agents.ports import Changes, Fence, NewEvent, PatientDirectory, Store
+from agents.ports import Changes, Fence, NewEvent, PatientDirectory, Store, Unsettled
 from server.protocol import encode
 from server.storage import (
     SchemaTooNew,
@@ -407,29 +407,32 @@ async def test_frames_after_are_the_frames_sent_live_even_for_events_stored_befo
 
 
 @pytest.mark.anyio
-async def test_unfinished_tasks(store: SqlStore) -> None:
+async def test_conversations_with_unfinished_tasks_are_unsettled(store: SqlStore) -> None:
     conversation, _ = await started(store)
-    node = new_id("node")
     records = {
-        state: task_of(conversation, state=state, node_id=node, at=T0 + timedelta(seconds=i))
+        state: task_of(conversation, state=state, at=T0 + timedelta(seconds=i))
         for i, state in enumerate(TaskState)
     }
-    elsewhere, elsewhere_chat = task_of(conversation, node_id=new_id("node"))
+    # Depth 2 (task_of's): an ended one is its parent's to read, never announced.
     await store.commit(
         Changes(
-            chats=[chat for _, chat in records.values()] + [elsewhere_chat],
-            tasks=[task for task, _ in records.values()] + [elsewhere],
+            chats=[chat for _, chat in records.values()],
+            tasks=[task for task, _ in records.values()],
         )
     )
+    settled, _ = await started(store)
+    ended, ended_chat = task_of(settled, state=TaskState.COMPLETED)
+    await store.commit(Changes(chats=[ended_chat], tasks=[ended]))
+
+    unsettled = {u.conversation_id: u for u in await store.unsettled()}
+    assert unsettled[conversation.id] == Unsettled(WS, conversation.id, running=True)
+    assert settled.id not in unsettled
+
     running = [records[s][0] for s in TaskState if not s.is_terminal]
-
-    assert await store.unfinished_tasks(node) == running
-    everywhere = {t.id for t in await store.unfinished_tasks()}
-    assert {t.id for t in running} | {elsewhere.id} <= everywhere
-    assert not everywhere & {records[s][0].id for s in TaskState if s.is_terminal}
-
-    await store.commit(Changes(tasks=[replace(running[0], state=TaskState.INTERRUPTED)]))
-    assert await store.unfinished_tasks(node) == running[1:]
+    await store.commit(
+        Changes(tasks=[replace(task, state=TaskState.INTERRUPTED) for task in running])
+    )
+    assert conversation.id not in {u.conversation_id for u in await store.unsettled()}
 
 
 @pytest.mark.anyio
@@ -609,7 +612,9 @@ async def test_fan_out_of_a_thousand_tasks_in_one_commit(
     assert len(stored) == 2000
     assert await store.last_seq(chat.id) == 1000
     assert len(await store.list_tasks(WS, conversation.id)) == 1000
-    assert len(await store.unfinished_tasks()) >= 1000
+    assert [u.running for u in await store.unsettled() if u.conversation_id == conversation.id] == [
+        True
+    ]
     some_chat = fan_out[500][1]
     assert [e.seq for e in await store.events_after(some_chat.id, 0, 10)] == [1]
 
@@ -1068,24 +1073,34 @@ async def test_a_home_frozen_mid_transaction_does_not_hold_its_conversation(
 
 
 @pytest.mark.anyio
-async def test_ended_depth_one_tasks_without_a_follow_up_are_found(store: SqlStore) -> None:
-    conversation, _ = await started(store)
-    found = []
+async def test_ended_depth_one_tasks_without_a_follow_up_are_unsettled(store: SqlStore) -> None:
+    expected = {}
     for state, depth, followed_up in [
         (TaskState.COMPLETED, 1, False),  # the roll-up window: found
         (TaskState.FAILED, 1, False),  # found
         (TaskState.COMPLETED, 1, True),  # announced
         (TaskState.INTERRUPTED, 1, False),  # told by the interruption notice
-        (TaskState.WORKING, 1, False),  # still running
+        (TaskState.WORKING, 1, False),  # still running: found, running
         (TaskState.COMPLETED, 2, False),  # its parent task reads it
     ]:
+        conversation, _ = await started(store)
         task, chat = task_of(conversation, state=state)
         task = replace(task, depth=depth, parent_id=None, followed_up=followed_up)
         await store.commit(Changes(chats=[chat], tasks=[task]))
-        if depth == 1 and state in (TaskState.COMPLETED, TaskState.FAILED) and not followed_up:
-            found.append(task.id)
-    assert sorted(t.id for t in await store.unannounced_tasks()) == sorted(found)
-    stored = await store.get_task(WS, found[0])
+        if state is TaskState.WORKING:
+            expected[conversation.id] = True
+        elif depth == 1 and state in (TaskState.COMPLETED, TaskState.FAILED) and not followed_up:
+            expected[conversation.id] = False
+            found = task
+    # A conversation with both is running.
+    both, both_chat = task_of(await store.get_conversation(WS, found.conversation_id))
+    await store.commit(Changes(chats=[both_chat], tasks=[replace(both, depth=1, parent_id=None)]))
+    expected[found.conversation_id] = True
+
+    unsettled = await store.unsettled()
+    assert {u.conversation_id: u.running for u in unsettled} == expected
+    assert {u.workspace_id for u in unsettled} == {WS}
+    stored = await store.get_task(WS, found.id)
     assert stored is not None
     assert stored.followed_up is False
 
@@ -1188,7 +1203,7 @@ async def test_schema_1_migrates_and_its_tasks_count_as_followed_up(store: SqlSt
     migrated = await store.get_task(WS, task.id)
     assert migrated is not None
     assert migrated.followed_up is True  # sent long ago: never announced again
-    assert await store.unannounced_tasks() == []
+    assert await store.unsettled() == []
     assert await store.take_home(conversation.id) == 1
 
 
