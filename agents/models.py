@@ -24,7 +24,19 @@ def utcnow() -> datetime:
 
 def rfc3339(moment: datetime) -> str:
     """Format *moment* as RFC 3339 in UTC with millisecond precision and a ``Z``."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    # By hand: a few times quicker than isoformat() and a replace(), and every task in
+    # every frame has two of these.
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031
+        moment.year,
+        moment.month,
+        moment.day,
+        moment.hour,
+        moment.minute,
+        moment.second,
+        moment.microsecond // 1000,
+    )
 
 
 def parse_rfc3339(text: str) -> datetime:

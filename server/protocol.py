@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NoReturn
 
+import orjson
+
 PROTOCOL_VERSION = 1
 DEFAULT_MAX_FRAME_SIZE = 65_536
 MAX_ID_CHARS = 128
@@ -474,5 +476,14 @@ def pong(id: str) -> WireFrame:
 
 
 def encode(frame: Mapping[str, Any]) -> str:
-    """Serialize a server frame as compact JSON text; raises ``ValueError`` on NaN."""
-    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    """Serialize a server frame (or a stored record) as compact JSON text, not escaped
+    to ASCII. NaN and the infinities, which JSON has not, become ``null``.
+
+    orjson writes it; what orjson refuses (an integer past 64 bits, a key that is not a
+    string) the standard library's encoder writes, as it always did. Raises
+    ``TypeError`` for what neither can encode, and ``ValueError`` for NaN there.
+    """
+    try:
+        return orjson.dumps(frame).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(frame, ensure_ascii=False, separators=(",", ":"), allow_nan=False)

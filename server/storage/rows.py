@@ -49,7 +49,7 @@ def _utc(moment: datetime) -> datetime:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return encode(value)
 
 
 def conversation_values(conversation: Conversation) -> dict[str, Any]:
