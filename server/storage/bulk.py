@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Insert, Table, bindparam
 from sqlalchemy import insert as generic_insert
 from sqlalchemy.dialects import postgresql, sqlite
+
+from server.storage.tables import UtcDateTime
 
 
 class RowWriter:
@@ -47,25 +50,26 @@ class RowWriter:
         self._processors: tuple[tuple[str, Callable[[Any], Any]], ...] = tuple(
             (name, processor)
             for name in self._order
-            if (processor := table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
-            is not None
+            if (processor := _bind_processor(dialect, table.c[name].type)) is not None
         )
+        processors = dict(self._processors)
+        self._spec = tuple((name, processors.get(name)) for name in self._order)
 
     def parameters(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
         """*rows* as the driver takes them: tuples in the statement's order, or dicts."""
-        processors = self._processors
-        if processors:
+        if not self._positional:
+            processors = self._processors
             processed = []
             for row in rows:
                 row = dict(row)
                 for name, processor in processors:
                     row[name] = processor(row[name])
                 processed.append(row)
-            rows = processed
-        if not self._positional:
-            return list(rows)
-        order = self._order
-        return [tuple(row[name] for name in order) for row in rows]
+            return processed
+        spec = self._spec
+        return [
+            tuple([row[name] if p is None else p(row[name]) for name, p in spec]) for row in rows
+        ]
 
     def execute(self, connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
         """Write *rows* (each a value for every column) in *connection*'s transaction."""
@@ -82,6 +86,35 @@ class RowWriter:
                 cursor.close()
         else:
             connection.exec_driver_sql(self.sql, self.parameters(rows))
+
+
+def _bind_processor(dialect: Dialect, column_type: Any) -> Callable[[Any], Any] | None:
+    if dialect.name == "sqlite" and isinstance(column_type, UtcDateTime):
+        return sqlite_utc_text
+    processor: Callable[[Any], Any] | None = column_type.dialect_impl(dialect).bind_processor(
+        dialect
+    )
+    return processor
+
+
+def sqlite_utc_text(value: datetime | None) -> str | None:
+    """What :class:`~server.storage.tables.UtcDateTime` and then SQLite's ``DATETIME``
+    make of *value*, in one step (the two took a sixth of a progress update's commit)."""
+    if value is None:
+        return None
+    if value.tzinfo is not UTC:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("naive datetime: timestamps must be timezone-aware")
+        value = value.astimezone(UTC)
+    return "%04d-%02d-%02d %02d:%02d:%02d.%06d" % (  # noqa: UP031
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond,
+    )
 
 
 @functools.cache
