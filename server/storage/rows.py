@@ -23,10 +23,13 @@ from agents.models import (
     ChatKind,
     Conversation,
     EventBody,
+    EventType,
+    Message,
     Patient,
     StreamEvent,
     Task,
     TaskState,
+    TaskUpdate,
     body_from_json,
     body_to_json,
     rfc3339,
@@ -107,52 +110,60 @@ def chat_from_row(row: ChatRow) -> Chat:
     )
 
 
-def event_values(event: StreamEvent, body: str | None = None) -> dict[str, Any]:
-    """The ``events`` row of a stored *event* (it has its ``seq``); *body*, if given,
-    is its body already encoded."""
-    return {
-        "chat_id": event.chat_id,
-        "seq": event.seq,
-        "ts": event.ts,
-        "type": event.type.value,
-        "task_id": event.task_id,
-        "body": body if body is not None else _dumps(body_to_json(event.body)),
-        "wire": event.wire if event.wire is not None else encode(event.to_wire()),
-    }
+_STORED_TYPES: dict[type, EventType] = {Message: EventType.MESSAGE, TaskUpdate: EventType.TASK}
+"""The type of a stored event, by its body's (a preview is never stored)."""
 
 
-def event_rows(events: Sequence[StreamEvent]) -> list[dict[str, Any]]:
-    """The ``events`` rows of one commit's *events*; a body they share is encoded once."""
-    bodies: dict[int, str] = {}
-    rows = []
-    for event in events:
-        body = bodies.get(id(event.body))
-        if body is None:
-            body = bodies[id(event.body)] = _dumps(body_to_json(event.body))
-        rows.append(event_values(event, body))
-    return rows
-
-
-def numbered_events(
+def numbered_rows(
     numbered: Sequence[tuple[str, int, EventBody]], ts: datetime
-) -> list[StreamEvent]:
-    """The events of one commit, each with its frame encoded (:attr:`StreamEvent.wire`).
+) -> tuple[list[StreamEvent], list[dict[str, Any]]]:
+    """The events of one commit, each with its frame encoded
+    (:attr:`StreamEvent.wire`), and their ``events`` rows.
 
-    A body that several events share — a task's update, in the conversation's stream
-    and in the task's own chat — is turned into its frame's fields once.
+    Each body is encoded once, however many events carry it (a task's update goes in
+    the conversation's stream and in the task's own chat): its frame is that text with
+    the event's own fields in front, and a message's stored body the same text with
+    its type in front — what encoding each whole would give, byte for byte.
     """
     stamp = rfc3339(ts)
-    fields: dict[int, dict[str, Any]] = {}
-    events = []
+    encoded: dict[int, tuple[str, str, str, str | None]] = {}
+    quoted: dict[str, str] = {}
+    events: list[StreamEvent] = []
+    rows: list[dict[str, Any]] = []
     for chat_id, seq, body in numbered:
-        shared = fields.get(id(body))
-        if shared is None:
-            shared = fields[id(body)] = body.to_wire()
-        kind = StreamEvent(chat_id, seq, ts, body).type
+        found = encoded.get(id(body))
+        if found is None:
+            kind = _STORED_TYPES[type(body)]
+            fields = encode(body.to_wire())
+            # What follows the event's own fields: the body's, or just the brace.
+            rest = "," + fields[1:] if fields != "{}" else "}"
+            if isinstance(body, Message):
+                stored = '{"type":"message"' + rest
+                task_id = body.task_id
+            else:
+                assert isinstance(body, TaskUpdate)
+                stored = _dumps(body_to_json(body))
+                task_id = body.task.id
+            found = encoded[id(body)] = (kind.value, rest, stored, task_id)
+        kind_value, rest, stored, task_id = found
+        chat = quoted.get(chat_id)
+        if chat is None:
+            chat = quoted[chat_id] = encode(chat_id)  # type: ignore[arg-type]
         # Field for field, and in order, what StreamEvent.to_wire builds.
-        wire = {"seq": seq, "type": kind.value, "chat_id": chat_id, "ts": stamp, **shared}
-        events.append(StreamEvent(chat_id, seq, ts, body, wire=encode(wire)))
-    return events
+        wire = f'{{"seq":{seq},"type":"{kind_value}","chat_id":{chat},"ts":"{stamp}"{rest}'
+        events.append(StreamEvent(chat_id, seq, ts, body, wire=wire))
+        rows.append(
+            {
+                "chat_id": chat_id,
+                "seq": seq,
+                "ts": ts,
+                "type": kind_value,
+                "task_id": task_id,
+                "body": stored,
+                "wire": wire,
+            }
+        )
+    return events, rows
 
 
 def event_from_row(row: EventRow) -> StreamEvent:

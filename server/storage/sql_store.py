@@ -82,8 +82,7 @@ from server.storage.rows import (
     conversation_from_row,
     conversation_values,
     event_from_row,
-    event_rows,
-    numbered_events,
+    numbered_rows,
     patient_from_row,
     patient_values,
     task_from_row,
@@ -766,8 +765,8 @@ class SqlStore:
                 seq = next_seq[new.chat_id]
                 next_seq[new.chat_id] = seq + 1
                 numbered.append((new.chat_id, seq, new.body))
-            events = numbered_events(numbered, now)
-            rows.insert(connection, EVENTS, event_rows(events))
+            events, event_rows = numbered_rows(numbered, now)
+            rows.insert(connection, EVENTS, event_rows)
         return events
 
 
