@@ -1,26 +1,16 @@
 """The cycle collector's schedule: short pauses, and the whole heap walked as it grows.
 
-CPython's collections walk the objects of their generation in the event loop's
-thread: with a thousand sub-agents running, a young collection walked 10,000–25,000
-objects (5–13 ms), a middle one the survivors of ten of them (10–19 ms), a full one
-everything that had survived since (20–140 ms), and they hold every conversation of
-the node. What survives a collection is mostly what lives on: the node, the sockets,
-the running tasks, a task's latest record. So after every collection, of any
-generation, the survivors are frozen (:func:`gc.freeze`, which costs the same whatever
-it freezes): the middle and oldest generations stay empty, their collections cost
-nothing, and a young collection walks only what was made since the last one. Its
-first threshold is :data:`YOUNG_THRESHOLD` unless ``SWITCHBOARD_GC_THRESHOLDS`` sets
-them: lower than CPython's 700, so each walk is short (P1: the longest young
-collection 2.4–5.9 ms, against 9.5–13.4 ms at 700 with the middle ones 9.7–19.2 and
-full ones up to 140). With nothing left for the older generations to walk, the lower
-threshold no longer makes them costlier, as it did when only full collections froze
-(BENCHMARKS.md).
+CPython's full collection walks every tracked object, in the event loop's thread: with
+a thousand sub-agents running it holds every conversation of the node for 130–200 ms,
+and it comes every few seconds, as objects that outlive a young collection pile up.
+What survives a full collection is mostly what lives on: the node, the sockets, the
+running tasks. So after each full collection the survivors are frozen
+(:func:`gc.freeze`): the next full collection walks only what was made since, and its
+pause stays short whatever the node holds.
 
 A frozen object is still freed as soon as nothing refers to it. What freezing holds back
 is a cycle of objects that became garbage after they were frozen (a cancelled task's
-frames and its exception, a conversation's runtime and its agent once it unloads): a
-cycle found garbage by the young collection after which it was made is freed then; one
-that dies later waits. So once the frozen objects have grown by a quarter
+frames and its exception, say): so once the frozen objects have grown by a quarter
 (:data:`WALK_GROWTH`) since the last walk, everything is thawed and one full collection
 walks it all, frees those cycles, and freezes what is left. That is CPython's own rule
 for its full collections (one when the objects that outlived the young ones reach a
@@ -31,6 +21,15 @@ the last walk left for at most that long; a node whose heap does not grow (10,00
 sockets) never pays for a walk. The walk is the one long pause, about 0.2 s per 1,000
 sockets open, and it is logged with its length (and counted in ``/metrics``), never
 hidden.
+
+The thresholds that start young collections are CPython's own unless
+``SWITCHBOARD_GC_THRESHOLDS`` sets them. A node in a steady state frees old objects
+about as fast as it makes new ones (a task's record replaced at each progress update),
+so the count that starts a young collection (allocations less deallocations, 700)
+grows slowly while the youngest generation fills with everything made since: a young
+collection then walks 10,000–25,000 objects, 5–20 ms. A first threshold of 100 makes
+them about a sixth as long, but the collector's time per second doubles, and on a node
+near half a core busy that did more harm to the tail than the pauses (BENCHMARKS.md, P1).
 """
 
 from __future__ import annotations
@@ -47,17 +46,10 @@ log = logging.getLogger(__name__)
 WALK_GROWTH = 0.25
 """How much the frozen objects must have grown since the last walk for the next one."""
 
-YOUNG_THRESHOLD = 300
-"""The first of the collector's thresholds unless configured: a young collection once
-the tracked objects made exceed those freed by so many (CPython's is 700). The other
-two are CPython's: with every survivor frozen they have nothing to walk."""
-
 
 class CycleCollector:
-    """Freeze what each collection leaves; walk the whole heap when what is frozen has
-    grown by :data:`WALK_GROWTH`, considered every *walk_every* s. *thresholds*: the
-    collector's while installed; by default :data:`YOUNG_THRESHOLD` and CPython's
-    other two."""
+    """Freeze what each full collection leaves; walk the whole heap when what is frozen
+    has grown by :data:`WALK_GROWTH`, considered every *walk_every* s."""
 
     def __init__(self, walk_every: float, thresholds: tuple[int, int, int] | None = None) -> None:
         self.walk_every = walk_every
@@ -70,14 +62,15 @@ class CycleCollector:
         self._installed = False
 
     def install(self) -> None:
-        """Collect and freeze what start-up made; from now on freeze after each collection."""
+        """Collect and freeze what start-up made; from now on freeze after each full one."""
         if self._installed:
             return
         gc.collect()
         gc.freeze()
         self.frozen_after_walk = gc.get_freeze_count()
-        self._previous_thresholds = previous = gc.get_threshold()
-        gc.set_threshold(*(self.thresholds or (YOUNG_THRESHOLD, *previous[1:])))
+        if self.thresholds is not None:
+            self._previous_thresholds = gc.get_threshold()
+            gc.set_threshold(*self.thresholds)
         gc.callbacks.append(self._on_collection)
         self._installed = True
 
@@ -92,8 +85,8 @@ class CycleCollector:
         self._installed = False
 
     def _on_collection(self, phase: str, info: dict[str, Any]) -> None:
-        if phase == "stop":
-            # Whatever generation this was, its survivors just moved to an older one.
+        if phase == "stop" and info.get("generation") == 2:
+            # Every generation is empty but the oldest, whose objects all just survived.
             gc.freeze()
 
     def walk(self) -> float:

@@ -71,8 +71,8 @@ class Settings:
     is frozen has grown by a quarter: :mod:`server.collector`)."""
     gc_thresholds: tuple[int, int, int] | None = None
     """The collector's thresholds while the node runs (:func:`gc.set_threshold`); by
-    default ``(300, 10, 10)``: :data:`server.collector.YOUNG_THRESHOLD` and CPython's
-    other two. See :mod:`server.collector` and BENCHMARKS.md (P1)."""
+    default CPython's own (700, 10, 10). See :mod:`server.collector` and BENCHMARKS.md
+    for what lower ones cost."""
     audit_signing_key: Path | None = None
     """The Ed25519 private key (PEM file) checkpoints are signed with; never in the database."""
     audit_public_key: Path | None = None
