@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
         "--profile",
         type=Path,
         metavar="DIR",
-        help="sample the server with py-spy during each scenario's first run (raw stacks in DIR)",
+        help="sample the server during each scenario's first run (raw stacks in DIR)",
     )
     parser.add_argument(
         "--set",

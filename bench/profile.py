@@ -1,4 +1,5 @@
-"""Summarize a py-spy raw profile (``--profile``): where the server's time went.
+"""Summarize a raw profile (``--profile``: :mod:`bench.sampler`'s, or py-spy's): where the
+server's time went.
 
 ::
 
@@ -18,6 +19,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+_ROOT = Path(__file__).resolve().parents[1]
 _FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
@@ -26,7 +28,7 @@ def _function(frame: str) -> str:
     if match is None:
         return frame
     path = match["file"]
-    for marker in ("site-packages/", "/work/main/", "lib/python3.11/"):
+    for marker in ("site-packages/", f"{_ROOT}/", "lib/python3.11/"):
         if marker in path:
             path = path.split(marker, 1)[1]
     return f"{match['function']} ({path})"

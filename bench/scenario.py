@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.harness import ROOT, ServerProcess, free_port
+from bench.harness import ROOT, ServerProcess, free_port, http_json
+from bench.sampler import SAMPLE_PATH
 
 Params = Mapping[str, Any]
 Metrics = dict[str, float]
@@ -90,11 +91,14 @@ class RunContext:
         and *python* and *cwd* another venv's server (a peer, :mod:`bench.peers`).
         *port* is a free one by default (P8 restarts a server on the port it had)."""
         n = len(self.servers)
+        env = dict(env or {})
+        if self.profile_dir is not None and tuple(module) == ("bench.server",):
+            env.setdefault("BENCH_SAMPLE", str(self.path(f"server{n}-samples.txt").resolve()))
         server = ServerProcess(
             database=database or self.path(f"server{n}.db"),
             log_path=self.path(f"server{n}.log"),
             port=port or free_port(),
-            env=dict(env or {}),
+            env=env,
             module=tuple(module),
             python=python,
             cwd=cwd,
@@ -108,45 +112,69 @@ class RunContext:
 
     @asynccontextmanager
     async def measuring(self, server: ServerProcess, label: str) -> AsyncIterator[None]:
-        """Mark the measured window; with ``--profile``, py-spy samples the server in it.
+        """Mark the measured window; with ``--profile``, the server is sampled in it.
 
-        Only the first run is profiled, and its figures are perturbed: each sample
-        pauses the server. Profile to explain figures, never to produce them.
+        A bench server samples itself (:mod:`bench.sampler`); another server (a peer)
+        is sampled by py-spy from outside. Only the first run is profiled, and its
+        figures are perturbed. Profile to explain figures, never to produce them.
         """
         if self.profile_dir is None or self.run_index != 0:
             yield
             return
         output = self.profile_dir / f"{label}.txt"
-        spy = await asyncio.create_subprocess_exec(
-            _py_spy(),
-            "record",
-            "--pid",
-            str(server.pid),
-            "--rate",
-            "250",
-            "--format",
-            "raw",
-            # Only the thread holding the GIL: what the process spends its one Python
-            # core on (SQLite itself runs with the GIL released). Sampling pauses the
-            # server (no --nonblocking): without the pause, which thread holds the GIL
-            # and what its stack shows are read at different moments, and blocking
-            # calls soak up samples they did not spend.
-            "--gil",
-            "--output",
-            str(output),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
+        if server.env.get("BENCH_SAMPLE"):
+            async with _sampled(server, output):
+                yield
+        else:
+            async with _spied(server, output):
+                yield
+        self.log(f"    profile of the server: {output}")
+
+
+@asynccontextmanager
+async def _sampled(server: ServerProcess, output: Path) -> AsyncIterator[None]:
+    status, body = await http_json("POST", server.http + SAMPLE_PATH, {})
+    if status != 200:
+        raise RuntimeError(f"POST {SAMPLE_PATH} answered {status}: {body}")
+    try:
+        yield
+    finally:
+        status, body = await http_json("DELETE", server.http + SAMPLE_PATH)
+        if status == 200:
+            # The server wrote it where it was told (BENCH_SAMPLE).
+            shutil.move(body["output"], output)
+
+
+@asynccontextmanager
+async def _spied(server: ServerProcess, output: Path) -> AsyncIterator[None]:
+    spy = await asyncio.create_subprocess_exec(
+        _py_spy(),
+        "record",
+        "--pid",
+        str(server.pid),
+        "--rate",
+        "250",
+        "--format",
+        "raw",
+        # Only the thread holding the GIL: what the process spends its one Python
+        # core on. Sampling pauses the server (no --nonblocking): without the pause,
+        # which thread holds the GIL and what its stack shows are read at different
+        # moments.
+        "--gil",
+        "--output",
+        str(output),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
         try:
-            yield
-        finally:
-            spy.send_signal(signal.SIGINT)
-            try:
-                async with asyncio.timeout(30):
-                    await spy.wait()
-            except TimeoutError:
-                spy.kill()
-            self.log(f"    profile of the server: {output}")
+            async with asyncio.timeout(30):
+                await spy.wait()
+        except TimeoutError:
+            spy.kill()
 
 
 def _py_spy() -> str:

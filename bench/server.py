@@ -9,7 +9,8 @@ WebSocket echo that P4 measures the whole stack against, and
 ``/bench/conversations/{id}``, what the live runtime of a conversation holds (P10).
 Diagnostics that cost the server something are added only when asked for:
 ``/bench/memory`` and ``/bench/heap`` with ``BENCH_TRACE_MEMORY`` (:mod:`bench.memtrace`),
-``/bench/gc`` with ``BENCH_GC`` (:mod:`bench.gctrace`).
+``/bench/gc`` with ``BENCH_GC`` (:mod:`bench.gctrace`), ``/bench/sample`` with
+``BENCH_SAMPLE`` (:mod:`bench.sampler`, for ``--profile``).
 """
 
 from __future__ import annotations
@@ -102,6 +103,14 @@ def create_bench_app(settings: Settings) -> Starlette:
         trace = MemoryTrace(int(frames))
         routes.append(Route(MEMORY_PATH, trace.report, methods=["GET"]))
         routes.append(Route(HEAP_PATH, trace.heap, methods=["GET"]))
+    sample = os.environ.get("BENCH_SAMPLE")
+    if sample:
+        from pathlib import Path
+
+        from bench.sampler import SAMPLE_PATH, Sampler
+
+        sampler = Sampler(Path(sample))
+        routes.append(Route(SAMPLE_PATH, sampler.endpoint, methods=["POST", "DELETE"]))
     if os.environ.get("BENCH_GC"):
         from bench.gctrace import COLLECT_PATH, GC_PATH, WALK_PATH, CollectorWatch
 

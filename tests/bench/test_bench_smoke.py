@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.profile import read
+
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.e2e
@@ -21,9 +23,10 @@ pytestmark = pytest.mark.e2e
 
 def test_quick_run_writes_every_metric(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
+    profiles = tmp_path / "profiles"
     command = [sys.executable, "-m", "bench", "--quick", "--runs", "1", "--only", "P3,P6"]
     done = subprocess.run(
-        [*command, "--json", str(out)],
+        [*command, "--json", str(out), "--profile", str(profiles)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -34,6 +37,13 @@ def test_quick_run_writes_every_metric(tmp_path: Path) -> None:
     assert "replay_ms" in done.stdout
 
     document = json.loads(out.read_text())
+    # The servers sampled themselves in their measured windows (bench/sampler.py).
+    for label in ("P3", "P6"):
+        (profile,) = profiles.glob(f"{label}*.txt")
+        stacks = read(profile)
+        assert stacks
+        assert all(n > 0 for _, n in stacks)
+
     assert document["mode"] == "quick"
     assert document["runs_per_scenario"] == 1
     assert document["machine"]["cores"] >= 1
