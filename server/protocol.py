@@ -256,6 +256,10 @@ def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+# One decoder for every frame: json.loads with hooks builds a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, object_pairs_hook=_refuse_duplicates)
+
+
 def parse_client_frame(
     data: str | bytes, *, max_size: int = DEFAULT_MAX_FRAME_SIZE
 ) -> ClientFrame | FrameError:
@@ -269,9 +273,7 @@ def parse_client_frame(
     if not isinstance(data, str):
         return FrameError(ErrorCode.BAD_FRAME)
     try:
-        obj = json.loads(
-            data, parse_constant=_refuse_constant, object_pairs_hook=_refuse_duplicates
-        )
+        obj = _DECODER.decode(data)
     except (_Reject, ValueError, RecursionError):
         # ValueError covers malformed JSON and over-long integer literals;
         # RecursionError a deeply nested array that still fits in the size limit.
