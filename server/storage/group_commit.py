@@ -16,6 +16,13 @@ moves up when the say queues behind it); and a batch, written in the event loop'
 thread on SQLite, holds the loop for a few milliseconds rather than for as long as
 everything queued takes.
 
+A writer woken by a commit does not take its batch at once: it first lets every task
+that can run go ahead of it, again for as long as each turn of the event loop brings
+more commits (:data:`GATHER_ROUNDS`). Conversations whose turns are under way in the
+same moment then share one transaction, where the first of them would otherwise be
+written alone and the others wait for the next; a commit waits a turn of the loop or
+two longer for it.
+
 Invariants: commits of each kind are applied in the order they were requested (a
 conversation sends one commit at a time, so its own are never reordered), each caller
 gets exactly its own events back, and a caller is answered only once its changes are
@@ -43,6 +50,14 @@ BACKGROUND_BATCH_EVENTS = 64
 """Background commits join a batch while it holds fewer events than this (one always
 does, if any waits). P1's p99, 3 runs each in one sitting: 22.4 ms at 32, 20.0 at 64,
 22.6 at 128; written inline an event takes about 55 µs of the loop."""
+
+
+GATHER_ROUNDS = 4
+"""At most this many turns of the event loop that a woken writer lets go by, while each
+brings more commits, before it takes its batch. P4 (32 conversations saying in closed
+loops), 3 rounds in turn: 8 says a batch and 0.20-0.21 ms of CPU a say writing at once,
+14 and 0.19-0.20 after one turn, 23 and 0.18-0.20 with up to four; P1's p50 went from
+1.43 to 1.51-1.54 ms."""
 
 
 @dataclass(eq=False, slots=True)
@@ -107,6 +122,7 @@ class GroupCommitter:
                 while not (self._waiting or self._background):
                     await self._wakeup.wait()
                     self._wakeup = anyio.Event()
+                await self._gather()
                 # Shielded: its callers wait, shielded, to hear how it went (cancelled
                 # part-way, it would leave them waiting for ever). The store bounds its
                 # own waits.
@@ -117,6 +133,15 @@ class GroupCommitter:
             with anyio.CancelScope(shield=True):
                 while self._waiting or self._background:
                     await self._write_batch()
+
+    async def _gather(self) -> None:
+        """Let the tasks that can run go first, for as long as each turn of the loop
+        brings more commits (at most :data:`GATHER_ROUNDS` turns)."""
+        for _ in range(GATHER_ROUNDS):
+            queued = len(self._waiting) + len(self._background)
+            await anyio.lowlevel.checkpoint()
+            if len(self._waiting) + len(self._background) == queued:
+                return
 
     def _next_batch(self) -> list[_Waiting]:
         """The commits nobody has to wait behind first, then background ones (see the

@@ -16,7 +16,12 @@ import pytest
 from agents.exceptions import SwitchboardError
 from agents.models import Author, Message, MessageKind, MessageRole, StreamEvent, utcnow
 from agents.ports import Changes, Fence, NewEvent
-from server.storage.group_commit import BACKGROUND_BATCH_EVENTS, MAX_BATCH, GroupCommitter
+from server.storage.group_commit import (
+    BACKGROUND_BATCH_EVENTS,
+    GATHER_ROUNDS,
+    MAX_BATCH,
+    GroupCommitter,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -72,6 +77,40 @@ async def committed_while_busy(later: list[Changes]) -> list[list[str]]:
             store.release.set()
         tg.cancel_scope.cancel()
     return store.batches
+
+
+async def committed_turns_apart(count: int) -> list[list[str]]:
+    """The batches of *count* commits to an idle writer, the n-th made n turns of the
+    event loop after the first."""
+    store = ScriptedStore()
+    store.release.set()
+    committer = GroupCommitter(store.commit_batch, store.commit_one)
+
+    async def commit_later(n: int) -> None:
+        for _ in range(n):
+            await anyio.lowlevel.checkpoint()
+        await committer.commit(changes(f"say-{n}"))
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(committer.run)
+        async with anyio.create_task_group() as callers:
+            for n in range(count):
+                callers.start_soon(commit_later, n)
+        tg.cancel_scope.cancel()
+    return store.batches
+
+
+async def test_a_commit_made_while_the_writer_wakes_shares_its_batch() -> None:
+    # Written at once, the first would go alone and the second wait for the next batch.
+    assert await committed_turns_apart(2) == [["say-0", "say-1"]]
+
+
+async def test_the_writer_gathers_a_batch_for_a_few_turns_of_the_loop_at_most() -> None:
+    count = 4 * GATHER_ROUNDS
+    batches = await committed_turns_apart(count)
+    assert len(batches) > 1
+    assert len(batches[0]) <= GATHER_ROUNDS + 2
+    assert [label for batch in batches for label in batch] == [f"say-{n}" for n in range(count)]
 
 
 async def test_a_commit_somebody_waits_on_goes_before_the_background_queued_ahead() -> None:
