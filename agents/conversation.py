@@ -488,7 +488,15 @@ class ConversationRuntime:
         conversation over: its new home runs it, this copy must not go on.
         """
         try:
-            return await self.services.store.commit(replace(changes, fence=self._fence))
+            # Not dataclasses.replace, which inspects the fields on every call.
+            fenced = Changes(
+                chats=changes.chats,
+                tasks=changes.tasks,
+                events=changes.events,
+                fence=self._fence,
+                background=changes.background,
+            )
+            return await self.services.store.commit(fenced)
         except Fenced:
             if not self.fenced:
                 self.fenced = True

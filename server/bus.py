@@ -139,9 +139,9 @@ class RedisBus(MemoryBus):
         return self._redis
 
     async def publish(self, workspace_id: str, events: Sequence[StreamEvent]) -> None:
-        """Deliver to this node's watchers at once; queue for the other nodes."""
+        """Deliver to this node's watchers at once; queue for the other nodes. Not a
+        checkpoint, as :meth:`agents.memory.MemoryBus.publish`."""
         self.publish_nowait(events, workspace_id)
-        await anyio.lowlevel.checkpoint()
         if not self.connected:
             self.dropped += 1
             return
