@@ -131,11 +131,13 @@ TAKE_HOME_LOCK_MS = 1_000
 """How long a take-over waits for the conversation's row (PostgreSQL) before retrying."""
 
 # The sessions of a dead home that sit in an open transaction, each ended.
-_END_IDLE_TRANSACTIONS = text(
+# Every session of the dead home but those at rest between transactions: one 'idle in
+# transaction', and one 'active' — a statement still running, or a pipeline (psycopg's
+# executemany) sent but for its Sync, which PostgreSQL's idle timeout never ends.
+_END_DEAD_HOMES_SESSIONS = text(
     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
     " WHERE application_name = :home AND datname = current_database()"
-    " AND state IN ('idle in transaction', 'idle in transaction (aborted)')"
-    " AND pid <> pg_backend_pid()"
+    " AND state <> 'idle' AND pid <> pg_backend_pid()"
 )
 
 # What every socket opened reads: built once, with the values bound at each call (a
@@ -695,11 +697,13 @@ class SqlStore:
         """End the open transactions of the conversation's recorded home if it is dead.
 
         A node that stops mid-transaction (SIGSTOP, a VM paused, a lost machine whose
-        TCP has not timed out) holds its row locks until PostgreSQL's idle timeout; its
-        transactions queued behind those then take their turn and hold them again.
+        TCP has not timed out) holds its row locks until PostgreSQL's idle timeout, or,
+        if its session was not idle (a statement under way, a pipeline not yet synced),
+        until it wakes; its transactions queued behind those then take their turn and
+        hold them again.
         Its sessions carry its owner as ``application_name`` (see
         :func:`~server.storage.engine.create_engine_for`), so the taker ends exactly
-        the idle transactions of a home whose heartbeat has lapsed. Without the right
+        the open sessions of a home whose heartbeat has lapsed. Without the right
         to do so (another role), it waits for the idle timeout instead.
         """
         with self._engine.connect() as connection:
@@ -711,7 +715,7 @@ class SqlStore:
             ):
                 return
             try:
-                ended = connection.execute(_END_IDLE_TRANSACTIONS, {"home": home}).all()
+                ended = connection.execute(_END_DEAD_HOMES_SESSIONS, {"home": home}).all()
             except (SQLAlchemyError, self._dbapi_error) as exc:
                 error = type(exc).__name__
                 log.warning("dead home's transactions not ended", extra={"error": error})

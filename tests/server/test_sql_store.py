@@ -1073,6 +1073,56 @@ async def test_a_home_frozen_mid_transaction_does_not_hold_its_conversation(
 
 
 @pytest.mark.anyio
+@pytest.mark.postgres
+async def test_a_home_frozen_with_a_statement_under_way_does_not_hold_its_conversation(
+    postgres_reachable: bool,
+) -> None:
+    # A backend that is not idle — a statement still running, or an executemany's
+    # pipeline sent but for its Sync — is 'active': PostgreSQL's idle timeout never
+    # starts, and a home frozen then holds its row until it wakes.
+    with postgres_schema(postgres_reachable) as schema:
+        options = {"options": f"-csearch_path={schema}"}
+        frozen_engine = create_engine_for(
+            POSTGRES_URL, connect_args=options, application_name="node-a/run1"
+        )
+        engine = create_engine_for(POSTGRES_URL, connect_args=options)
+        create_schema(engine)
+        store, frozen = SqlStore(engine), SqlStore(frozen_engine)
+        held = frozen_engine.raw_connection()
+        try:
+            conversation, _ = await started(store)
+            await frozen.heartbeat("node-a/run1")
+            assert await frozen.take_home(conversation.id, "node-a/run1", alive_within=10) == 1
+            locking = (
+                f"BEGIN; SELECT id FROM conversations WHERE id = '{conversation.id}' FOR UPDATE;"
+                " SELECT pg_sleep(60)"
+            )
+            held.driver_connection.pgconn.send_query(locking.encode())
+            with engine.connect() as watcher:
+                states = text("SELECT state FROM pg_stat_activity WHERE application_name = :a")
+
+                def running() -> bool:
+                    return "active" in watcher.execute(states, {"a": "node-a/run1"}).scalars()
+
+                with anyio.fail_after(3):
+                    # Another process's state: nothing to wait on but the view.
+                    while not running():  # noqa: ASYNC110
+                        await anyio.sleep(0.01)
+            await anyio.sleep(0.05)
+            with anyio.fail_after(3):
+                assert await store.take_home(conversation.id, "node-b/run1", alive_within=0.01) == 2
+        finally:
+            with engine.connect() as cleaner:  # if the store left it running
+                cleaner.execute(
+                    text("SELECT pg_terminate_backend(:pid)"),
+                    {"pid": held.driver_connection.pgconn.backend_pid},
+                )
+            held.invalidate()
+            frozen_engine.dispose()
+            engine.dispose()
+
+
+@pytest.mark.anyio
 async def test_ended_depth_one_tasks_without_a_follow_up_are_unsettled(store: SqlStore) -> None:
     expected = {}
     for state, depth, followed_up in [
