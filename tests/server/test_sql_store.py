@@ -11,8 +11,8 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -1029,6 +1029,30 @@ async def test_a_stale_home_in_a_group_commit_fails_alone(store: SqlStore) -> No
     assert await store.last_seq(their_chat.id) == 0
 
 
+@asynccontextmanager
+async def a_home_and_a_taker(
+    postgres_reachable: bool,
+) -> AsyncIterator[tuple[SqlStore, Engine, Conversation]]:
+    """node-b's store, node-a's engine (its sessions named after it), and a conversation
+    whose home node-a has just become, its heartbeat fresh."""
+    with postgres_schema(postgres_reachable) as schema:
+        options = {"options": f"-csearch_path={schema}"}
+        home_engine = create_engine_for(
+            POSTGRES_URL, connect_args=options, application_name="node-a/run1"
+        )
+        engine = create_engine_for(POSTGRES_URL, connect_args=options)
+        try:
+            create_schema(engine)
+            store, home = SqlStore(engine), SqlStore(home_engine)
+            conversation, _ = await started(store)
+            await home.heartbeat("node-a/run1")
+            assert await home.take_home(conversation.id, "node-a/run1", alive_within=10) == 1
+            yield store, home_engine, conversation
+        finally:
+            home_engine.dispose()
+            engine.dispose()
+
+
 @pytest.mark.anyio
 @pytest.mark.postgres
 async def test_a_home_frozen_mid_transaction_does_not_hold_its_conversation(
@@ -1037,19 +1061,8 @@ async def test_a_home_frozen_mid_transaction_does_not_hold_its_conversation(
     # node-a froze (SIGSTOP) with a transaction open on the conversation's row. Its
     # sessions carry its name; once its heartbeat lapses, node-b ends that transaction
     # instead of waiting on it; while node-a is alive, node-b gives up within a second.
-    with postgres_schema(postgres_reachable) as schema:
-        options = {"options": f"-csearch_path={schema}"}
-        frozen_engine = create_engine_for(
-            POSTGRES_URL, connect_args=options, application_name="node-a/run1"
-        )
-        engine = create_engine_for(POSTGRES_URL, connect_args=options)
-        create_schema(engine)
-        store, frozen = SqlStore(engine), SqlStore(frozen_engine)
-        try:
-            conversation, _ = await started(store)
-            await frozen.heartbeat("node-a/run1")
-            assert await frozen.take_home(conversation.id, "node-a/run1", alive_within=10) == 1
-            held = frozen_engine.connect()
+    async with a_home_and_a_taker(postgres_reachable) as (store, frozen_engine, conversation):
+        with frozen_engine.connect() as held:
             held.execute(
                 text("SELECT id FROM conversations WHERE id = :id FOR UPDATE"),
                 {"id": conversation.id},
@@ -1066,10 +1079,6 @@ async def test_a_home_frozen_mid_transaction_does_not_hold_its_conversation(
                 assert await store.take_home(conversation.id, "node-b/run1", alive_within=0.01) == 2
             with pytest.raises(Exception, match="terminat"):
                 held.execute(text("SELECT 1"))
-        finally:
-            held.close()
-            frozen_engine.dispose()
-            engine.dispose()
 
 
 @pytest.mark.anyio
@@ -1080,29 +1089,22 @@ async def test_a_home_frozen_with_a_statement_under_way_does_not_hold_its_conver
     # A backend that is not idle — a statement still running, or an executemany's
     # pipeline sent but for its Sync — is 'active': PostgreSQL's idle timeout never
     # starts, and a home frozen then holds its row until it wakes.
-    with postgres_schema(postgres_reachable) as schema:
-        options = {"options": f"-csearch_path={schema}"}
-        frozen_engine = create_engine_for(
-            POSTGRES_URL, connect_args=options, application_name="node-a/run1"
-        )
-        engine = create_engine_for(POSTGRES_URL, connect_args=options)
-        create_schema(engine)
-        store, frozen = SqlStore(engine), SqlStore(frozen_engine)
+    async with a_home_and_a_taker(postgres_reachable) as (store, frozen_engine, conversation):
         held = frozen_engine.raw_connection()
+        driver = held.driver_connection
+        assert driver is not None
+        backend = driver.pgconn.backend_pid
         try:
-            conversation, _ = await started(store)
-            await frozen.heartbeat("node-a/run1")
-            assert await frozen.take_home(conversation.id, "node-a/run1", alive_within=10) == 1
             locking = (
                 f"BEGIN; SELECT id FROM conversations WHERE id = '{conversation.id}' FOR UPDATE;"
                 " SELECT pg_sleep(60)"
             )
-            held.driver_connection.pgconn.send_query(locking.encode())
-            with engine.connect() as watcher:
-                states = text("SELECT state FROM pg_stat_activity WHERE application_name = :a")
+            driver.pgconn.send_query(locking.encode())
+            with store.engine.connect() as watcher:
+                states = text("SELECT state FROM pg_stat_activity WHERE pid = :pid")
 
                 def running() -> bool:
-                    return "active" in watcher.execute(states, {"a": "node-a/run1"}).scalars()
+                    return watcher.execute(states, {"pid": backend}).scalar() == "active"
 
                 with anyio.fail_after(3):
                     # Another process's state: nothing to wait on but the view.
@@ -1112,14 +1114,9 @@ async def test_a_home_frozen_with_a_statement_under_way_does_not_hold_its_conver
             with anyio.fail_after(3):
                 assert await store.take_home(conversation.id, "node-b/run1", alive_within=0.01) == 2
         finally:
-            with engine.connect() as cleaner:  # if the store left it running
-                cleaner.execute(
-                    text("SELECT pg_terminate_backend(:pid)"),
-                    {"pid": held.driver_connection.pgconn.backend_pid},
-                )
+            with store.engine.connect() as cleaner:  # if the store left it running
+                cleaner.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
             held.invalidate()
-            frozen_engine.dispose()
-            engine.dispose()
 
 
 @pytest.mark.anyio
